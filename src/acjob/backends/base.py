@@ -1,0 +1,123 @@
+"""The contract every compute backend fulfils, and how backends are found.
+
+A backend starts wrapper scripts (:mod:`acjob.wrapper`) on its compute resource and
+reports what it sees of them. It never decides that a job ended: the wrapper's exit
+file does. What a backend reports is an :class:`Observation`; the monitor combines
+it with the spool to move jobs on.
+
+Errors: a backend raises :class:`~acjob.errors.BackendUnavailable` (transient) when
+its resource cannot be asked right now (the monitor looks again later, and nothing
+becomes final because of it), and :class:`~acjob.errors.SubmitFailed` (permanent)
+when it refuses a job for good.
+
+Backends are registered under the entry-point group ``acjob.backends`` and loaded
+explicitly by name; importing acjob registers nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ..errors import ConfigError
+from ..model import FailureKind, Job
+from ..spool import Spool
+
+ObservedState = Literal["pending", "running", "gone", "failed", "canceled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a backend sees of one submitted attempt.
+
+    Attributes:
+        state: ``pending`` (queued by the resource), ``running``, ``gone`` (the
+            resource no longer knows it: it ended, or was lost), ``failed`` (the
+            resource says infrastructure failed it: see ``failure``) or
+            ``canceled`` (someone canceled it outside acjob).
+        failure: For ``failed``: which kind of failure.
+        reason: The resource's own words, for people.
+    """
+
+    state: ObservedState
+    failure: FailureKind | None = None
+    reason: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A compute resource that runs wrapper scripts.
+
+    Attributes:
+        name: The name jobs use to ask for this backend.
+        capacity: How many attempts may be active at once, or ``None`` when the
+            resource queues by itself (a batch scheduler).
+        poll_interval: Seconds between two polls while attempts are active.
+        lost_grace: Seconds an attempt may be ``gone`` without an exit file before
+            it is declared lost (shared file systems can lag behind the scheduler).
+    """
+
+    name: str
+    capacity: int | None
+    poll_interval: float
+    lost_grace: float
+
+    async def start(self, wake: Callable[[], None]) -> None:
+        """Get ready; call ``wake()`` whenever an attempt may have changed."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources. Running attempts are left running."""
+        ...
+
+    async def submit(self, job: Job, attempt: int, wrapper: Path) -> str:
+        """Start ``wrapper`` for the attempt and return the resource's id for it.
+
+        Raises:
+            BackendUnavailable: the resource could not be asked; the attempt may
+                or may not have been submitted (the monitor fences it).
+            SubmitFailed: the resource refused the job.
+        """
+        ...
+
+    async def poll(self, native_ids: Collection[str]) -> Mapping[str, Observation]:
+        """Observe many attempts in one call to the resource.
+
+        Every id asked for is in the result.
+
+        Raises:
+            BackendUnavailable: the resource could not be asked.
+        """
+        ...
+
+    async def find(self, job: Job, attempt: int) -> str | None:
+        """Find an attempt submitted before a crash by its tag; ``None`` if unknown."""
+        ...
+
+    async def cancel(self, native_id: str) -> None:
+        """Ask the resource to stop the attempt; it need not be gone on return."""
+        ...
+
+
+def load_backend(name: str, spool: Spool, options: Mapping[str, Any]) -> Backend:
+    """Create the backend registered as ``name`` in the ``acjob.backends`` group.
+
+    Raises:
+        ConfigError: no such backend is installed, or its options are invalid.
+    """
+    found = entry_points(group="acjob.backends", name=name)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group="acjob.backends"))
+        raise ConfigError(
+            f"no backend named {name!r}",
+            hint=f"use one of: {', '.join(known)}",
+            code="unknown_backend",
+        )
+    factory = next(iter(found)).load()
+    backend = factory(spool=spool, options=dict(options))
+    if not isinstance(backend, Backend):
+        raise ConfigError(f"the backend {name!r} does not implement the Backend contract")
+    return backend

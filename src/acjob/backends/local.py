@@ -1,0 +1,209 @@
+"""The local backend: jobs as processes on this machine, a bounded number at a time.
+
+Each attempt's wrapper runs in a session of its own (``setsid``), detached from the
+daemon's stdio, so it outlives the daemon. The native id is
+``<boot id>:<pid>:<start time>``: a pid alone is reused by the kernel, the start
+time (in clock ticks since boot, from ``/proc/<pid>/stat``) and the boot id make
+the id name one process only. Exits are noticed through a pidfd, for children and
+for processes re-attached after a daemon restart alike, so there is no per-job
+polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, SubmitFailed
+from ..model import Job
+from ..spool import Spool
+from .base import Observation
+
+_BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """Return a short id of the current boot."""
+    try:
+        return _BOOT_ID_PATH.read_text().strip().replace("-", "")[:12]
+    except OSError:
+        return "noboot"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Return the process's start time in clock ticks since boot, or ``None`` if absent.
+
+    A zombie (ended, not yet reaped) counts as absent.
+    """
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after it.
+    fields = data[data.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def parse_native_id(native_id: str) -> tuple[str, int, int] | None:
+    """Split ``boot:pid:start``; ``None`` if malformed."""
+    parts = native_id.split(":")
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[1]), int(parts[2])
+
+
+class LocalBackend:
+    """Runs wrappers as local processes; see the module docstring.
+
+    Options (``[backends.local]``): ``slots`` (default: the CPU count),
+    ``kill_grace`` (seconds between SIGTERM and SIGKILL on cancel, default 10).
+    """
+
+    name = "local"
+    lost_grace = 0.0
+
+    def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
+        unknown = set(options) - {"slots", "kill_grace", "poll_interval"}
+        if unknown:
+            raise ConfigError(f"unknown option(s) for the local backend: {sorted(unknown)}")
+        slots = options.get("slots") or os.cpu_count() or 1
+        if not isinstance(slots, int) or slots < 1:
+            raise ConfigError("backends.local.slots must be a positive integer")
+        self.capacity: int | None = slots
+        self.kill_grace = float(options.get("kill_grace", 10.0))
+        # Exits are notified; the poll is only a safety net.
+        self.poll_interval = float(options.get("poll_interval", 30.0))
+        self._spool = spool
+        self._boot = boot_id()
+        self._wake: Callable[[], None] = lambda: None
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._watched: dict[int, int] = {}  # pid -> pidfd
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self, wake: Callable[[], None]) -> None:
+        """Remember how to wake the monitor."""
+        self._wake = wake
+        self._loop = asyncio.get_running_loop()
+
+    async def close(self) -> None:
+        """Stop watching; the processes go on."""
+        for pid in list(self._watched):
+            self._unwatch(pid)
+
+    async def submit(self, job: Job, attempt: int, wrapper: Path) -> str:
+        """Start the wrapper in a new session and return its native id."""
+        try:
+            proc = await asyncio.to_thread(
+                subprocess.Popen,
+                ["/bin/sh", str(wrapper)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+                cwd=wrapper.parent,
+            )
+        except OSError as exc:
+            raise SubmitFailed(f"cannot start the job: {exc}") from exc
+        start = process_start_time(proc.pid)
+        self._children[proc.pid] = proc
+        if start is None:
+            # Already ended (and a zombie): the exit file tells the rest.
+            start = 0
+        self._watch(proc.pid)
+        return f"{self._boot}:{proc.pid}:{start}"
+
+    async def poll(self, native_ids: Collection[str]) -> Mapping[str, Observation]:
+        """Check each process by pid and start time; watch those found alive."""
+        result: dict[str, Observation] = {}
+        for native_id in native_ids:
+            pid = self._alive(native_id)
+            if pid is None:
+                result[native_id] = Observation("gone")
+            else:
+                self._watch(pid)
+                result[native_id] = Observation("running")
+        return result
+
+    async def find(self, job: Job, attempt: int) -> str | None:
+        """Find the attempt's wrapper from the pid it recorded, if it still runs."""
+        pid = self._spool.read_pid(job.id, attempt)
+        if pid is None:
+            return None
+        start = process_start_time(pid)
+        wrapper = str(self._spool.wrapper_path(job.id, attempt))
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if start is None or wrapper.encode() not in cmdline:
+            return None
+        return f"{self._boot}:{pid}:{start}"
+
+    async def cancel(self, native_id: str) -> None:
+        """Send SIGTERM to the job's process group, and SIGKILL after the grace."""
+        pid = self._alive(native_id)
+        if pid is None:
+            return
+        self._signal_group(pid, signal.SIGTERM)
+        if self._loop is not None:
+            self._loop.call_later(self.kill_grace, self._kill_if_alive, native_id)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _alive(self, native_id: str) -> int | None:
+        parsed = parse_native_id(native_id)
+        if parsed is None or parsed[0] != self._boot:
+            return None
+        _, pid, start = parsed
+        now = process_start_time(pid)
+        if now is None or (start and now != start):
+            return None
+        return pid
+
+    def _kill_if_alive(self, native_id: str) -> None:
+        pid = self._alive(native_id)
+        if pid is not None:
+            self._signal_group(pid, signal.SIGKILL)
+
+    @staticmethod
+    def _signal_group(pid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    def _watch(self, pid: int) -> None:
+        if pid in self._watched or self._loop is None:
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._reap(pid)
+            self._wake()
+            return
+        self._watched[pid] = pidfd
+        self._loop.add_reader(pidfd, self._exited, pid)
+
+    def _exited(self, pid: int) -> None:
+        self._unwatch(pid)
+        self._reap(pid)
+        self._wake()
+
+    def _unwatch(self, pid: int) -> None:
+        pidfd = self._watched.pop(pid, None)
+        if pidfd is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    def _reap(self, pid: int) -> None:
+        proc = self._children.pop(pid, None)
+        if proc is not None:
+            proc.poll()

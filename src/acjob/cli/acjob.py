@@ -1,0 +1,167 @@
+"""``acjob``: run a command through the acjob daemon, ssh-like.
+
+``acjob -t pipe "CMD"`` uploads its stdin (when it is not a terminal), streams the
+job's stdout and stderr back byte for byte while it runs, and exits with the job's
+status. ``acjob -t poll "CMD"`` prints a handle for ``acpoll`` and exits at once.
+One argument is a shell string; the words after ``--`` are an argv no shell sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any
+
+import click
+
+from ..client import AsyncClient, Which
+from ..errors import AcjobError
+from .common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    exit_status,
+    explain_failure,
+    fail,
+    print_json,
+    write_all,
+)
+
+
+class _Command(click.Command):
+    """Remembers whether ``--`` separated the options from the command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["acjob.dashes"] = args.count("--")
+        return super().parse_args(ctx, args)
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=what)
+        result[key] = value
+    return result
+
+
+@click.command(
+    cls=_Command,
+    context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
+)
+@click.option("-t", "--type", "mode", type=click.Choice(["pipe", "poll"]), default="pipe",
+              show_default=True, help="How the output comes back.")
+@click.option("--backend", help="Where the job runs (default: the daemon's).")
+@click.option("--workdir", help="Run in this directory (default: a fresh one per job).")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
+@click.option("--cpus", type=click.IntRange(min=1), help="CPUs the job needs.")
+@click.option("--memory", "memory_mb", type=click.IntRange(min=1), help="Memory (MB).")
+@click.option("--time-limit", "time_limit_s", type=click.IntRange(min=1),
+              help="Wall-clock limit (seconds).")
+@click.option("--max-attempts", type=click.IntRange(1, 100),
+              help="Attempts in all when infrastructure fails (default 3).")
+@click.option("--name", help="A name for the job.")
+@click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Label the job.")
+@click.option("-n", "--no-stdin", is_flag=True, help="Give the job no stdin.")
+@click.option("--cancel-on-interrupt", is_flag=True,
+              help="Ctrl-C cancels the job instead of detaching from it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (poll mode).")
+@click.argument("command", nargs=-1, required=True)
+@click.pass_context
+def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bool,
+        cancel_on_interrupt: bool, as_json: bool, env: tuple[str, ...],
+        label: tuple[str, ...], **options: Any) -> None:
+    """Run COMMAND as a job; its output comes back as a pipe (-t pipe) or a handle
+    for acpoll (-t poll).
+
+    One COMMAND argument is a shell string; after '--', the words are an argv that
+    no shell sees. acjob exits with the job's status (255 if acjob failed).
+    """
+    argv_mode = ctx.meta.get("acjob.dashes", 0) > command.count("--")
+    job_command: str | list[str] = list(command) if argv_mode else " ".join(command)
+    resources = {k: options.pop(k) for k in ("cpus", "memory_mb", "time_limit_s")
+                 if options.get(k) is not None}
+    max_attempts = options.pop("max_attempts")
+    spec: dict[str, Any] = {
+        "env": _pairs(env, "--env") or None,
+        "labels": _pairs(label, "--label") or None,
+        "resources": resources or None,
+        "retry": {"max_attempts": max_attempts} if max_attempts else None,
+        **options,
+    }
+    use_stdin = not no_stdin and not sys.stdin.isatty()
+    try:
+        code = asyncio.run(_run(mode, job_command, spec, use_stdin, cancel_on_interrupt,
+                                as_json))
+    except AcjobError as exc:
+        fail(exc)
+    sys.exit(code)
+
+
+async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: bool,
+               cancel_on_interrupt: bool, as_json: bool) -> int:
+    async with AsyncClient() as client:
+        stdin = sys.stdin.buffer if use_stdin else None
+        handle = await client.submit(command, stdin=stdin, **spec)
+        if mode == "poll":
+            if as_json:
+                print_json((await handle.status()).data)
+            else:
+                print(handle.id, flush=True)
+            return 0
+        interrupted = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+        pipe = asyncio.create_task(_pipe(client, handle.id))
+        stop = asyncio.create_task(interrupted.wait())
+        await asyncio.wait({pipe, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if pipe.done():
+            stop.cancel()
+            return pipe.result()
+        pipe.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AcjobError):
+            await pipe
+        if cancel_on_interrupt:
+            await client.cancel(handle.id)
+            print(f"\nacjob: canceled job {handle.id}", file=sys.stderr)
+        else:
+            print(f"\nacjob: detached; job {handle.id} goes on. Pick it up with:\n"
+                  f"  acpoll {handle.id}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+async def _pipe(client: AsyncClient, job_id: str) -> int:
+    """Stream stdout and stderr of each attempt in turn until the job is final."""
+    info = await client.get(job_id)
+    while info.attempt == 0 and not info.is_final:
+        info = await client.get(job_id, wait=60.0, since=info.seq)
+    attempt = info.attempt
+    while attempt:
+        try:
+            await asyncio.gather(_copy(client, job_id, "stdout", 1, attempt),
+                                 _copy(client, job_id, "stderr", 2, attempt))
+        except BrokenPipeError:
+            return EXIT_BROKEN_PIPE
+        info = await client.get(job_id)
+        while info.attempt == attempt and not info.is_final:
+            info = await client.get(job_id, wait=60.0, since=info.seq)
+        if info.attempt == attempt:
+            break
+        print(f"acjob: attempt {attempt} of job {job_id} failed ({info.reason}); "
+              f"attempt {info.attempt} starts over, its output follows", file=sys.stderr)
+        attempt = info.attempt
+    explain_failure(info)
+    return exit_status(info)
+
+
+async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int,
+                attempt: int | None) -> None:
+    async for chunk in client.stream(job_id, which, attempt=attempt):
+        write_all(fd, chunk)
+
+
+def main() -> None:
+    """Entry point of the ``acjob`` command."""
+    cli(prog_name="acjob")

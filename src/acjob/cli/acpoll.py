@@ -1,0 +1,61 @@
+"""``acpoll``: wait for jobs started with ``acjob -t poll`` and write their output.
+
+Handles come as arguments, or one or more per line on stdin. For each job in turn
+acpoll waits (asking the daemon at most every ``-i`` seconds; it answers at once
+when the job ends), then writes the job's stdout to stdout and its stderr to
+stderr, byte for byte. It exits with the first non-zero job status, else 0.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..client import Client
+from ..errors import AcjobError
+from ..model import check_job_id
+from .common import EXIT_BROKEN_PIPE, exit_status, explain_failure, fail, write_all
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-i", "--interval", type=click.FloatRange(0.1, 600), default=60.0,
+              show_default=True, help="Seconds between two questions to the daemon.")
+@click.option("--stderr/--no-stderr", "with_stderr", default=True,
+              help="Also write the jobs' stderr (on stderr).")
+@click.argument("handles", nargs=-1)
+def cli(interval: float, with_stderr: bool, handles: tuple[str, ...]) -> None:
+    """Wait for each job HANDLE (or the handles read from stdin) and write its output."""
+    words = list(handles) if handles else sys.stdin.read().split()
+    if not words:
+        fail(AcjobError("no job handle given",
+                        hint="acjob -t poll CMD | acpoll, or acpoll HANDLE"), code=2)
+    try:
+        ids = [check_job_id(w) for w in words]
+        status = 0
+        with Client() as client:
+            for job_id in ids:
+                info = client.wait(job_id, poll=interval)
+                try:
+                    if info.attempt:
+                        for chunk in client.stream(job_id, "stdout", follow=False,
+                                                   attempt=info.attempt):
+                            write_all(1, chunk)
+                        if with_stderr:
+                            for chunk in client.stream(job_id, "stderr", follow=False,
+                                                       attempt=info.attempt):
+                                write_all(2, chunk)
+                except BrokenPipeError:
+                    sys.exit(EXIT_BROKEN_PIPE)
+                explain_failure(info)
+                status = status or exit_status(info)
+    except AcjobError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(status)
+
+
+def main() -> None:
+    """Entry point of the ``acpoll`` command."""
+    cli(prog_name="acpoll")

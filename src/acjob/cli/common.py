@@ -1,0 +1,86 @@
+"""What the three tools share: error reporting, exit statuses, writing output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from ..client import JobInfo
+from ..errors import AcjobError
+from ..model import State
+
+#: acjob's own failure (daemon unreachable, job SYSTEM_ERROR), as ssh uses 255.
+EXIT_ACJOB_ERROR = 255
+#: A job canceled (as if killed by SIGTERM).
+EXIT_CANCELED = 143
+#: Interrupted by Ctrl-C.
+EXIT_INTERRUPTED = 130
+#: Our stdout was closed by the reader (as if killed by SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(error: AcjobError | str, code: int = EXIT_ACJOB_ERROR) -> NoReturn:
+    """Print ``Error: …`` (and ``Try: …``) on stderr and exit with ``code``."""
+    if isinstance(error, AcjobError):
+        message, hint = error.message, error.hint
+    else:
+        message, hint = error, None
+    print(f"Error: {message}", file=sys.stderr)
+    if hint:
+        print(f"Try: {hint}", file=sys.stderr)
+    sys.exit(code)
+
+
+def reports_errors(code: int = EXIT_ACJOB_ERROR) -> Callable[[F], F]:
+    """Turn :class:`AcjobError` into a clean message and exit status, never a traceback."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except AcjobError as exc:
+                fail(exc, code)
+            except KeyboardInterrupt:
+                sys.exit(EXIT_INTERRUPTED)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def exit_status(info: JobInfo) -> int:
+    """Map a final job to the exit status of the tool that waited for it."""
+    if info.state is State.COMPLETE:
+        return 0
+    if info.state is State.EXECUTOR_ERROR and info.exit_code is not None:
+        return info.exit_code
+    if info.state is State.CANCELED:
+        return EXIT_CANCELED
+    return EXIT_ACJOB_ERROR
+
+
+def explain_failure(info: JobInfo) -> None:
+    """Say on stderr why a job ended without an exit status of its own."""
+    if info.state in (State.SYSTEM_ERROR, State.CANCELED):
+        reason = info.reason or "no reason recorded"
+        print(f"acjob: job {info.id} {info.state.value}: {reason}", file=sys.stderr)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as one line of JSON on stdout."""
+    print(json.dumps(data, separators=(",", ":")))

@@ -1,0 +1,198 @@
+"""Configuration: a TOML file, environment overrides, and the private per-user defaults.
+
+The file is ``$ACJOB_CONFIG``, else ``$XDG_CONFIG_HOME/acjob/config.toml``, else
+``/etc/acjob/config.toml``; none is needed. ``ACJOB_URL`` and ``ACJOB_TOKEN``
+override where clients connect and with which token.
+
+With nothing configured, everything lives in per-user places: the socket in
+``$XDG_RUNTIME_DIR/acjob/`` (else ``/tmp/acjob-<uid>/``, 0700) and the state (store
+and spool) in ``$XDG_STATE_HOME/acjob/`` (else ``~/.local/state/acjob/``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+DEFAULT_IDLE_TIMEOUT = 600.0
+
+
+class ServerConfig(BaseModel):
+    """The ``[server]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str | None = None
+    token: str | None = Field(default=None, repr=False)
+    state_dir: Path | None = None
+    spool: Path | None = None
+    backend: str = "local"
+    idle_timeout: Annotated[float, Field(ge=0)] = 0.0
+    max_request_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
+    max_stdin_bytes: Annotated[int, Field(ge=0)] | None = None
+    synchronous: Literal["normal", "full", "extra"] = "normal"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ClientConfig(BaseModel):
+    """The ``[client]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+    token: str | None = Field(default=None, repr=False)
+
+
+class Config(BaseModel):
+    """The whole configuration file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    client: ClientConfig = Field(default_factory=ClientConfig)
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def config_path() -> Path | None:
+    """Return the configuration file in force, or ``None`` if there is none."""
+    explicit = os.environ.get("ACJOB_CONFIG")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (Path(xdg) / "acjob" / "config.toml", Path("/etc/acjob/config.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the configuration (an empty one when there is no file).
+
+    Raises:
+        ConfigError: the file is missing (when named), not TOML, or invalid.
+    """
+    path = path or config_path()
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"the configuration file {path} does not exist",
+            hint="create it, or unset ACJOB_CONFIG",
+        ) from exc
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{path}: {where}: {first['msg']}",
+            hint="see docs/operations.md for the configuration keys",
+        ) from exc
+
+
+# -- where things are ---------------------------------------------------------------
+
+
+def runtime_dir() -> Path:
+    """Return the private runtime directory (created 0700, owner checked).
+
+    Raises:
+        ConfigError: the directory exists but belongs to another user or is open to others.
+    """
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    path = Path(base) / "acjob" if base else Path(f"/tmp/acjob-{os.getuid()}")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise ConfigError(
+            f"{path} is not private to this user",
+            hint=f"remove it, or set ACJOB_URL to a daemon of your own (mode {info.st_mode:o})",
+        )
+    return path
+
+
+def private_socket() -> Path:
+    """Return the per-user daemon's socket path."""
+    return runtime_dir() / "acjob.sock"
+
+
+def default_state_dir() -> Path:
+    """Return the per-user state directory (store and spool)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "acjob"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a daemon listens or a client connects.
+
+    Attributes:
+        unix: The socket path, for a Unix socket.
+        host: The host, for TCP.
+        port: The port, for TCP.
+    """
+
+    unix: Path | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The endpoint as ``unix:/path`` or ``http://host:port``."""
+        if self.unix is not None:
+            return f"unix:{self.unix}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """True for a Unix socket or a loopback address."""
+        if self.unix is not None:
+            return True
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host or "").is_loopback
+        except ValueError:
+            return False
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """Parse ``unix:/path``, ``http://host:port`` or ``host:port``.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    text = text.strip()
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path.startswith("/"):
+            raise ConfigError(f"{text!r}: a socket path must be absolute",
+                              hint="write unix:/absolute/path.sock")
+        if len(path.encode()) > 100:
+            raise ConfigError(f"the socket path {path} is too long for a Unix socket",
+                              hint="use a path under 100 bytes")
+        return Endpoint(unix=Path(path))
+    rest = text.removeprefix("http://")
+    if rest.startswith("https://"):
+        raise ConfigError("acjob speaks plain HTTP; put TLS in a reverse proxy",
+                          hint="use http://HOST:PORT behind the proxy")
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{text!r} is not an address",
+                          hint="write unix:/path.sock, HOST:PORT or http://HOST:PORT")
+    return Endpoint(host=host, port=int(port))

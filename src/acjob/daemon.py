@@ -1,0 +1,210 @@
+"""The daemon: one process holding the store, the monitor and the HTTP server.
+
+:func:`serve` opens the state directory (taking an exclusive lock on it, so two
+daemons never share a store), binds the listening socket itself (a Unix socket is
+made 0600 inside a 0700 directory; TCP refuses a non-loopback address without a
+token), then runs the monitor and the server until SIGINT/SIGTERM, a shutdown
+request, or — when ``idle_timeout`` is set — a quiet spell with no active job.
+Running jobs are never stopped by the daemon stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from .backends.base import Backend, load_backend
+from .config import Config, Endpoint, default_state_dir, parse_endpoint, private_socket
+from .errors import ConfigError
+from .hub import Hub
+from .monitor import Monitor
+from .server.app import Services, create_app
+from .spool import Spool
+from .store import Store
+
+log = logging.getLogger("acjob.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """Everything :func:`serve` needs, resolved from config file and flags."""
+
+    endpoint: Endpoint
+    state_dir: Path
+    spool: Path
+    token: str | None
+    config: Config
+    idle_timeout: float
+
+
+def resolve_settings(
+    config: Config, *, listen: str | None = None, token: str | None = None,
+    idle_timeout: float | None = None,
+) -> DaemonSettings:
+    """Combine the configuration file with command-line overrides.
+
+    Raises:
+        ConfigError: a TCP address that is not loopback without a token.
+    """
+    server = config.server
+    text = listen or server.listen
+    endpoint = parse_endpoint(text) if text else Endpoint(unix=private_socket())
+    token = token or server.token or os.environ.get("ACJOB_TOKEN") or None
+    if endpoint.unix is None and token is None and not endpoint.is_loopback:
+        raise ConfigError(
+            f"refusing to listen on {endpoint.url} without a token: anyone who can reach "
+            "it could run commands here",
+            hint="set [server] token in the config (or --token), or listen on a Unix socket",
+        )
+    state_dir = server.state_dir or default_state_dir()
+    return DaemonSettings(
+        endpoint=endpoint,
+        state_dir=state_dir,
+        spool=server.spool or state_dir / "spool",
+        token=token,
+        config=config,
+        idle_timeout=server.idle_timeout if idle_timeout is None else idle_timeout,
+    )
+
+
+def _lock_state_dir(state_dir: Path) -> int:
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state_dir / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise ConfigError(
+            f"another acjob daemon already uses {state_dir}",
+            hint="stop it (ac shutdown), or give this one its own state_dir",
+            code="already_running",
+        ) from exc
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def _bind(endpoint: Endpoint) -> socket.socket:
+    if endpoint.unix is not None:
+        path = endpoint.unix
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if path.exists():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink()  # a stale socket left by a daemon that died
+            else:
+                raise ConfigError(f"a daemon already listens on {path}",
+                                  hint="stop it (ac shutdown) or listen elsewhere",
+                                  code="already_running")
+            finally:
+                probe.close()
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        path.chmod(0o600)
+    else:
+        family = socket.AF_INET6 if ":" in (endpoint.host or "") else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((endpoint.host or "127.0.0.1", endpoint.port or 0))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {endpoint.url}: {exc.strerror}",
+                              hint="choose a free port") from exc
+    sock.listen(1024)
+    sock.set_inheritable(False)
+    return sock
+
+
+def build_backends(config: Config, spool: Spool) -> dict[str, Backend]:
+    """Load the default backend and every backend with a ``[backends.NAME]`` table."""
+    names = {config.server.backend, "local", *config.backends}
+    return {name: load_backend(name, spool, config.backends.get(name, {})) for name in names}
+
+
+async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
+    """Run the daemon until it is told to stop; see the module docstring.
+
+    Args:
+        settings: Where to listen and keep state.
+        ready_fd: A file descriptor to write one byte to (and close) once the socket
+            accepts connections: how a parent that started the daemon waits for it.
+    """
+    lock_fd = _lock_state_dir(settings.state_dir)
+    store = Store(settings.state_dir / "acjob.db",
+                  synchronous=settings.config.server.synchronous)
+    spool = Spool(settings.spool)
+    hub = Hub()
+    store.subscribe(hub.publish)
+    monitor = Monitor(store, spool, build_backends(settings.config, spool))
+    sock = _bind(settings.endpoint)
+    services = Services(
+        store=store, spool=spool, hub=hub, monitor=monitor,
+        default_backend=settings.config.server.backend,
+        max_request_bytes=settings.config.server.max_request_bytes,
+        max_stdin_bytes=settings.config.server.max_stdin_bytes,
+        token=settings.token,
+    )
+    app = create_app(services)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="off",
+        timeout_graceful_shutdown=3, timeout_keep_alive=30,
+        http="httptools",
+    ))
+
+    def shutdown() -> None:
+        server.should_exit = True
+
+    services.shutdown = shutdown
+    monitor_task = asyncio.create_task(monitor.run(), name="acjob-monitor")
+    idle_task = (asyncio.create_task(_stop_when_idle(services, settings.idle_timeout))
+                 if settings.idle_timeout > 0 else None)
+    log.info("acjob daemon listening on %s (state %s)", settings.endpoint.url,
+             settings.state_dir)
+    if ready_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        for task in (monitor_task, idle_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        sock.close()
+        if settings.endpoint.unix is not None:
+            with contextlib.suppress(FileNotFoundError):
+                settings.endpoint.unix.unlink()
+        store.close()
+        os.close(lock_fd)
+        log.info("acjob daemon stopped")
+
+
+async def _stop_when_idle(services: Services, idle_timeout: float) -> None:
+    """Stop the daemon after ``idle_timeout`` seconds without requests or active jobs."""
+    check = max(0.5, min(idle_timeout / 4, 30.0))
+    while True:
+        await asyncio.sleep(check)
+        busy = services.in_flight > 0 or services.store.active_jobs_exist()
+        if busy:
+            services.last_activity = time.monotonic()
+        elif time.monotonic() - services.last_activity >= idle_timeout:
+            log.info("idle for %.0f s: stopping", idle_timeout)
+            services.shutdown()
+            return

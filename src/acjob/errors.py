@@ -1,0 +1,108 @@
+"""The error types of acjob.
+
+Every error acjob raises on purpose derives from :class:`AcjobError`. Callers that
+want to retry distinguish two branches: :class:`TransientError` (the same call may
+succeed later: a daemon restarting, a scheduler briefly unreachable) and
+:class:`PermanentError` (the call is wrong and will stay wrong).
+
+Each error carries a stable machine-readable ``code`` (it is the ``code`` of the
+HTTP API's JSON error body) and an optional ``hint`` telling a person what to do.
+"""
+
+from __future__ import annotations
+
+
+class AcjobError(Exception):
+    """Root of all acjob errors.
+
+    Attributes:
+        code: Stable identifier, e.g. ``"not_found"``; never reworded.
+        message: What went wrong, for a person.
+        hint: What to try next, or ``None``.
+    """
+
+    code = "error"
+    http_status = 500
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransientError(AcjobError):
+    """A failure that may go away by itself; retrying the same call is safe."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class PermanentError(AcjobError):
+    """A failure that retrying will not fix."""
+
+    code = "failed"
+    http_status = 400
+
+
+class InvalidRequest(PermanentError):
+    """The request is malformed or names something impossible."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class NotFound(PermanentError):
+    """The named job (or resource) does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(PermanentError):
+    """The request contradicts the current state (e.g. reusing an idempotency key)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class Unauthorized(PermanentError):
+    """The bearer token is missing or wrong."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class PayloadTooLarge(PermanentError):
+    """A request body exceeds the configured limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class ConfigError(PermanentError):
+    """The configuration file or an override is invalid."""
+
+    code = "config_error"
+
+
+class ConnectionFailed(TransientError):
+    """The daemon could not be reached."""
+
+    code = "connection_failed"
+
+
+class BackendUnavailable(TransientError):
+    """A compute backend (scheduler, process table) could not be asked right now."""
+
+    code = "backend_unavailable"
+
+
+class SubmitFailed(PermanentError):
+    """A backend refused a job for a reason that retrying will not change."""
+
+    code = "submit_failed"

@@ -1,0 +1,54 @@
+"""In-process notification of job changes, for long-polls and streams.
+
+The store calls :meth:`Hub.publish` after each committed event; request handlers
+wait on :meth:`Hub.wait`. Nothing here is durable: a waiter that misses a
+notification (the daemon restarted) simply asks the store again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+from .model import State
+
+
+class Hub:
+    """Wakes whoever waits for a job's next event."""
+
+    def __init__(self) -> None:
+        self._waiters: defaultdict[str, set[asyncio.Future[int]]] = defaultdict(set)
+
+    def publish(self, job_id: str, seq: int, state: State) -> None:
+        """Wake every waiter of ``job_id`` with the new event's sequence number."""
+        waiters = self._waiters.pop(job_id, None)
+        for future in waiters or ():
+            if not future.done():
+                future.set_result(seq)
+
+    async def wait(self, job_id: str, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds for the job's next event.
+
+        Check the store *before* calling this, with no ``await`` in between, so no
+        event can slip through. Returns the event's sequence number, or ``None`` on
+        time-out.
+        """
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters[job_id].add(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    with contextlib.suppress(KeyError):
+                        del self._waiters[job_id]
+
+    @property
+    def waiting(self) -> int:
+        """How many waiters there are now."""
+        return sum(len(w) for w in self._waiters.values())

@@ -1,0 +1,276 @@
+"""Jobs, their states and the pure rules that govern them.
+
+States use the GA4GH TES vocabulary, so the native API and a TES facade agree.
+:data:`TRANSITIONS` is the single table of allowed state changes; the store refuses
+any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import InvalidRequest
+
+
+class State(StrEnum):
+    """The life cycle of a job (TES names)."""
+
+    QUEUED = "QUEUED"
+    INITIALIZING = "INITIALIZING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETE = "COMPLETE"
+    EXECUTOR_ERROR = "EXECUTOR_ERROR"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+    PREEMPTED = "PREEMPTED"
+
+    @property
+    def is_final(self) -> bool:
+        """True once nothing can change the job any more."""
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED}
+)
+
+_Q, _I, _R = State.QUEUED, State.INITIALIZING, State.RUNNING
+_CING, _P = State.CANCELING, State.PREEMPTED
+
+#: Allowed changes. ``PREEMPTED`` is the pause between a failed attempt and its
+#: retry; ``QUEUED -> QUEUED`` is not a change and is not listed.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    _Q: frozenset({_I, _R, _CING, State.CANCELED, State.SYSTEM_ERROR}),
+    _I: frozenset({_Q, _R, _P, _CING, *FINAL_STATES}),
+    _R: frozenset({_P, _CING, *FINAL_STATES}),
+    _P: frozenset({_Q, _I, _CING, State.CANCELED, State.SYSTEM_ERROR}),
+    _CING: frozenset({State.CANCELED, *FINAL_STATES}),
+    State.PAUSED: frozenset(),
+    State.COMPLETE: frozenset(),
+    State.EXECUTOR_ERROR: frozenset(),
+    State.SYSTEM_ERROR: frozenset(),
+    State.CANCELED: frozenset(),
+}
+
+
+def can_transition(old: State, new: State) -> bool:
+    """Tell whether the table allows ``old -> new``."""
+    return new in TRANSITIONS[old]
+
+
+class FailureKind(StrEnum):
+    """Why an attempt ended without an exit status of its own.
+
+    ``EXIT`` is the exception: the command ran and exited non-zero.
+    """
+
+    EXIT = "exit"
+    LOST = "lost"
+    NODE_FAIL = "node_fail"
+    PREEMPTED = "preempted"
+    TIMEOUT = "timeout"
+    BOOT_FAIL = "boot_fail"
+    SUBMIT = "submit"
+
+
+INFRASTRUCTURE_FAILURES = frozenset(
+    {FailureKind.LOST, FailureKind.NODE_FAIL, FailureKind.PREEMPTED, FailureKind.BOOT_FAIL}
+)
+
+_ID_RE = re.compile(r"^[a-z2-7]{26}$")
+
+
+def new_job_id() -> str:
+    """Return a fresh job id: 128 random bits, lowercase base32 (26 characters).
+
+    The id is unguessable, so a job URL works as a capability; its alphabet is
+    safe in file names, URLs, shell words and scheduler job names.
+    """
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
+
+
+def check_job_id(job_id: str) -> str:
+    """Return ``job_id`` if it has the shape of an acjob id.
+
+    Raises:
+        InvalidRequest: for anything else; such a string never reaches the file system.
+    """
+    if not _ID_RE.match(job_id):
+        raise InvalidRequest(
+            f"{job_id[:64]!r} is not a job id",
+            hint="a job id is 26 characters of a-z and 2-7, as printed by acjob -t poll",
+            code="invalid_job_id",
+        )
+    return job_id
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RetryPolicy(BaseModel):
+    """When a failed attempt is followed by another.
+
+    Attributes:
+        max_attempts: Attempts in all, the first included.
+        on: Failure kinds that allow another attempt. ``exit`` makes a non-zero
+            exit status retried too.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    on: frozenset[FailureKind] = INFRASTRUCTURE_FAILURES
+
+    def allows(self, attempt: int, kind: FailureKind) -> bool:
+        """Tell whether attempt number ``attempt`` ending with ``kind`` is retried."""
+        return attempt < self.max_attempts and kind in self.on
+
+
+class Resources(BaseModel):
+    """What a job asks of the compute resource (backends map these to their options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
+    memory_mb: Annotated[int, Field(ge=1, le=1 << 30)] | None = None
+    time_limit_s: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
+
+
+class JobSpec(BaseModel):
+    """What a client asks for when it submits a job.
+
+    ``command`` is either a shell string (run by ``/bin/sh -c``) or an argv list
+    that no shell ever sees. With ``stdin="upload"`` the job waits in QUEUED until
+    its stdin has been uploaded and closed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Annotated[str, Field(min_length=1, max_length=1 << 20)] | Annotated[
+        list[Annotated[str, Field(max_length=1 << 20)]], Field(min_length=1, max_length=65536)
+    ]
+    stdin: Literal["none", "upload"] = "none"
+    env: dict[str, Annotated[str, Field(max_length=1 << 20)]] = Field(
+        default_factory=dict, max_length=4096
+    )
+    workdir: Annotated[str, Field(max_length=4096)] | None = None
+    backend: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] | None = None
+    resources: Resources = Field(default_factory=Resources)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    labels: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")],
+        Annotated[str, Field(max_length=256)],
+    ] = Field(default_factory=dict, max_length=64)
+    name: Annotated[str, Field(max_length=256)] | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _no_nul(cls, value: str | list[str]) -> str | list[str]:
+        parts = [value] if isinstance(value, str) else value
+        if any("\0" in p for p in parts):
+            raise ValueError("the command must not contain NUL bytes")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name[:64]!r} is not a valid environment variable name")
+            if "\0" in text:
+                raise ValueError(f"environment variable {name} contains a NUL byte")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _absolute_workdir(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "\0" in value):
+            raise ValueError("workdir must be an absolute path")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at running a job on a backend."""
+
+    job_id: str
+    number: int
+    native_id: str | None = None
+    state: str = "submitting"
+    exit_code: int | None = None
+    failure: FailureKind | None = None
+    reason: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as the store knows it."""
+
+    id: str
+    spec: JobSpec
+    state: State
+    backend: str
+    created_at: float
+    updated_at: float
+    seq: int
+    attempt: int = 0
+    exit_code: int | None = None
+    reason: str | None = None
+    stdin_bytes: int | None = None
+    stdin_closed: bool = True
+    ended_at: float | None = None
+    attempts: tuple[Attempt, ...] = field(default=())
+
+    def public(self) -> dict[str, Any]:
+        """Return the JSON form served by the native API."""
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "command": self.spec.command,
+            "name": self.spec.name,
+            "backend": self.backend,
+            "labels": self.spec.labels,
+            "resources": self.spec.resources.model_dump(exclude_none=True),
+            "retry": {
+                "max_attempts": self.spec.retry.max_attempts,
+                "on": sorted(k.value for k in self.spec.retry.on),
+            },
+            "attempt": self.attempt,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "stdin": {"mode": self.spec.stdin, "closed": self.stdin_closed,
+                      "bytes": self.stdin_bytes},
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "ended_at": self.ended_at,
+            "seq": self.seq,
+            "attempts": [
+                {
+                    "number": a.number,
+                    "native_id": a.native_id,
+                    "state": a.state,
+                    "exit_code": a.exit_code,
+                    "failure": a.failure.value if a.failure else None,
+                    "reason": a.reason,
+                    "started_at": a.started_at,
+                    "ended_at": a.ended_at,
+                }
+                for a in self.attempts
+            ],
+        }
+
+
+def final_state_for_exit(exit_code: int) -> State:
+    """Map a command's exit status to its final state."""
+    return State.COMPLETE if exit_code == 0 else State.EXECUTOR_ERROR

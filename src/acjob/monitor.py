@@ -1,0 +1,311 @@
+"""The job monitor: starts queued jobs, watches running ones, heals after crashes.
+
+One asyncio task runs :meth:`Monitor.run`: a loop of *cycles*, each woken by an
+event (a new job, a closed stdin, a process exit, a cancel request) or by the next
+due poll of a backend. A cycle
+
+1. reads the exit file of every submitted attempt (the ground truth of an end);
+2. polls each backend once for all its remaining attempts;
+3. moves jobs on: running, ended, lost (after the backend's grace), retried;
+4. heals attempts whose submission a crash interrupted (find by tag, else fence);
+5. sends pending cancellations; and
+6. starts queued jobs while the backends have room.
+
+Every decision is committed to the store before anything else depends on it, and
+the loop holds no state that a restart cannot rebuild from the store and spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+
+from .backends.base import Backend, Observation
+from .errors import AcjobError, TransientError
+from .model import Attempt, FailureKind, Job, State
+from .spool import Spool
+from .store import Store
+from .wrapper import render_wrapper
+
+log = logging.getLogger("acjob.monitor")
+
+#: How long to wait before submitting again to a backend that was unavailable.
+SUBMIT_BACKOFF = 5.0
+#: How soon to look again at an attempt whose state is not yet known.
+RECHECK = 1.0
+
+_DISPATCH_BATCH = 200
+
+
+class Monitor:
+    """Drives every job from QUEUED to a final state; see the module docstring."""
+
+    def __init__(self, store: Store, spool: Spool, backends: Mapping[str, Backend]) -> None:
+        self._store = store
+        self._spool = spool
+        self._backends = dict(backends)
+        self._kick = asyncio.Event()
+        self._woken: set[str] = set(self._backends)
+        self._next_poll: dict[str, float] = {}
+        self._hold_until: dict[str, float] = {}
+        self._gone_since: dict[tuple[str, int], float] = {}
+        self._cancel_sent: set[tuple[str, int]] = set()
+
+    @property
+    def backends(self) -> Mapping[str, Backend]:
+        """The configured backends by name."""
+        return self._backends
+
+    def kick(self) -> None:
+        """Ask for a cycle soon (safe to call often: cycles coalesce)."""
+        self._kick.set()
+
+    def _wake_backend(self, name: str) -> None:
+        self._woken.add(name)
+        self._kick.set()
+
+    async def run(self) -> None:
+        """Run until cancelled. Errors in one cycle are logged, never fatal."""
+        for name, backend in self._backends.items():
+            await backend.start(lambda name=name: self._wake_backend(name))  # type: ignore[misc]
+        try:
+            while True:
+                try:
+                    await self.cycle()
+                except AcjobError as exc:
+                    log.warning("monitor cycle: %s", exc)
+                except Exception:
+                    log.exception("monitor cycle failed; trying again")
+                    await asyncio.sleep(RECHECK)
+                await self._sleep()
+        finally:
+            for backend in self._backends.values():
+                await backend.close()
+
+    async def _sleep(self) -> None:
+        now = time.monotonic()
+        due = [t for t in (*self._next_poll.values(), *self._hold_until.values()) if t > now]
+        timeout = max(0.0, min(due) - now) if due else 3600.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), timeout)
+        self._kick.clear()
+
+    async def cycle(self) -> None:
+        """Do one round of checks, polls, healing, cancellation and dispatch."""
+        now = time.monotonic()
+        to_poll: dict[str, list[tuple[Job, Attempt]]] = {}
+        for job in self._store.active_jobs():
+            backend = self._backends.get(job.backend)
+            if backend is None:
+                self._store.fail(job.id, f"the backend {job.backend!r} is not configured")
+                continue
+            if not job.attempts or job.state in (State.QUEUED, State.PREEMPTED):
+                continue
+            attempt = job.attempts[-1]
+            if attempt.state in ("ended", "abandoned"):
+                continue
+            code = self._spool.read_exit(job.id, attempt.number)
+            if code is not None:
+                self._finish_exit(job, attempt, code)
+            elif attempt.native_id is None:
+                await self._heal(job, attempt, backend)
+            else:
+                to_poll.setdefault(job.backend, []).append((job, attempt))
+        for name, items in to_poll.items():
+            backend = self._backends[name]
+            if name in self._woken or now >= self._next_poll.get(name, 0.0):
+                await self._poll(backend, items)
+            elif name not in self._next_poll:
+                self._next_poll[name] = now + backend.poll_interval
+            await self._send_cancels(backend, items)
+        for name in set(self._backends) - set(to_poll):
+            self._next_poll.pop(name, None)
+        self._woken.clear()
+        await self._dispatch()
+
+    # -- observing --------------------------------------------------------------------
+
+    async def _poll(self, backend: Backend, items: list[tuple[Job, Attempt]]) -> None:
+        self._next_poll[backend.name] = time.monotonic() + backend.poll_interval
+        ids = [a.native_id for _, a in items if a.native_id]
+        try:
+            seen = await backend.poll(ids)
+        except TransientError as exc:
+            # Unknown is never final: look again at the next poll.
+            log.warning("cannot poll the %s backend: %s", backend.name, exc)
+            return
+        for job, attempt in items:
+            observed = seen.get(attempt.native_id or "", Observation("gone"))
+            self._observe(backend, job, attempt, observed)
+
+    def _observe(self, backend: Backend, job: Job, attempt: Attempt, seen: Observation) -> None:
+        key = (job.id, attempt.number)
+        if seen.state in ("running", "pending"):
+            self._gone_since.pop(key, None)
+            if seen.state == "running" and attempt.state != "running":
+                self._store.attempt_running(job.id, attempt.number)
+            return
+        code = self._spool.read_exit(job.id, attempt.number)
+        if code is not None:
+            self._finish_exit(job, attempt, code)
+            return
+        if seen.state == "canceled":
+            self._store.request_cancel(job.id)
+            self._end(job, attempt, None, seen.reason or "canceled outside acjob")
+            return
+        if seen.state == "failed":
+            self._end(job, attempt, seen.failure or FailureKind.LOST, seen.reason)
+            return
+        if job.state is State.CANCELING:
+            self._end(job, attempt, None, "canceled by request")
+            return
+        first = self._gone_since.setdefault(key, time.monotonic())
+        waited = time.monotonic() - first
+        if waited >= backend.lost_grace:
+            self._end(
+                job, attempt, FailureKind.LOST,
+                "the job's process vanished without recording an exit status",
+            )
+        else:
+            self._next_poll[backend.name] = min(
+                self._next_poll.get(backend.name, float("inf")),
+                first + backend.lost_grace,
+            )
+
+    def _finish_exit(self, job: Job, attempt: Attempt, code: int) -> None:
+        failed = code != 0
+        retry = failed and job.spec.retry.allows(_tries(job), FailureKind.EXIT)
+        self._forget(job, attempt)
+        self._store.finish_attempt(
+            job.id, attempt.number, exit_code=code,
+            failure=FailureKind.EXIT if failed else None,
+            reason=f"exited with status {code}" if failed else None,
+            retry=retry,
+        )
+        if retry:
+            self.kick()
+
+    def _end(self, job: Job, attempt: Attempt, failure: FailureKind | None,
+             reason: str | None) -> None:
+        """End an attempt that left no exit status."""
+        self._forget(job, attempt)
+        retry = failure is not None and job.spec.retry.allows(_tries(job), failure)
+        if failure is not None and not retry and job.spec.retry.max_attempts > 1:
+            reason = f"{reason} (attempt {_tries(job)} of {job.spec.retry.max_attempts})"
+        self._store.finish_attempt(
+            job.id, attempt.number, failure=failure or FailureKind.LOST, reason=reason,
+            retry=retry,
+        )
+        if retry:
+            self.kick()
+
+    def _forget(self, job: Job, attempt: Attempt) -> None:
+        key = (job.id, attempt.number)
+        self._gone_since.pop(key, None)
+        self._cancel_sent.discard(key)
+
+    # -- healing and cancelling -------------------------------------------------------
+
+    async def _heal(self, job: Job, attempt: Attempt, backend: Backend) -> None:
+        """Settle an attempt whose submission was interrupted before its id was recorded."""
+        try:
+            native_id = await backend.find(job, attempt.number)
+        except TransientError as exc:
+            log.warning("cannot look for job %s on %s: %s", job.id, backend.name, exc)
+            self._hold_until[backend.name] = time.monotonic() + RECHECK
+            return
+        if native_id is not None:
+            log.info("re-attached job %s attempt %d as %s", job.id, attempt.number, native_id)
+            self._store.attempt_submitted(job.id, attempt.number, native_id)
+            self._woken.add(backend.name)
+            return
+        if self._spool.fence(job.id, attempt.number):
+            self._store.abandon_attempt(
+                job.id, attempt.number, "submission interrupted; the attempt never ran"
+            )
+            self.kick()
+        else:
+            # The wrapper claimed the attempt but has not recorded its pid yet.
+            self._hold_until[backend.name] = time.monotonic() + RECHECK
+
+    async def _send_cancels(self, backend: Backend, items: list[tuple[Job, Attempt]]) -> None:
+        for job, attempt in items:
+            key = (job.id, attempt.number)
+            if job.state is State.CANCELING and attempt.native_id and key not in self._cancel_sent:
+                try:
+                    await backend.cancel(attempt.native_id)
+                except TransientError as exc:
+                    log.warning("cannot cancel job %s yet: %s", job.id, exc)
+                    continue
+                self._cancel_sent.add(key)
+                self._woken.add(backend.name)
+                self.kick()
+
+    # -- starting ---------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        now = time.monotonic()
+        counts = self._store.count_started_by_backend()
+        for name, backend in self._backends.items():
+            if now < self._hold_until.get(name, 0.0):
+                continue
+            self._hold_until.pop(name, None)
+            room = _DISPATCH_BATCH
+            if backend.capacity is not None:
+                room = min(room, backend.capacity - counts.get(name, 0))
+            if room <= 0:
+                continue
+            jobs = self._store.dispatchable(room, backend=name)
+            for job in jobs:
+                if not await self._submit(job, backend):
+                    break
+            if len(jobs) == room and backend.capacity is None:
+                self.kick()
+
+    async def _submit(self, job: Job, backend: Backend) -> bool:
+        """Submit the job's next attempt; return False if the backend should be left alone."""
+        attempt = self._store.start_attempt(job.id)
+        number = attempt.number
+        try:
+            self._spool.create_job(job.id)
+            attempt_dir = self._spool.attempt_dir(job.id, number)
+            workdir = self._spool.work_dir(job.id)
+            if job.spec.workdir is not None:
+                workdir = type(workdir)(job.spec.workdir)
+            script = render_wrapper(
+                job_id=job.id, attempt=number, attempt_dir=attempt_dir, workdir=workdir,
+                command=job.spec.command,
+                stdin=self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None,
+                env=job.spec.env,
+            )
+            wrapper = self._spool.create_attempt(job.id, number, script)
+        except OSError as exc:
+            self._store.finish_attempt(
+                job.id, number, failure=FailureKind.SUBMIT,
+                reason=f"cannot prepare the job's files in the spool: {exc.strerror or exc}",
+            )
+            return True
+        try:
+            native_id = await backend.submit(job, number, wrapper)
+        except TransientError as exc:
+            log.warning("cannot submit to %s now: %s", backend.name, exc)
+            if self._spool.fence(job.id, number):
+                self._store.abandon_attempt(job.id, number, f"backend unavailable: {exc}")
+            self._hold_until[backend.name] = time.monotonic() + SUBMIT_BACKOFF
+            return False
+        except AcjobError as exc:
+            self._store.finish_attempt(job.id, number, failure=FailureKind.SUBMIT,
+                                       reason=str(exc))
+            return True
+        self._store.attempt_submitted(job.id, number, native_id)
+        self._woken.add(backend.name)
+        self.kick()
+        return True
+
+
+def _tries(job: Job) -> int:
+    """Attempts that really ran (abandoned ones never started)."""
+    return sum(1 for a in job.attempts if a.state != "abandoned")

@@ -1,0 +1,186 @@
+"""The HTTP application: its services, its guards (token, size limits) and its errors.
+
+Every error leaves as JSON: ``{"error": {"code", "message", "hint"}}`` with a 4xx
+for anything the client can fix. A 500 means a bug in acjob, never bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import AcjobError
+from ..hub import Hub
+from ..monitor import Monitor
+from ..spool import Spool
+from ..store import Store
+
+log = logging.getLogger("acjob.server")
+
+#: Paths served without a token (liveness checks from load balancers).
+PUBLIC_PATHS = frozenset({"/v1/health"})
+
+
+@dataclass
+class Services:
+    """What the request handlers work with."""
+
+    store: Store
+    spool: Spool
+    hub: Hub
+    monitor: Monitor
+    default_backend: str
+    max_request_bytes: int = 1 << 20
+    max_stdin_bytes: int | None = None
+    token: str | None = field(default=None, repr=False)
+    shutdown: Callable[[], None] = lambda: None
+    in_flight: int = 0
+    stdin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    last_activity: float = field(default_factory=time.monotonic)
+
+
+def error_body(code: str, message: str, hint: str | None = None) -> dict[str, Any]:
+    """Return the JSON body of an error response."""
+    return {"error": {"code": code, "message": message, "hint": hint}}
+
+
+class Guard:
+    """ASGI middleware: bearer token, body size limit, activity tracking.
+
+    JSON bodies are read here, up to the limit, before the application sees them,
+    so an oversized body gets a clean 413 whatever the route. Stdin uploads are
+    streamed through untouched (their limit is checked while they are written).
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        services = self.services
+        if services.token is not None and scope["path"] not in PUBLIC_PATHS:
+            headers = dict(scope["headers"])
+            given = headers.get(b"authorization", b"")
+            expected = b"Bearer " + services.token.encode()
+            if not hmac.compare_digest(given, expected):
+                await _reply(send, 401, error_body(
+                    "unauthorized", "a valid bearer token is required",
+                    "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools)"))
+                return
+        services.in_flight += 1
+        try:
+            if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].endswith(
+                "/stdin"
+            ):
+                body = await _read_limited(receive, services.max_request_bytes)
+                if body is None:
+                    await _reply(send, 413, error_body(
+                        "payload_too_large",
+                        f"the request body exceeds {services.max_request_bytes} bytes",
+                        "send stdin as an upload (PUT /v1/jobs/ID/stdin), not inline"))
+                    return
+                receive = _replay(body)
+            await self.app(scope, receive, send)
+        finally:
+            services.in_flight -= 1
+            services.last_activity = time.monotonic()
+
+
+async def _read_limited(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
+    response = JSONResponse(body, status_code=status)
+    await send({"type": "http.response.start", "status": status,
+                "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(services: Services) -> FastAPI:
+    """Build the application over ``services``."""
+    from .native import router
+
+    app = FastAPI(
+        title="acjob",
+        version=__version__,
+        description="Run long jobs and get their output back: the native acjob API.",
+    )
+    app.state.services = services
+    app.include_router(router)
+
+    @app.exception_handler(AcjobError)
+    async def _acjob_error(request: Request, exc: AcjobError) -> JSONResponse:
+        status = exc.http_status if 400 <= exc.http_status < 600 else 500
+        return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        body = error_body("invalid_request", f"{where}: {first['msg']}",
+                          "see /openapi.json for the request schema")
+        body["detail"] = details
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal", "internal error (a bug in acjob)",
+                                       "see the daemon's log"), status_code=500)
+
+    app.add_middleware(Guard, services=services)
+    return app

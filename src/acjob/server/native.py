@@ -1,0 +1,236 @@
+"""The native HTTP API under ``/v1``.
+
+Submit (JSON, with ``Idempotency-Key``), upload stdin (resumable by offset), get
+(long-poll with ``wait``), list (filters, cursor), cancel, stream stdout/stderr
+(``offset``, ``follow``), events (server-sent events), health and shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .. import __version__
+from ..errors import Conflict, InvalidRequest
+from ..model import JobSpec, State, check_job_id, new_job_id
+from ..spool import Stream
+from .app import Services
+from .stream import event_stream, output_stream
+
+router = APIRouter()
+
+_MAX_WAIT = 600.0
+
+
+def services(request: Request) -> Services:
+    """Return the daemon's services (a FastAPI dependency)."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def _job_id(job_id: str) -> str:
+    return check_job_id(job_id)
+
+
+JobId = Annotated[str, Depends(_job_id)]
+
+
+@router.get("/v1/health", tags=["service"])
+async def health(svc: Svc) -> dict[str, Any]:
+    """Tell that the daemon is up, with its version and job counts."""
+    return {"status": "ok", "version": __version__, "jobs": svc.store.count_by_state()}
+
+
+@router.post("/v1/jobs", status_code=201, tags=["jobs"])
+async def submit(
+    spec: JobSpec,
+    svc: Svc,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=255, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
+) -> dict[str, Any]:
+    """Accept a job. It is committed before this returns.
+
+    The same ``Idempotency-Key`` returns the same job (200), so a client may retry
+    a submission whose answer it lost. With ``stdin: "upload"`` the job waits until
+    its stdin is uploaded and closed.
+    """
+    backend = spec.backend or svc.default_backend
+    if backend not in svc.monitor.backends:
+        raise InvalidRequest(
+            f"no backend named {backend!r} is configured",
+            hint=f"use one of: {', '.join(sorted(svc.monitor.backends))}",
+            code="unknown_backend",
+        )
+    if spec.workdir is not None and not Path(spec.workdir).is_dir():
+        raise InvalidRequest(f"the working directory {spec.workdir} does not exist",
+                             code="invalid_workdir")
+    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    job, created = svc.store.create_job(
+        spec, backend, idempotency_key=idempotency_key, request_hash=digest,
+        job_id=new_job_id(),
+    )
+    if created:
+        svc.spool.create_job(job.id)
+        svc.monitor.kick()
+    else:
+        response.status_code = 200
+    return job.public()
+
+
+@router.get("/v1/jobs", tags=["jobs"])
+async def list_jobs(
+    svc: Svc,
+    state: Annotated[list[State] | None, Query(max_length=16)] = None,
+    label: Annotated[list[str] | None, Query(max_length=16)] = None,
+    name_prefix: Annotated[str | None, Query(max_length=256)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """List jobs, newest first; ``label=key=value`` filters (all must match)."""
+    labels: dict[str, str] = {}
+    for item in label or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(f"label filter {item[:64]!r} is not KEY=VALUE")
+        labels[key] = value
+    jobs, next_cursor = svc.store.list_jobs(
+        states=state or (), labels=labels, name_prefix=name_prefix, limit=limit,
+        cursor=cursor,
+    )
+    return {"jobs": [j.public() for j in jobs], "next_cursor": next_cursor}
+
+
+@router.get("/v1/jobs/{job_id}", tags=["jobs"])
+async def get_job(
+    job_id: JobId,
+    svc: Svc,
+    wait: Annotated[float, Query(ge=0, le=_MAX_WAIT)] = 0,
+    since: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """Return the job. With ``wait``, hold the answer until the job has an event newer
+    than ``since`` (default: its latest when the request arrived), it is final, or
+    ``wait`` seconds passed."""
+    job = svc.store.get(job_id)
+    deadline = time.monotonic() + wait
+    seen = job.seq if since is None else since
+    while job.seq <= seen and not job.state.is_final:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await svc.hub.wait(job_id, left)
+        job = svc.store.get(job_id)
+    return job.public()
+
+
+@router.post("/v1/jobs/{job_id}/cancel", status_code=202, tags=["jobs"])
+async def cancel(job_id: JobId, svc: Svc) -> dict[str, Any]:
+    """Cancel the job; a running job passes through CANCELING to CANCELED."""
+    job = svc.store.request_cancel(job_id)
+    svc.monitor.kick()
+    return job.public()
+
+
+@router.put("/v1/jobs/{job_id}/stdin", tags=["jobs"])
+async def upload_stdin(
+    job_id: JobId,
+    request: Request,
+    svc: Svc,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    final: bool = False,
+) -> dict[str, Any]:
+    """Write the body into the job's stdin at ``offset``; ``final=true`` closes it.
+
+    Resumable: after a broken upload, ``GET /v1/jobs/{id}`` is not needed; send
+    again from the last ``bytes`` this endpoint returned. Closing flushes stdin to
+    disk before the job may start.
+    """
+    job = svc.store.get(job_id)
+    if job.spec.stdin != "upload":
+        raise Conflict("this job was submitted without stdin upload", code="no_stdin")
+    lock = svc.stdin_locks.setdefault(job_id, asyncio.Lock())
+    async with lock:
+        job = svc.store.get(job_id)
+        if job.stdin_closed:
+            if final and offset == job.stdin_bytes:
+                return {"bytes": job.stdin_bytes, "closed": True}
+            raise Conflict(f"stdin is closed at {job.stdin_bytes} bytes", code="stdin_closed")
+        svc.spool.create_job(job_id)
+        size = await svc.spool.write_stdin(job_id, offset, request.stream(),
+                                           svc.max_stdin_bytes)
+        if final:
+            svc.spool.sync_stdin(job_id)
+            svc.store.close_stdin(job_id, size)
+            svc.monitor.kick()
+            svc.stdin_locks.pop(job_id, None)
+        return {"bytes": size, "closed": final}
+
+
+def _output_route(stream: Stream) -> Any:
+    async def route(
+        job_id: JobId,
+        svc: Svc,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        follow: bool = False,
+        attempt: Annotated[int | None, Query(ge=1)] = None,
+    ) -> StreamingResponse:
+        job = svc.store.get(job_id)
+        while follow and attempt is None and job.attempt == 0 and not job.state.is_final:
+            await svc.hub.wait(job_id, 30.0)
+            job = svc.store.get(job_id)
+        number = attempt or job.attempt
+        if number > job.attempt:
+            raise InvalidRequest(f"the job has no attempt {number}", code="no_attempt")
+        return StreamingResponse(
+            output_stream(svc, job_id, stream, number, offset, follow),
+            media_type="application/octet-stream",
+            headers={"X-Acjob-Attempt": str(number), "X-Acjob-Offset": str(offset)},
+        )
+
+    route.__name__ = f"get_{stream}"
+    route.__doc__ = (
+        f"Stream the job's {stream} from byte ``offset`` (latest attempt unless "
+        "``attempt`` is given). With ``follow``, keep streaming until the job ends; the "
+        "attempt served is in ``X-Acjob-Attempt``."
+    )
+    return route
+
+
+router.add_api_route("/v1/jobs/{job_id}/stdout", _output_route("stdout"), methods=["GET"],
+                     tags=["output"], response_class=StreamingResponse)
+router.add_api_route("/v1/jobs/{job_id}/stderr", _output_route("stderr"), methods=["GET"],
+                     tags=["output"], response_class=StreamingResponse)
+
+
+@router.get("/v1/jobs/{job_id}/events", tags=["jobs"], response_class=StreamingResponse)
+async def events(
+    job_id: JobId,
+    svc: Svc,
+    after: Annotated[int, Query(ge=0)] = 0,
+    follow: bool = True,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> StreamingResponse:
+    """Stream the job's events as server-sent events, until it is final."""
+    svc.store.get(job_id)
+    if last_event_id is not None and last_event_id.isdigit():
+        after = max(after, int(last_event_id))
+    return StreamingResponse(event_stream(svc, job_id, after, follow),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/v1/shutdown", status_code=202, tags=["service"])
+async def shutdown(svc: Svc) -> JSONResponse:
+    """Stop the daemon. Running jobs go on and are re-attached at the next start."""
+    asyncio.get_running_loop().call_soon(svc.shutdown)
+    return JSONResponse({"status": "stopping"}, status_code=202)

@@ -1,0 +1,189 @@
+"""The spool: the files of every job, laid out by job id and attempt.
+
+```
+<spool>/<job id>/            0700
+    stdin                    the uploaded stdin (complete once the store says closed)
+    work/                    the default working directory
+    <attempt>/               one directory per attempt: job.sh, claim/, pid,
+                             stdout, stderr, exit (see :mod:`acjob.wrapper`)
+```
+
+Every path is derived from a validated job id and an integer attempt: nothing a
+client sends is ever used as a path here. Directories are 0700 and files 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import Literal
+
+from .errors import Conflict, PayloadTooLarge
+from .model import check_job_id
+from .wrapper import CLAIM_DIR, EXIT_FILE, PID_FILE, STDERR_FILE, STDOUT_FILE, WRAPPER_FILE
+
+Stream = Literal["stdout", "stderr"]
+
+_COPY_CHUNK = 1 << 20
+
+
+class Spool:
+    """Paths and file operations of the spool directory."""
+
+    def __init__(self, root: Path) -> None:
+        """Use ``root`` (created 0700 if missing)."""
+        self.root = root
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        """Return the job's directory (the id is validated first)."""
+        return self.root / check_job_id(job_id)
+
+    def attempt_dir(self, job_id: str, attempt: int) -> Path:
+        """Return the directory of attempt number ``attempt``."""
+        return self.job_dir(job_id) / str(int(attempt))
+
+    def stdin_path(self, job_id: str) -> Path:
+        """Return the file that holds the job's stdin."""
+        return self.job_dir(job_id) / "stdin"
+
+    def work_dir(self, job_id: str) -> Path:
+        """Return the job's default working directory."""
+        return self.job_dir(job_id) / "work"
+
+    def output_path(self, job_id: str, attempt: int, stream: Stream) -> Path:
+        """Return the file that receives an attempt's stdout or stderr."""
+        name = STDOUT_FILE if stream == "stdout" else STDERR_FILE
+        return self.attempt_dir(job_id, attempt) / name
+
+    def wrapper_path(self, job_id: str, attempt: int) -> Path:
+        """Return the attempt's wrapper script."""
+        return self.attempt_dir(job_id, attempt) / WRAPPER_FILE
+
+    def create_job(self, job_id: str) -> None:
+        """Create the job's directory and its working directory."""
+        self.work_dir(job_id).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def create_attempt(self, job_id: str, attempt: int, wrapper: str) -> Path:
+        """Create the attempt's directory with its wrapper; return the wrapper's path."""
+        directory = self.attempt_dir(job_id, attempt)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = directory / WRAPPER_FILE
+        tmp = directory / (WRAPPER_FILE + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+        with os.fdopen(fd, "w") as f:
+            f.write(wrapper)
+        tmp.replace(path)
+        return path
+
+    # -- stdin ------------------------------------------------------------------------
+
+    def stdin_size(self, job_id: str) -> int:
+        """Return how many stdin bytes have arrived so far."""
+        try:
+            return self.stdin_path(job_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    async def write_stdin(
+        self, job_id: str, offset: int, chunks: AsyncIterable[bytes], limit: int | None
+    ) -> int:
+        """Write ``chunks`` into the job's stdin starting at byte ``offset``.
+
+        Bytes after ``offset`` that an interrupted earlier upload left behind are
+        discarded, so a client resumes simply by sending again from the last size it
+        was told. Returns the new size.
+
+        Raises:
+            Conflict: ``offset`` is beyond the bytes received so far.
+            PayloadTooLarge: the stdin would exceed ``limit`` bytes.
+        """
+        path = self.stdin_path(job_id)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+b", buffering=0) as f:
+            size = os.fstat(fd).st_size
+            if offset > size:
+                raise Conflict(
+                    f"offset {offset} is beyond the {size} bytes received",
+                    hint=f"resume from offset {size}",
+                    code="bad_offset",
+                )
+            f.truncate(offset)
+            f.seek(offset)
+            written = offset
+            async for chunk in chunks:
+                written += len(chunk)
+                if limit is not None and written > limit:
+                    f.truncate(offset)
+                    raise PayloadTooLarge(f"stdin is larger than the limit of {limit} bytes")
+                f.write(chunk)
+            return written
+
+    def sync_stdin(self, job_id: str) -> int:
+        """Flush the stdin file to disk; return its size."""
+        path = self.stdin_path(job_id)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+        try:
+            os.fsync(fd)
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    # -- attempt results --------------------------------------------------------------
+
+    def read_exit(self, job_id: str, attempt: int) -> int | None:
+        """Return the attempt's exit status, or ``None`` if it has not ended."""
+        try:
+            text = (self.attempt_dir(job_id, attempt) / EXIT_FILE).read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return int(text.strip())
+        except ValueError:
+            return None
+
+    def read_pid(self, job_id: str, attempt: int) -> int | None:
+        """Return the wrapper's pid as it recorded it, or ``None``."""
+        try:
+            return int((self.attempt_dir(job_id, attempt) / PID_FILE).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def fence(self, job_id: str, attempt: int) -> bool:
+        """Make sure the attempt's wrapper never runs its command.
+
+        Returns:
+            True if the fence went up first (the command did not run and never
+            will), False if the wrapper had already claimed the attempt.
+        """
+        directory = self.attempt_dir(job_id, attempt)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            (directory / CLAIM_DIR).mkdir(mode=0o700)
+        except FileExistsError:
+            return False
+        return True
+
+    def output_size(self, job_id: str, attempt: int, stream: Stream) -> int:
+        """Return the current size of an attempt's stdout or stderr (0 if absent)."""
+        try:
+            return self.output_path(job_id, attempt, stream).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def remove(self, job_id: str) -> None:
+        """Delete the job's files."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def usage_bytes(self) -> int:
+        """Return the bytes used under the spool (walks the tree)."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += (Path(dirpath) / name).lstat().st_size
+                except FileNotFoundError:
+                    continue
+        return total

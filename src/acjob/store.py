@@ -1,0 +1,527 @@
+"""The durable store: every SQL statement of acjob lives here.
+
+SQLite in WAL mode with one writer (the daemon). Each public method is one
+transaction (``BEGIN IMMEDIATE``), so what a method returns is committed: a job is
+acknowledged to a client only after :meth:`Store.create_job` returned. Every state
+change appends an event with a monotonic sequence number in the same transaction;
+listeners registered with :meth:`Store.subscribe` hear of it after the commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import Conflict, InvalidRequest, NotFound
+from .model import FINAL_STATES, Attempt, FailureKind, Job, JobSpec, State, can_transition
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ended_at REAL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER,
+    reason TEXT,
+    stdin_closed INTEGER NOT NULL,
+    stdin_bytes INTEGER,
+    idem_key TEXT UNIQUE,
+    idem_hash TEXT,
+    seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs(state, pos)
+    WHERE state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    native_id TEXT,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    failure TEXT,
+    reason TEXT,
+    started_at REAL,
+    ended_at REAL,
+    PRIMARY KEY (job_id, number)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
+"""
+
+_ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
+# Built from constants only.
+_SELECT_ACTIVE = "SELECT id FROM jobs WHERE " + _ACTIVE + " ORDER BY pos"  # noqa: S608
+_ANY_ACTIVE = "SELECT 1 FROM jobs WHERE " + _ACTIVE + " LIMIT 1"  # noqa: S608
+
+Listener = Callable[[str, int, State], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a job's history."""
+
+    seq: int
+    job_id: str
+    at: float
+    state: State
+    attempt: int
+    detail: str | None
+
+    def public(self) -> dict[str, Any]:
+        """Return the JSON form served by the API."""
+        return {"seq": self.seq, "job_id": self.job_id, "at": self.at,
+                "state": self.state.value, "attempt": self.attempt, "detail": self.detail}
+
+
+class Store:
+    """The daemon's memory. Not thread-safe: use it from the event loop's thread."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        """Open (and if need be create) the database at ``path``.
+
+        Args:
+            path: The SQLite file; its directory must exist.
+            synchronous: SQLite's ``synchronous`` setting. ``NORMAL`` survives any
+                crash of the process; ``FULL`` also a power cut, at the cost of an
+                fsync per commit.
+        """
+        if synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
+            raise InvalidRequest(f"unknown synchronous mode {synchronous!r}")
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._listeners: list[Listener] = []
+        self._pending: list[tuple[str, int, State]] = []
+        self._db.executescript(_SCHEMA)
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if int(row[0]) > SCHEMA_VERSION:
+            raise InvalidRequest(
+                f"the store at {path} was written by a newer acjob (schema {row[0]})",
+                hint="upgrade acjob, or point the daemon at another state directory",
+            )
+
+    def close(self) -> None:
+        """Close the database; committed data is safe."""
+        self._db.close()
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(job_id, seq, state)`` after each committed event."""
+        self._listeners.append(listener)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._pending.clear()
+            raise
+        self._db.execute("COMMIT")
+        pending, self._pending = self._pending, []
+        for job_id, seq, state in pending:
+            for listener in self._listeners:
+                listener(job_id, seq, state)
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        spec: JobSpec,
+        backend: str,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        job_id: str,
+    ) -> tuple[Job, bool]:
+        """Record a new job in QUEUED, or return the one made with the same key.
+
+        Returns:
+            The job and whether it was created by this call.
+
+        Raises:
+            Conflict: ``idempotency_key`` was used before for a different request.
+        """
+        now = time.time()
+        with self._tx() as db:
+            if idempotency_key is not None:
+                row = db.execute(
+                    "SELECT id, idem_hash FROM jobs WHERE idem_key = ?", (idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    if request_hash is not None and row["idem_hash"] != request_hash:
+                        raise Conflict(
+                            "this Idempotency-Key was already used for a different job",
+                            hint="use a new key for a new job",
+                            code="idempotency_conflict",
+                        )
+                    return self._load(row["id"]), False
+            closed = spec.stdin == "none"
+            db.execute(
+                "INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+                " stdin_closed, stdin_bytes, idem_key, idem_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, spec.model_dump_json(), State.QUEUED.value, backend, now, now,
+                 int(closed), 0 if closed else None, idempotency_key, request_hash),
+            )
+            self._event(job_id, State.QUEUED, 0, "accepted", now)
+            return self._load(job_id), True
+
+    def get(self, job_id: str) -> Job:
+        """Return the job with its attempts.
+
+        Raises:
+            NotFound: no such job.
+        """
+        return self._load(job_id)
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[State] = (),
+        labels: dict[str, str] | None = None,
+        name_prefix: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Return jobs newest first, and the cursor of the next page (``None`` at the end).
+
+        Raises:
+            InvalidRequest: the cursor was not made by this method.
+        """
+        where: list[str] = []
+        args: list[Any] = []
+        if cursor:
+            where.append("pos < ?")
+            args.append(_decode_cursor(cursor))
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(s.value for s in states)
+        if name_prefix:
+            where.append("json_extract(spec, '$.name') LIKE ? ESCAPE '\\'")
+            escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(escaped + "%")
+        for key, value in (labels or {}).items():
+            where.append("json_extract(spec, '$.labels.' || json_quote(?)) = ?")
+            args.extend((key, value))
+        sql = "SELECT id, pos FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY pos DESC LIMIT ?"
+        args.append(limit + 1)
+        rows = self._db.execute(sql, args).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        jobs = [self._load(r["id"]) for r in rows]
+        next_cursor = _encode_cursor(rows[-1]["pos"]) if more and rows else None
+        return jobs, next_cursor
+
+    def active_jobs(self) -> list[Job]:
+        """Return every job that is not final, oldest first."""
+        rows = self._db.execute(_SELECT_ACTIVE).fetchall()
+        return [self._load(r["id"]) for r in rows]
+
+    def active_jobs_exist(self) -> bool:
+        """Tell whether any job is not final."""
+        row = self._db.execute(_ANY_ACTIVE)
+        return row.fetchone() is not None
+
+    def dispatchable(self, limit: int, backend: str | None = None) -> list[Job]:
+        """Return up to ``limit`` jobs ready to start (queued or awaiting a retry), oldest first."""
+        sql = ("SELECT id FROM jobs WHERE state IN ('QUEUED', 'PREEMPTED') AND stdin_closed = 1")
+        args: list[Any] = []
+        if backend is not None:
+            sql += " AND backend = ?"
+            args.append(backend)
+        sql += " ORDER BY pos LIMIT ?"
+        args.append(limit)
+        return [self._load(r["id"]) for r in self._db.execute(sql, args).fetchall()]
+
+    def count_started_by_backend(self) -> dict[str, int]:
+        """Return, per backend, how many jobs hold a slot (initializing, running, canceling)."""
+        rows = self._db.execute(
+            "SELECT backend, count(*) AS n FROM jobs"
+            " WHERE state IN ('INITIALIZING', 'RUNNING', 'CANCELING') GROUP BY backend"
+        )
+        return {r["backend"]: r["n"] for r in rows}
+
+    def count_by_state(self) -> dict[str, int]:
+        """Return how many jobs are in each state."""
+        rows = self._db.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    # -- stdin ------------------------------------------------------------------------
+
+    def close_stdin(self, job_id: str, size: int) -> Job:
+        """Record that the job's stdin is complete with ``size`` bytes.
+
+        Idempotent for the same size.
+
+        Raises:
+            Conflict: stdin was already closed with another size, or the job takes none.
+        """
+        with self._tx() as db:
+            job = self._load(job_id)
+            if job.spec.stdin != "upload":
+                raise Conflict("this job takes no stdin upload", code="no_stdin")
+            if job.stdin_closed:
+                if job.stdin_bytes != size:
+                    raise Conflict(
+                        f"stdin was already closed at {job.stdin_bytes} bytes",
+                        code="stdin_closed",
+                    )
+                return job
+            now = time.time()
+            db.execute(
+                "UPDATE jobs SET stdin_closed = 1, stdin_bytes = ?, updated_at = ? WHERE id = ?",
+                (size, now, job_id),
+            )
+            self._event(job_id, job.state, job.attempt, f"stdin closed at {size} bytes", now)
+            return self._load(job_id)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start_attempt(self, job_id: str) -> Attempt:
+        """Record the intent to submit the next attempt (before the backend is called)."""
+        now = time.time()
+        with self._tx() as db:
+            job = self._load(job_id)
+            number = job.attempt + 1
+            self._check(job, State.INITIALIZING)
+            db.execute(
+                "INSERT INTO attempts (job_id, number, state) VALUES (?, ?, 'submitting')",
+                (job_id, number),
+            )
+            db.execute(
+                "UPDATE jobs SET state = ?, attempt = ?, updated_at = ? WHERE id = ?",
+                (State.INITIALIZING.value, number, now, job_id),
+            )
+            self._event(job_id, State.INITIALIZING, number, "submitting", now)
+            return Attempt(job_id, number)
+
+    def abandon_attempt(self, job_id: str, number: int, reason: str) -> None:
+        """Forget an attempt that provably never started; the job is dispatchable again."""
+        now = time.time()
+        with self._tx() as db:
+            job = self._load(job_id)
+            db.execute(
+                "UPDATE attempts SET state = 'abandoned', reason = ?, ended_at = ?"
+                " WHERE job_id = ? AND number = ?",
+                (reason, now, job_id, number),
+            )
+            target = State.CANCELED if job.state is State.CANCELING else State.QUEUED
+            self._set_state(job, target, now, reason=reason)
+
+    def attempt_submitted(self, job_id: str, number: int, native_id: str) -> None:
+        """Record the backend's id for an attempt."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET native_id = ?, state = 'submitted'"
+                " WHERE job_id = ? AND number = ?",
+                (native_id, job_id, number),
+            )
+
+    def attempt_running(self, job_id: str, number: int, started_at: float | None = None) -> None:
+        """Record that the attempt runs; the job becomes RUNNING unless it is being canceled."""
+        now = time.time()
+        with self._tx() as db:
+            job = self._load(job_id)
+            if job.attempt != number:
+                return
+            db.execute(
+                "UPDATE attempts SET state = 'running', started_at = coalesce(started_at, ?)"
+                " WHERE job_id = ? AND number = ?",
+                (started_at or now, job_id, number),
+            )
+            if job.state in (State.INITIALIZING, State.QUEUED):
+                self._set_state(job, State.RUNNING, now, detail="running")
+
+    def finish_attempt(
+        self,
+        job_id: str,
+        number: int,
+        *,
+        exit_code: int | None = None,
+        failure: FailureKind | None = None,
+        reason: str | None = None,
+        retry: bool = False,
+    ) -> Job:
+        """Record how an attempt ended and move the job on in the same transaction.
+
+        A canceled job becomes CANCELED; an exit status makes the job COMPLETE or
+        EXECUTOR_ERROR; an infrastructure failure makes it PREEMPTED (to be
+        retried) when ``retry`` is true, else SYSTEM_ERROR.
+        """
+        now = time.time()
+        with self._tx() as db:
+            job = self._load(job_id)
+            if job.state.is_final or job.attempt != number:
+                return job
+            db.execute(
+                "UPDATE attempts SET state = 'ended', exit_code = ?, failure = ?, reason = ?,"
+                " ended_at = ? WHERE job_id = ? AND number = ?",
+                (exit_code, failure.value if failure else None, reason, now, job_id, number),
+            )
+            if job.state is State.CANCELING and exit_code is None:
+                target = State.CANCELED
+            elif failure is None or failure is FailureKind.EXIT:
+                target = State.COMPLETE if exit_code == 0 else State.EXECUTOR_ERROR
+                if target is State.EXECUTOR_ERROR and retry:
+                    target = State.PREEMPTED
+            else:
+                target = State.PREEMPTED if retry else State.SYSTEM_ERROR
+            self._set_state(job, target, now, exit_code=exit_code, reason=reason)
+            return self._load(job_id)
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Cancel a job: at once if it never started, else via CANCELING.
+
+        Canceling a canceled or canceling job changes nothing.
+
+        Raises:
+            Conflict: the job already ended otherwise.
+        """
+        now = time.time()
+        with self._tx():
+            job = self._load(job_id)
+            if job.state in (State.CANCELED, State.CANCELING):
+                return job
+            if job.state.is_final:
+                raise Conflict(f"the job already ended ({job.state.value})", code="job_final")
+            started = job.state in (State.INITIALIZING, State.RUNNING)
+            target = State.CANCELING if started else State.CANCELED
+            self._set_state(job, target, now, reason="canceled by request")
+            return self._load(job_id)
+
+    def fail(self, job_id: str, reason: str) -> Job:
+        """End a job in SYSTEM_ERROR (retries exhausted or impossible)."""
+        now = time.time()
+        with self._tx():
+            job = self._load(job_id)
+            if job.state.is_final:
+                return job
+            target = State.CANCELED if job.state is State.CANCELING else State.SYSTEM_ERROR
+            self._set_state(job, target, now, reason=reason)
+            return self._load(job_id)
+
+    # -- events -----------------------------------------------------------------------
+
+    def events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Return the job's events with ``seq > after``, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, after, limit),
+        ).fetchall()
+        return [Event(r["seq"], r["job_id"], r["at"], State(r["state"]), r["attempt"],
+                      r["detail"]) for r in rows]
+
+    # -- internals --------------------------------------------------------------------
+
+    def _check(self, job: Job, new: State) -> None:
+        if not can_transition(job.state, new):
+            raise Conflict(
+                f"job {job.id} cannot go from {job.state.value} to {new.value}",
+                code="invalid_transition",
+            )
+
+    def _set_state(
+        self,
+        job: Job,
+        new: State,
+        now: float,
+        *,
+        exit_code: int | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self._check(job, new)
+        ended = now if new in FINAL_STATES else None
+        self._db.execute(
+            "UPDATE jobs SET state = ?, updated_at = ?, ended_at = ?,"
+            " exit_code = coalesce(?, exit_code), reason = coalesce(?, reason) WHERE id = ?",
+            (new.value, now, ended, exit_code, reason, job.id),
+        )
+        self._event(job.id, new, job.attempt, detail or reason, now)
+
+    def _event(self, job_id: str, state: State, attempt: int, detail: str | None,
+               now: float) -> None:
+        cur = self._db.execute(
+            "INSERT INTO events (job_id, at, state, attempt, detail) VALUES (?, ?, ?, ?, ?)",
+            (job_id, now, state.value, attempt, detail),
+        )
+        seq = int(cur.lastrowid or 0)
+        self._db.execute("UPDATE jobs SET seq = ? WHERE id = ?", (seq, job_id))
+        self._pending.append((job_id, seq, state))
+
+    def _load(self, job_id: str) -> Job:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}", hint="check the id; ac jobs lists the jobs")
+        attempts = tuple(
+            Attempt(
+                job_id=a["job_id"], number=a["number"], native_id=a["native_id"],
+                state=a["state"], exit_code=a["exit_code"],
+                failure=FailureKind(a["failure"]) if a["failure"] else None,
+                reason=a["reason"], started_at=a["started_at"], ended_at=a["ended_at"],
+            )
+            for a in self._db.execute(
+                "SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,)
+            )
+        )
+        return Job(
+            id=row["id"],
+            spec=JobSpec.model_validate(json.loads(row["spec"])),
+            state=State(row["state"]),
+            backend=row["backend"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            seq=row["seq"],
+            attempt=row["attempt"],
+            exit_code=row["exit_code"],
+            reason=row["reason"],
+            stdin_bytes=row["stdin_bytes"],
+            stdin_closed=bool(row["stdin_closed"]),
+            ended_at=row["ended_at"],
+            attempts=attempts,
+        )
+
+
+def _encode_cursor(pos: int) -> str:
+    return base64.urlsafe_b64encode(f"p{pos}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("p"):
+            raise ValueError(text)
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("the cursor is not valid", code="invalid_cursor") from exc

@@ -1,0 +1,84 @@
+"""The small shell script that every attempt of a job runs inside.
+
+The wrapper is the ground truth of a job's end. It
+
+1. claims its attempt by creating ``claim/`` (``mkdir`` is atomic, so a daemon that
+   lost track of a submission can *fence* it by creating the directory first: a
+   late-starting wrapper then exits without running the command);
+2. records its pid, so a restarted daemon can find the process again;
+3. runs the command with stdin, stdout and stderr redirected to the spool;
+4. writes the exit status to ``exit.tmp`` and renames it to ``exit`` (atomic), so
+   the status survives the daemon and any scheduler's short memory.
+
+A command killed by signal N gets the status 128+N, as in any POSIX shell.
+Rendering is pure and the same for every backend; a batch scheduler runs the very
+same file as its job script.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+EXIT_FILE = "exit"
+PID_FILE = "pid"
+CLAIM_DIR = "claim"
+STDOUT_FILE = "stdout"
+STDERR_FILE = "stderr"
+WRAPPER_FILE = "job.sh"
+
+#: Status written when the working directory cannot be entered (as ``sh`` does
+#: for a command that cannot be executed).
+CANNOT_ENTER_WORKDIR = 126
+
+
+def render_wrapper(
+    *,
+    job_id: str,
+    attempt: int,
+    attempt_dir: Path,
+    workdir: Path,
+    command: str | list[str],
+    stdin: Path | None,
+    env: Mapping[str, str],
+) -> str:
+    """Return the wrapper script for one attempt.
+
+    Args:
+        job_id: The job's id, exported as ``ACJOB_JOB_ID``.
+        attempt: The attempt number, exported as ``ACJOB_ATTEMPT``.
+        attempt_dir: Where the wrapper writes pid, output and exit status.
+        workdir: The directory the command runs in.
+        command: A shell string (run by ``/bin/sh -c``) or an argv list that is
+            quoted word by word, so no shell ever interprets it.
+        stdin: The file that becomes the command's stdin; ``None`` for ``/dev/null``.
+        env: Extra environment variables (names already validated).
+    """
+    q = shlex.quote
+    a = q(str(attempt_dir))
+    if isinstance(command, str):
+        run = f"/bin/sh -c {q(command)}"
+    else:
+        # exec, so that a name such as "echo" runs the program, never a builtin.
+        run = "exec " + " ".join(q(word) for word in command)
+    exports = "".join(f"export {name}={q(value)}\n" for name, value in env.items())
+    source = q(str(stdin)) if stdin is not None else "/dev/null"
+    return f"""#!/bin/sh
+# acjob wrapper for job {job_id}, attempt {attempt}. Generated; do not edit.
+umask 077
+A={a}
+mkdir "$A/{CLAIM_DIR}" 2>/dev/null || exit 0
+echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
+export ACJOB_JOB_ID={job_id} ACJOB_ATTEMPT={attempt}
+{exports}if cd {q(str(workdir))} 2>/dev/null; then
+    ( {run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"
+    rc=$?
+else
+    echo "acjob: cannot enter the working directory {q(str(workdir))}" > "$A/{STDERR_FILE}"
+    : > "$A/{STDOUT_FILE}"
+    rc={CANNOT_ENTER_WORKDIR}
+fi
+printf '%d\\n' "$rc" > "$A/{EXIT_FILE}.tmp" && mv -f "$A/{EXIT_FILE}.tmp" "$A/{EXIT_FILE}"
+exit "$rc"
+"""
