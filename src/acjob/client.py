@@ -171,6 +171,24 @@ def _with_lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
     yield previous or b"", True
 
 
+def _resume_at(status: Mapping[str, Any], start: int, length: int) -> int | None:
+    """Return where in the current chunk a broken upload resumes (``None``: it completed).
+
+    Raises:
+        ConnectionFailed: the daemon holds fewer bytes than were acknowledged before
+            (its disk lost them): the upload cannot resume.
+    """
+    size = int(status["bytes"])
+    if status.get("closed"):
+        return None
+    if not start <= size <= start + length:
+        raise ConnectionFailed(
+            f"the daemon holds {size} stdin bytes, but {start} were acknowledged",
+            hint="submit the job again", code="stdin_lost",
+        )
+    return size - start
+
+
 class _Backoff:
     def __init__(self, retry_for: float) -> None:
         self.deadline = time.monotonic() + retry_for
@@ -232,7 +250,7 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
         backoff = _Backoff(self.retry_for)
         while True:
             try:
@@ -242,6 +260,8 @@ class Client:
                 if response.status_code >= 500 and response.status_code != 501:
                     raise _error_from(response)
             except _RETRIABLE as exc:
+                if not retry:
+                    raise
                 time.sleep(backoff.next(exc))
                 continue
             if response.status_code >= 400:
@@ -287,13 +307,28 @@ class Client:
     def upload_stdin(self, job_id: str, stdin: Stdin) -> int:
         """Upload ``stdin`` for a job submitted with ``stdin="upload"`` and close it.
 
+        A chunk whose connection breaks is resumed at the byte the daemon reached.
         Returns the number of bytes uploaded.
         """
         offset = 0
         for chunk, last in _with_lookahead(_chunks(stdin)):
-            params = {"offset": offset, "final": "true" if last else "false"}
-            result = self._request("PUT", f"/v1/jobs/{job_id}/stdin", params=params,
-                                   content=chunk, timeout=None)
+            backoff = _Backoff(self.retry_for)
+            done = 0
+            while True:
+                params = {"offset": offset + done, "final": "true" if last else "false"}
+                try:
+                    result = self._request("PUT", f"/v1/jobs/{job_id}/stdin", params=params,
+                                           content=chunk[done:] if done else chunk, timeout=None,
+                                           retry=False)
+                    break
+                except _RETRIABLE as exc:
+                    time.sleep(backoff.next(exc))
+                    status = self._request("GET", f"/v1/jobs/{job_id}/stdin")
+                    resume = _resume_at(status, offset, len(chunk))
+                    if resume is None:
+                        result = status
+                        break
+                    done = resume
             offset = result["bytes"]
         return offset
 
@@ -435,7 +470,8 @@ class AsyncClient:
         if self._target.autostart is not None:
             await asyncio.to_thread(ensure_private_daemon, self._target.autostart)
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _request(self, method: str, path: str, *, retry: bool = True,
+                       **kwargs: Any) -> Any:
         backoff = _Backoff(self.retry_for)
         while True:
             try:
@@ -444,6 +480,8 @@ class AsyncClient:
                 if response.status_code >= 500 and response.status_code != 501:
                     raise _error_from(response)
             except _RETRIABLE as exc:
+                if not retry:
+                    raise
                 await asyncio.sleep(backoff.next(exc))
                 continue
             if response.status_code >= 400:
@@ -479,9 +517,24 @@ class AsyncClient:
             if item is None:
                 return offset
             chunk, last = item
-            params = {"offset": offset, "final": "true" if last else "false"}
-            result = await self._request("PUT", f"/v1/jobs/{job_id}/stdin", params=params,
-                                         content=chunk, timeout=None)
+            backoff = _Backoff(self.retry_for)
+            done = 0
+            while True:
+                params = {"offset": offset + done, "final": "true" if last else "false"}
+                try:
+                    result = await self._request(
+                        "PUT", f"/v1/jobs/{job_id}/stdin", params=params,
+                        content=chunk[done:] if done else chunk, timeout=None,
+                        retry=False)
+                    break
+                except _RETRIABLE as exc:
+                    await asyncio.sleep(backoff.next(exc))
+                    status = await self._request("GET", f"/v1/jobs/{job_id}/stdin")
+                    resume = _resume_at(status, offset, len(chunk))
+                    if resume is None:
+                        result = status
+                        break
+                    done = resume
             offset = result["bytes"]
 
     def job(self, job_id: str) -> AsyncJobHandle:

@@ -144,13 +144,15 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         ready_fd: A file descriptor to write one byte to (and close) once the socket
             accepts connections: how a parent that started the daemon waits for it.
     """
+    # Whatever the daemon creates (spool, store, sockets) is private to its user.
+    job_umask = os.umask(0o077)
     lock_fd = _lock_state_dir(settings.state_dir)
     store = Store(settings.state_dir / "acjob.db",
                   synchronous=settings.config.server.synchronous)
     spool = Spool(settings.spool)
     hub = Hub()
     store.subscribe(hub.publish)
-    monitor = Monitor(store, spool, build_backends(settings.config, spool))
+    monitor = Monitor(store, spool, build_backends(settings.config, spool), job_umask=job_umask)
     sock = _bind(settings.endpoint)
     services = Services(
         store=store, spool=spool, hub=hub, monitor=monitor,

@@ -43,8 +43,10 @@ _DISPATCH_BATCH = 200
 class Monitor:
     """Drives every job from QUEUED to a final state; see the module docstring."""
 
-    def __init__(self, store: Store, spool: Spool, backends: Mapping[str, Backend]) -> None:
+    def __init__(self, store: Store, spool: Spool, backends: Mapping[str, Backend], *,
+                 job_umask: int = 0o022) -> None:
         self._store = store
+        self._job_umask = job_umask
         self._spool = spool
         self._backends = dict(backends)
         self._kick = asyncio.Event()
@@ -279,7 +281,7 @@ class Monitor:
                 job_id=job.id, attempt=number, attempt_dir=attempt_dir, workdir=workdir,
                 command=job.spec.command,
                 stdin=self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None,
-                env=job.spec.env,
+                env=job.spec.env, umask=self._job_umask,
             )
             wrapper = self._spool.create_attempt(job.id, number, script)
         except OSError as exc:

@@ -63,13 +63,15 @@ class Spool:
         return self.attempt_dir(job_id, attempt) / WRAPPER_FILE
 
     def create_job(self, job_id: str) -> None:
-        """Create the job's directory and its working directory."""
-        self.work_dir(job_id).mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the job's directory and its working directory (both 0700)."""
+        self.job_dir(job_id).mkdir(mode=0o700, exist_ok=True)
+        self.work_dir(job_id).mkdir(mode=0o700, exist_ok=True)
 
     def create_attempt(self, job_id: str, attempt: int, wrapper: str) -> Path:
         """Create the attempt's directory with its wrapper; return the wrapper's path."""
+        self.create_job(job_id)
         directory = self.attempt_dir(job_id, attempt)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, exist_ok=True)
         path = directory / WRAPPER_FILE
         tmp = directory / (WRAPPER_FILE + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
@@ -158,8 +160,9 @@ class Spool:
             True if the fence went up first (the command did not run and never
             will), False if the wrapper had already claimed the attempt.
         """
+        self.create_job(job_id)
         directory = self.attempt_dir(job_id, attempt)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, exist_ok=True)
         try:
             (directory / CLAIM_DIR).mkdir(mode=0o700)
         except FileExistsError:

@@ -42,6 +42,7 @@ def render_wrapper(
     command: str | list[str],
     stdin: Path | None,
     env: Mapping[str, str],
+    umask: int = 0o022,
 ) -> str:
     """Return the wrapper script for one attempt.
 
@@ -54,6 +55,8 @@ def render_wrapper(
             quoted word by word, so no shell ever interprets it.
         stdin: The file that becomes the command's stdin; ``None`` for ``/dev/null``.
         env: Extra environment variables (names already validated).
+        umask: The command's umask. The wrapper's own files are created 0600
+            whatever it is.
     """
     q = shlex.quote
     a = q(str(attempt_dir))
@@ -72,7 +75,7 @@ mkdir "$A/{CLAIM_DIR}" 2>/dev/null || exit 0
 echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
 export ACJOB_JOB_ID={job_id} ACJOB_ATTEMPT={attempt}
 {exports}if cd {q(str(workdir))} 2>/dev/null; then
-    ( {run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"
+    ( umask {umask:04o}; {run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"
     rc=$?
 else
     echo "acjob: cannot enter the working directory {q(str(workdir))}" > "$A/{STDERR_FILE}"

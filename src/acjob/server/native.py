@@ -141,6 +141,15 @@ async def cancel(job_id: JobId, svc: Svc) -> dict[str, Any]:
     return job.public()
 
 
+@router.get("/v1/jobs/{job_id}/stdin", tags=["jobs"])
+async def stdin_status(job_id: JobId, svc: Svc) -> dict[str, Any]:
+    """Tell how many stdin bytes have arrived (where a broken upload resumes)."""
+    job = svc.store.get(job_id)
+    if job.stdin_closed:
+        return {"bytes": job.stdin_bytes or 0, "closed": True}
+    return {"bytes": svc.spool.stdin_size(job_id), "closed": False}
+
+
 @router.put("/v1/jobs/{job_id}/stdin", tags=["jobs"])
 async def upload_stdin(
     job_id: JobId,
@@ -151,9 +160,10 @@ async def upload_stdin(
 ) -> dict[str, Any]:
     """Write the body into the job's stdin at ``offset``; ``final=true`` closes it.
 
-    Resumable: after a broken upload, ``GET /v1/jobs/{id}`` is not needed; send
-    again from the last ``bytes`` this endpoint returned. Closing flushes stdin to
-    disk before the job may start.
+    Resumable: after a broken upload, ``GET /v1/jobs/{id}/stdin`` tells how many
+    bytes arrived; send again from there (or from any earlier offset: bytes after
+    ``offset`` are discarded first). Closing flushes stdin to disk before the job
+    may start.
     """
     job = svc.store.get(job_id)
     if job.spec.stdin != "upload":

@@ -1,0 +1,146 @@
+"""The native HTTP API over the daemon's real socket: contracts and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Daemon
+
+
+@pytest.fixture
+def http(daemon: Daemon) -> Iterator[httpx.Client]:
+    transport = httpx.HTTPTransport(uds=daemon.url.removeprefix("unix:"))
+    with httpx.Client(base_url="http://acjob", transport=transport, timeout=60) as client:
+        yield client
+
+
+def _error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()["error"]
+    assert body["message"]
+    if code is not None:
+        assert body["code"] == code
+    return body
+
+
+def test_health_and_openapi(http: httpx.Client) -> None:
+    health = http.get("/v1/health").json()
+    assert health["status"] == "ok"
+    paths = http.get("/openapi.json").json()["paths"]
+    assert "/v1/jobs" in paths and "/v1/jobs/{job_id}/stdout" in paths
+
+
+def test_submit_get_and_idempotency(http: httpx.Client) -> None:
+    headers = {"Idempotency-Key": "key-1"}
+    first = http.post("/v1/jobs", json={"command": "echo hi"}, headers=headers)
+    assert first.status_code == 201
+    again = http.post("/v1/jobs", json={"command": "echo hi"}, headers=headers)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    other = http.post("/v1/jobs", json={"command": "echo other"}, headers=headers)
+    _error(other, 409, "idempotency_conflict")
+    job = http.get(f"/v1/jobs/{first.json()['id']}", params={"wait": 30}).json()
+    while job["state"] != "COMPLETE":
+        job = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30, "since": job["seq"]}).json()
+    assert job["exit_code"] == 0
+    out = http.get(f"/v1/jobs/{job['id']}/stdout")
+    assert out.content == b"hi\n" and out.headers["x-acjob-attempt"] == "1"
+    assert http.get(f"/v1/jobs/{job['id']}/stdout", params={"offset": 1}).content == b"i\n"
+
+
+def test_events_as_server_sent_events(http: httpx.Client) -> None:
+    job = http.post("/v1/jobs", json={"command": "true"}).json()
+    text = http.get(f"/v1/jobs/{job['id']}/events").text
+    states = [line.removeprefix("event: ") for line in text.splitlines()
+              if line.startswith("event: ")]
+    assert states[0] == "QUEUED" and states[-1] == "COMPLETE"
+    last_id = [line for line in text.splitlines() if line.startswith("id: ")][-2]
+    tail = http.get(f"/v1/jobs/{job['id']}/events",
+                    headers={"Last-Event-ID": last_id.removeprefix("id: ")}).text
+    assert [line for line in tail.splitlines() if line.startswith("event: ")] == [
+        "event: COMPLETE"]
+
+
+def test_list_with_cursor_and_filters(http: httpx.Client) -> None:
+    ids = [http.post("/v1/jobs", json={"command": "true", "labels": {"batch": "b1"}}).json()["id"]
+           for _ in range(5)]
+    http.post("/v1/jobs", json={"command": "true", "labels": {"batch": "b2"}})
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict = {"limit": 2, "label": "batch=b1"}
+        if cursor:
+            params["cursor"] = cursor
+        page = http.get("/v1/jobs", params=params).json()
+        seen += [j["id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    _error(http.get("/v1/jobs", params={"cursor": "garbage!"}), 400, "invalid_cursor")
+    _error(http.get("/v1/jobs", params={"state": "NOPE"}), 422, "invalid_request")
+
+
+def test_resumable_stdin_upload(http: httpx.Client) -> None:
+    job = http.post("/v1/jobs", json={"command": "cat", "stdin": "upload"}).json()
+    url = f"/v1/jobs/{job['id']}/stdin"
+    assert http.put(url, params={"offset": 0}, content=b"hello wor").json()["bytes"] == 9
+    # A retry after a broken upload: resend from an earlier offset; no duplication.
+    assert http.put(url, params={"offset": 6}, content=b"world").json()["bytes"] == 11
+    _error(http.put(url, params={"offset": 99}, content=b"x"), 409, "bad_offset")
+    done = http.put(url, params={"offset": 11, "final": "true"}, content=b"!\n").json()
+    assert done == {"bytes": 13, "closed": True}
+    # Closing again at the same size is idempotent; writing more is refused.
+    assert http.put(url, params={"offset": 13, "final": "true"}).status_code == 200
+    _error(http.put(url, params={"offset": 13}, content=b"more"), 409, "stdin_closed")
+    out = http.get(f"/v1/jobs/{job['id']}/stdout", params={"follow": "true"}).content
+    assert out == b"hello world!\n"
+
+
+@pytest.mark.parametrize("body", [
+    b"{not json", b"[]", b'{"command": 5}', b'{"command": ""}', b'{"command": []}',
+    b'{"command": "x", "unknown": 1}', b'{"command": "x", "env": {"1BAD": "v"}}',
+    b'{"command": "x", "workdir": "relative"}', b'{"command": "x", "resources": {"cpus": -1}}',
+    b'{"command": "a\\u0000b"}',
+])
+def test_bad_submissions_get_a_json_4xx(http: httpx.Client, body: bytes) -> None:
+    response = http.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["code"]
+
+
+def test_unknown_backend_and_workdir(http: httpx.Client) -> None:
+    _error(http.post("/v1/jobs", json={"command": "x", "backend": "nope"}), 400,
+           "unknown_backend")
+    _error(http.post("/v1/jobs", json={"command": "x", "workdir": "/does/not/exist"}), 400,
+           "invalid_workdir")
+
+
+def test_ids_are_validated_before_anything_else(http: httpx.Client) -> None:
+    _error(http.get("/v1/jobs/" + "a" * 26), 404, "not_found")
+    for bad in ("..", "..%2F..%2Fetc", "A" * 26, "short", "%2e%2e"):
+        response = http.get(f"/v1/jobs/{bad}/stdout")
+        assert response.status_code in (400, 404), (bad, response.text)
+        assert response.json()["error"]["code"] in ("invalid_job_id", "not_found")
+
+
+def test_oversized_body_is_413(http: httpx.Client) -> None:
+    huge = b'{"command": "' + b"x" * (2 << 20) + b'"}'
+    _error(http.post("/v1/jobs", content=huge, headers={"Content-Type": "application/json"}),
+           413, "payload_too_large")
+
+
+def test_unknown_route_is_json_404(http: httpx.Client) -> None:
+    _error(http.get("/v1/nothing"), 404)
+    _error(http.delete("/v1/jobs"), 405)
+
+
+def test_cancel_final_job_is_a_conflict(http: httpx.Client) -> None:
+    job = http.post("/v1/jobs", json={"command": "true"}).json()
+    final = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+    while final["state"] != "COMPLETE":
+        final = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30, "since": final["seq"]}).json()
+    _error(http.post(f"/v1/jobs/{job['id']}/cancel"), 409, "job_final")

@@ -1,0 +1,94 @@
+"""TCP with a token, and connections cut mid-transfer: output still exact."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import acjob
+from tests.conftest import Daemon, tool_env
+from tests.proxy import cutting_proxy
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tcp_daemon(short_tmp: Path) -> Iterator[Daemon]:
+    port = _free_port()
+    state = short_tmp / "state-tcp"
+    config = short_tmp / "tcp.toml"
+    config.write_text(f'[server]\nstate_dir = "{state}"\ntoken = "{TOKEN}"\n')
+    env = tool_env(short_tmp, ACJOB_URL=f"http://127.0.0.1:{port}", ACJOB_TOKEN=TOKEN)
+    d = Daemon(state_dir=state, url=f"http://127.0.0.1:{port}", env=env, config=config)
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def test_tcp_needs_the_token(tcp_daemon: Daemon) -> None:
+    with httpx.Client(base_url=tcp_daemon.url) as http:
+        assert http.get("/v1/health").status_code == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            response = http.get("/v1/jobs", headers=headers)
+            assert response.status_code == 401
+            assert response.json()["error"]["code"] == "unauthorized"
+        assert http.post("/v1/jobs", json={"command": "true"}).status_code == 401
+        ok = http.get("/v1/jobs", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+    env = dict(tcp_daemon.env)
+    env.pop("ACJOB_TOKEN")
+    denied = tcp_daemon.run("acjob", "true", env=env)
+    assert denied.returncode == 255
+    assert b"Error:" in denied.stderr and b"Try:" in denied.stderr
+    assert tcp_daemon.run("acjob", "echo ok").stdout == b"ok\n"
+
+
+def test_refuses_non_loopback_without_token(short_tmp: Path) -> None:
+    env = tool_env(short_tmp)
+    result = subprocess.run(
+        [sys.executable, "-m", "acjob.cli.ac", "serve", "--listen", f"0.0.0.0:{_free_port()}"],
+        env=env, capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert b"without a token" in result.stderr and b"Try:" in result.stderr
+
+
+def test_cut_connections_lose_and_repeat_nothing(tcp_daemon: Daemon) -> None:
+    data = os.urandom(24 << 20)
+    port = int(tcp_daemon.url.rsplit(":", 1)[1])
+    with cutting_proxy("127.0.0.1", port, cut_after=3 << 20) as proxy:
+        env = dict(tcp_daemon.env, ACJOB_URL=f"http://127.0.0.1:{proxy.port}")
+        result = tcp_daemon.run("acjob", "cat", input=data, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert hashlib.sha256(result.stdout).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert proxy.cuts >= 10  # both the upload and the download were cut repeatedly
+
+
+def test_python_client_through_cuts(tcp_daemon: Daemon) -> None:
+    data = os.urandom(10 << 20)
+    port = int(tcp_daemon.url.rsplit(":", 1)[1])
+    with cutting_proxy("127.0.0.1", port, cut_after=2 << 20) as proxy, \
+            acjob.Client(f"http://127.0.0.1:{proxy.port}", TOKEN) as client:
+        job = client.submit(["sha256sum"], stdin=data)
+        info = job.wait()
+        assert info.state is acjob.State.COMPLETE
+        out = b"".join(job.stdout())
+        assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
+        again = b"".join(client.stream(job.id, "stdout", offset=10))
+        assert again == out[10:]
+        assert proxy.cuts >= 4

@@ -1,0 +1,78 @@
+"""Pure parts of configuration, the local backend and the client."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from acjob.backends.local import parse_native_id, process_start_time
+from acjob.client import _chunks, _resume_at, _with_lookahead
+from acjob.config import load_config, parse_endpoint
+from acjob.errors import ConfigError, ConnectionFailed
+
+
+@pytest.mark.parametrize(("text", "url", "loopback"), [
+    ("unix:/run/acjob.sock", "unix:/run/acjob.sock", True),
+    ("127.0.0.1:8750", "http://127.0.0.1:8750", True),
+    ("http://localhost:80", "http://localhost:80", True),
+    ("[::1]:9000", "http://[::1]:9000", True),
+    ("0.0.0.0:8750", "http://0.0.0.0:8750", False),
+    ("example.org:1", "http://example.org:1", False),
+])
+def test_endpoints(text: str, url: str, loopback: bool) -> None:
+    endpoint = parse_endpoint(text)
+    assert endpoint.url == url and endpoint.is_loopback is loopback
+
+
+@pytest.mark.parametrize("text", ["unix:relative", "host", "host:0", "host:99999",
+                                  "https://x:1", "unix:/" + "x" * 120])
+def test_bad_endpoints(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_endpoint(text)
+
+
+def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nidle_timeout = -1\n")
+    with pytest.raises(ConfigError, match=r"server\.idle_timeout"):
+        load_config(path)
+    path.write_text("[server\n")
+    with pytest.raises(ConfigError):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    path.write_text('[server]\nlisten = "unix:/run/x.sock"\n[backends.local]\nslots = 2\n')
+    config = load_config(path)
+    assert config.server.listen == "unix:/run/x.sock" and config.backends["local"]["slots"] == 2
+
+
+def test_token_is_not_in_the_config_repr(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\ntoken = "very-secret"\n')
+    assert "very-secret" not in repr(load_config(path))
+
+
+def test_native_ids() -> None:
+    assert parse_native_id("abc:12:345") == ("abc", 12, 345)
+    for bad in ("", "1:2", "a:b:c", "a:1:2:3"):
+        assert parse_native_id(bad) is None
+    assert process_start_time(os.getpid()) is not None
+    assert process_start_time(2**22 + 12345) is None
+
+
+def test_chunks_and_lookahead() -> None:
+    assert list(_with_lookahead(iter([]))) == [(b"", True)]
+    assert list(_with_lookahead(iter([b"a", b"", b"b"]))) == [(b"a", False), (b"b", True)]
+    assert b"".join(_chunks(io.BytesIO(b"x" * 100))) == b"x" * 100
+    assert list(_chunks("text")) == [b"text"]
+
+
+def test_resume_points() -> None:
+    assert _resume_at({"bytes": 15, "closed": False}, 10, 10) == 5
+    assert _resume_at({"bytes": 10, "closed": False}, 10, 10) == 0
+    assert _resume_at({"bytes": 20, "closed": True}, 10, 10) is None
+    with pytest.raises(ConnectionFailed):
+        _resume_at({"bytes": 3, "closed": False}, 10, 10)

@@ -1,0 +1,131 @@
+"""The store on a real SQLite file: commits, transitions, idempotency, cursors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from acjob.errors import Conflict, InvalidRequest, NotFound
+from acjob.model import FailureKind, JobSpec, State, new_job_id
+from acjob.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "acjob.db")
+
+
+def _job(store: Store, command: str = "true", **kw: object) -> str:
+    job, created = store.create_job(JobSpec(command=command), "local", job_id=new_job_id(), **kw)
+    assert created
+    return job.id
+
+
+def test_life_cycle_appends_events(store: Store) -> None:
+    seen: list[tuple[str, State]] = []
+    store.subscribe(lambda job_id, seq, state: seen.append((job_id, state)))
+    job_id = _job(store)
+    attempt = store.start_attempt(job_id)
+    store.attempt_submitted(job_id, attempt.number, "native-1")
+    store.attempt_running(job_id, attempt.number)
+    final = store.finish_attempt(job_id, attempt.number, exit_code=0)
+    assert final.state is State.COMPLETE and final.exit_code == 0 and final.ended_at
+    states = [e.state for e in store.events(job_id)]
+    assert states == [State.QUEUED, State.INITIALIZING, State.RUNNING, State.COMPLETE]
+    assert [s for _, s in seen] == states
+    seqs = [e.seq for e in store.events(job_id)]
+    assert seqs == sorted(seqs) and final.seq == seqs[-1]
+
+
+def test_persisted_across_reopen(tmp_path: Path) -> None:
+    first = Store(tmp_path / "db")
+    job_id = _job(first, "echo kept")
+    first.close()
+    again = Store(tmp_path / "db")
+    assert again.get(job_id).spec.command == "echo kept"
+
+
+def test_retry_and_failure_paths(store: Store) -> None:
+    job_id = _job(store)
+    a1 = store.start_attempt(job_id)
+    store.attempt_submitted(job_id, a1.number, "n1")
+    job = store.finish_attempt(job_id, a1.number, failure=FailureKind.LOST, reason="lost",
+                               retry=True)
+    assert job.state is State.PREEMPTED
+    assert [j.id for j in store.dispatchable(10)] == [job_id]
+    a2 = store.start_attempt(job_id)
+    assert a2.number == 2
+    job = store.finish_attempt(job_id, a2.number, failure=FailureKind.LOST, reason="lost again")
+    assert job.state is State.SYSTEM_ERROR and job.reason == "lost again"
+    # A late report about an old attempt changes nothing.
+    assert store.finish_attempt(job_id, 1, exit_code=0).state is State.SYSTEM_ERROR
+
+
+def test_stdin_gates_dispatch(store: Store) -> None:
+    job, _ = store.create_job(JobSpec(command="cat", stdin="upload"), "local",
+                              job_id=new_job_id())
+    assert store.dispatchable(10) == []
+    store.close_stdin(job.id, 42)
+    assert store.close_stdin(job.id, 42).stdin_bytes == 42
+    with pytest.raises(Conflict):
+        store.close_stdin(job.id, 43)
+    assert [j.id for j in store.dispatchable(10)] == [job.id]
+
+
+def test_idempotency(store: Store) -> None:
+    spec = JobSpec(command="true")
+    a, created_a = store.create_job(spec, "local", idempotency_key="k", request_hash="h1",
+                                    job_id=new_job_id())
+    b, created_b = store.create_job(spec, "local", idempotency_key="k", request_hash="h1",
+                                    job_id=new_job_id())
+    assert created_a and not created_b and a.id == b.id
+    with pytest.raises(Conflict):
+        store.create_job(spec, "local", idempotency_key="k", request_hash="h2",
+                         job_id=new_job_id())
+
+
+def test_cancel(store: Store) -> None:
+    queued = _job(store)
+    assert store.request_cancel(queued).state is State.CANCELED
+    running = _job(store)
+    attempt = store.start_attempt(running)
+    assert store.request_cancel(running).state is State.CANCELING
+    assert store.finish_attempt(running, attempt.number,
+                                failure=FailureKind.LOST).state is State.CANCELED
+    done = _job(store)
+    a = store.start_attempt(done)
+    store.finish_attempt(done, a.number, exit_code=0)
+    with pytest.raises(Conflict):
+        store.request_cancel(done)
+
+
+def test_illegal_transition_is_refused_and_rolled_back(store: Store) -> None:
+    job_id = _job(store)
+    a = store.start_attempt(job_id)
+    store.finish_attempt(job_id, a.number, exit_code=1)
+    with pytest.raises(Conflict):
+        store.start_attempt(job_id)
+    assert store.get(job_id).state is State.EXECUTOR_ERROR
+    assert len(store.get(job_id).attempts) == 1
+
+
+def test_list_pagination_and_filters(store: Store) -> None:
+    ids = [store.create_job(JobSpec(command="true", name=f"n{i}", labels={"g": str(i % 2)}),
+                            "local", job_id=new_job_id())[0].id for i in range(7)]
+    page, cursor = store.list_jobs(limit=3)
+    assert [j.id for j in page] == ids[::-1][:3] and cursor
+    rest, end = store.list_jobs(limit=10, cursor=cursor)
+    assert [j.id for j in rest] == ids[::-1][3:] and end is None
+    evens, _ = store.list_jobs(labels={"g": "0"})
+    assert {j.id for j in evens} == set(ids[0::2])
+    named, _ = store.list_jobs(name_prefix="n1")
+    assert [j.id for j in named] == [ids[1]]
+    assert store.list_jobs(name_prefix="%")[0] == []
+    with pytest.raises(InvalidRequest):
+        store.list_jobs(cursor="nonsense")
+
+
+def test_unknown_job(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.get(new_job_id())

@@ -1,0 +1,92 @@
+"""The generated wrapper, run for real with /bin/sh in a temporary spool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from acjob.wrapper import render_wrapper
+
+
+def _run(tmp_path: Path, command: str | list[str], stdin: bytes | None = None,
+         env: dict[str, str] | None = None, workdir: Path | None = None) -> Path:
+    attempt = tmp_path / "1"
+    attempt.mkdir()
+    stdin_path = None
+    if stdin is not None:
+        stdin_path = tmp_path / "stdin"
+        stdin_path.write_bytes(stdin)
+    work = workdir or tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=work,
+                            command=command, stdin=stdin_path, env=env or {})
+    (attempt / "job.sh").write_text(script)
+    subprocess.run(["/bin/sh", str(attempt / "job.sh")], check=False, timeout=30)
+    return attempt
+
+
+def test_shell_string_with_stdin_and_exit(tmp_path: Path) -> None:
+    a = _run(tmp_path, "tr a-z A-Z; echo err >&2; exit 5", stdin=b"hello\n")
+    assert (a / "stdout").read_bytes() == b"HELLO\n"
+    assert (a / "stderr").read_bytes() == b"err\n"
+    assert (a / "exit").read_text() == "5\n"
+    assert int((a / "pid").read_text()) > 0
+    assert not (a / "exit.tmp").exists()
+
+
+@pytest.mark.parametrize("word", ["$HOME", "a b", ";id", "`id`", "'", '"', "\\", "*", "$(id)",
+                                  "\n", "-n", "echo"])
+def test_argv_words_are_never_interpreted(tmp_path: Path, word: str) -> None:
+    a = _run(tmp_path, ["printf", "[%s]", word])
+    assert (a / "stdout").read_text() == f"[{word}]"
+    assert (a / "exit").read_text() == "0\n"
+
+
+def test_argv_runs_programs_not_builtins(tmp_path: Path) -> None:
+    a = _run(tmp_path, ["nonexistent-program-xyz"])
+    assert (a / "exit").read_text() == "127\n"
+
+
+def test_signal_status(tmp_path: Path) -> None:
+    a = _run(tmp_path, "kill -9 $$")
+    assert (a / "exit").read_text() == "137\n"
+
+
+def test_env_and_ids_exported(tmp_path: Path) -> None:
+    a = _run(tmp_path, 'echo "$GREETING $ACJOB_ATTEMPT"', env={"GREETING": "it's $x"})
+    assert (a / "stdout").read_text() == "it's $x 1\n"
+
+
+def test_fence_prevents_the_run(tmp_path: Path) -> None:
+    attempt = tmp_path / "1"
+    attempt.mkdir()
+    (attempt / "claim").mkdir()  # the daemon fenced this attempt
+    witness = tmp_path / "ran"
+    script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=tmp_path,
+                            command=f"touch {witness}", stdin=None, env={})
+    (attempt / "job.sh").write_text(script)
+    result = subprocess.run(["/bin/sh", str(attempt / "job.sh")], timeout=30)
+    assert result.returncode == 0
+    assert not witness.exists() and not (attempt / "exit").exists()
+
+
+def test_missing_workdir_is_status_126(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    attempt = tmp_path / "1"
+    attempt.mkdir()
+    script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=missing,
+                            command="true", stdin=None, env={})
+    (attempt / "job.sh").write_text(script)
+    subprocess.run(["/bin/sh", str(attempt / "job.sh")], timeout=30)
+    assert (attempt / "exit").read_text() == "126\n"
+    assert b"cannot enter" in (attempt / "stderr").read_bytes()
+
+
+def test_output_files_are_private_but_job_files_follow_umask(tmp_path: Path) -> None:
+    a = _run(tmp_path, "touch made-by-job")
+    assert (a / "stdout").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "work" / "made-by-job").stat().st_mode & 0o777 == 0o644 & ~0o022
+    assert os.access(a / "exit", os.R_OK)
