@@ -34,6 +34,7 @@ from .errors import (
     AcjobError,
     Conflict,
     ConnectionFailed,
+    Gone,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -52,7 +53,7 @@ _BACKOFF_START = 0.1
 _BACKOFF_MAX = 5.0
 
 _ERRORS: dict[int, type[AcjobError]] = {
-    400: InvalidRequest, 401: Unauthorized, 404: NotFound, 409: Conflict,
+    400: InvalidRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 410: Gone,
     413: PayloadTooLarge, 422: InvalidRequest,
 }
 

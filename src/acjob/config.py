@@ -40,6 +40,7 @@ class ServerConfig(BaseModel):
     max_request_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
     max_stdin_bytes: Annotated[int, Field(ge=0)] | None = None
     synchronous: Literal["normal", "full", "extra"] = "normal"
+    retention_days: Annotated[float, Field(gt=0)] = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -26,6 +26,7 @@ from .backends.base import Backend, load_backend
 from .config import Config, Endpoint, default_state_dir, parse_endpoint, private_socket
 from .errors import ConfigError
 from .hub import Hub
+from .janitor import run_janitor
 from .monitor import Monitor
 from .server.app import Services, create_app
 from .spool import Spool
@@ -173,6 +174,9 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
 
     services.shutdown = shutdown
     monitor_task = asyncio.create_task(monitor.run(), name="acjob-monitor")
+    janitor_task = asyncio.create_task(
+        run_janitor(store, spool, settings.config.server.retention_days * 86400),
+        name="acjob-janitor")
     idle_task = (asyncio.create_task(_stop_when_idle(services, settings.idle_timeout))
                  if settings.idle_timeout > 0 else None)
     log.info("acjob daemon listening on %s (state %s)", settings.endpoint.url,
@@ -184,7 +188,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        for task in (monitor_task, idle_task):
+        for task in (monitor_task, janitor_task, idle_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

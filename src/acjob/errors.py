@@ -70,6 +70,13 @@ class Conflict(PermanentError):
     http_status = 409
 
 
+class Gone(PermanentError):
+    """The resource existed but was removed (e.g. output past its retention time)."""
+
+    code = "gone"
+    http_status = 410
+
+
 class Unauthorized(PermanentError):
     """The bearer token is missing or wrong."""
 

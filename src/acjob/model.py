@@ -230,6 +230,7 @@ class Job:
     stdin_bytes: int | None = None
     stdin_closed: bool = True
     ended_at: float | None = None
+    purged_at: float | None = None
     attempts: tuple[Attempt, ...] = field(default=())
 
     def public(self) -> dict[str, Any]:
@@ -254,6 +255,7 @@ class Job:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "ended_at": self.ended_at,
+            "files_removed_at": self.purged_at,
             "seq": self.seq,
             "attempts": [
                 {

@@ -42,8 +42,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     stdin_bytes INTEGER,
     idem_key TEXT UNIQUE,
     idem_hash TEXT,
-    seq INTEGER NOT NULL DEFAULT 0
+    seq INTEGER NOT NULL DEFAULT 0,
+    purged_at REAL
 );
+CREATE INDEX IF NOT EXISTS jobs_unpurged ON jobs(ended_at) WHERE purged_at IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_active ON jobs(state, pos)
     WHERE state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');
 CREATE TABLE IF NOT EXISTS attempts (
@@ -263,6 +265,22 @@ class Store:
         sql += " ORDER BY pos LIMIT ?"
         args.append(limit)
         return [self._load(r["id"]) for r in self._db.execute(sql, args).fetchall()]
+
+    def expired(self, ended_before: float, limit: int = 500) -> list[str]:
+        """Return ids of final jobs that ended before ``ended_before`` and still have files."""
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE purged_at IS NULL AND ended_at IS NOT NULL"
+            " AND ended_at < ? ORDER BY ended_at LIMIT ?",
+            (ended_before, limit),
+        )
+        return [r["id"] for r in rows]
+
+    def mark_purged(self, job_ids: Sequence[str]) -> None:
+        """Record that these jobs' spool files were removed."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany("UPDATE jobs SET purged_at = ? WHERE id = ?",
+                           [(now, job_id) for job_id in job_ids])
 
     def count_started_by_backend(self) -> dict[str, int]:
         """Return, per backend, how many jobs hold a slot (initializing, running, canceling)."""
@@ -509,6 +527,7 @@ class Store:
             stdin_bytes=row["stdin_bytes"],
             stdin_closed=bool(row["stdin_closed"]),
             ended_at=row["ended_at"],
+            purged_at=row["purged_at"],
             attempts=attempts,
         )
 

@@ -155,3 +155,32 @@ def test_cancel_queued_job_never_runs(daemon: Daemon, short_tmp: Path) -> None:
     result = daemon.run("acpoll", data["id"])
     assert result.returncode == 143
     assert result.stdout == b""
+
+
+def test_slot_limit_queues_the_rest(short_tmp: Path) -> None:
+    from tests.conftest import tool_env
+
+    state = short_tmp / "slots-state"
+    config = short_tmp / "slots.toml"
+    config.write_text(f'[server]\nstate_dir = "{state}"\n[backends.local]\nslots = 1\n')
+    sock = short_tmp / "s.sock"
+    d = Daemon(state_dir=state, url=f"unix:{sock}",
+               env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"), config=config)
+    d.start()
+    try:
+        gate = short_tmp / "gate"
+        with client_for(d) as client:
+            first = client.submit(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo 1")
+            second = client.submit("echo 2")
+            info = client.get(first.id)
+            while info.state is not State.RUNNING:
+                info = client.get(first.id, wait=30, since=info.seq)
+            # The only slot is taken: the second job waits, and stays waiting.
+            assert client.get(second.id, wait=1).state is State.QUEUED
+            gate.touch()
+            assert second.wait(timeout=60).state is State.COMPLETE
+            assert first.status().state is State.COMPLETE
+            started = second.status().data["attempts"][0]["started_at"]
+            assert started is None or started >= first.status().data["ended_at"] - 1
+    finally:
+        d.stop()

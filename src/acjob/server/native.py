@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from .. import __version__
-from ..errors import Conflict, InvalidRequest
+from ..errors import Conflict, Gone, InvalidRequest
 from ..model import JobSpec, State, check_job_id, new_job_id
 from ..spool import Stream
 from .app import Services
@@ -195,6 +195,10 @@ def _output_route(stream: Stream) -> Any:
         attempt: Annotated[int | None, Query(ge=1)] = None,
     ) -> StreamingResponse:
         job = svc.store.get(job_id)
+        if job.purged_at is not None:
+            raise Gone(f"the files of job {job_id} were removed after the retention time",
+                       hint="raise [server] retention_days to keep output longer",
+                       code="output_expired")
         while follow and attempt is None and job.attempt == 0 and not job.state.is_final:
             await svc.hub.wait(job_id, 30.0)
             job = svc.store.get(job_id)
