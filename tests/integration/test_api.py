@@ -33,6 +33,15 @@ def test_health_and_openapi(http: httpx.Client) -> None:
     assert "/v1/jobs" in paths and "/v1/jobs/{job_id}/stdout" in paths
 
 
+def test_prometheus_metrics(http: httpx.Client) -> None:
+    job = http.post("/v1/jobs", json={"command": "true"}).json()
+    http.get(f"/v1/jobs/{job['id']}/stdout", params={"follow": "true"})
+    text = http.get("/metrics").text
+    assert 'acjob_jobs{state="COMPLETE"} 1.0' in text
+    assert 'acjob_job_events_total{state="QUEUED"} 1.0' in text
+    assert "acjob_spool_free_bytes" in text
+
+
 def test_submit_get_and_idempotency(http: httpx.Client) -> None:
     headers = {"Idempotency-Key": "key-1"}
     first = http.post("/v1/jobs", json={"command": "echo hi"}, headers=headers)

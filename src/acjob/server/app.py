@@ -140,6 +140,8 @@ async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
 
 def create_app(services: Services) -> FastAPI:
     """Build the application over ``services``."""
+    from .metrics import install_metrics
+    from .metrics import router as metrics_router
     from .native import router
 
     app = FastAPI(
@@ -148,7 +150,9 @@ def create_app(services: Services) -> FastAPI:
         description="Run long jobs and get their output back: the native acjob API.",
     )
     app.state.services = services
+    app.state.metrics = install_metrics(services)
     app.include_router(router)
+    app.include_router(metrics_router)
 
     @app.exception_handler(AcjobError)
     async def _acjob_error(request: Request, exc: AcjobError) -> JSONResponse:
