@@ -73,6 +73,9 @@ class Monitor:
         """Run until cancelled. Errors in one cycle are logged, never fatal."""
         for name, backend in self._backends.items():
             await backend.start(lambda name=name: self._wake_backend(name))  # type: ignore[misc]
+        for job in self._store.active_jobs():
+            if job.backend not in self._backends:
+                self._store.fail(job.id, f"the backend {job.backend!r} is not configured")
         try:
             while True:
                 try:
@@ -99,12 +102,9 @@ class Monitor:
         """Do one round of checks, polls, healing, cancellation and dispatch."""
         now = time.monotonic()
         to_poll: dict[str, list[tuple[Job, Attempt]]] = {}
-        for job in self._store.active_jobs():
+        for job in self._store.in_flight():
             backend = self._backends.get(job.backend)
-            if backend is None:
-                self._store.fail(job.id, f"the backend {job.backend!r} is not configured")
-                continue
-            if not job.attempts or job.state in (State.QUEUED, State.PREEMPTED):
+            if backend is None or not job.attempts:
                 continue
             attempt = job.attempts[-1]
             if attempt.state in ("ended", "abandoned"):

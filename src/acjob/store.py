@@ -251,6 +251,14 @@ class Store:
         rows = self._db.execute(_SELECT_ACTIVE).fetchall()
         return [self._load(r["id"]) for r in rows]
 
+    def in_flight(self) -> list[Job]:
+        """Return the jobs that have an attempt under way (initializing, running, canceling)."""
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE state IN ('INITIALIZING', 'RUNNING', 'CANCELING')"
+            " ORDER BY pos"
+        ).fetchall()
+        return [self._load(r["id"]) for r in rows]
+
     def active_jobs_exist(self) -> bool:
         """Tell whether any job is not final."""
         row = self._db.execute(_ANY_ACTIVE)
