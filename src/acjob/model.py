@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InvalidRequest
 
@@ -135,14 +135,29 @@ class RetryPolicy(BaseModel):
         return attempt < self.max_attempts and kind in self.on
 
 
-class Resources(BaseModel):
-    """What a job asks of the compute resource (backends map these to their options)."""
+_SCHEDULER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$"
 
-    model_config = ConfigDict(extra="forbid")
+
+class Resources(BaseModel):
+    """What a job asks of the compute resource (backends map these to their options).
+
+    ``queue`` is Slurm's partition or Grid Engine's queue (``partition`` is accepted
+    as a name for it), ``account`` Slurm's account or Grid Engine's project, and
+    ``extra_args`` raw ``--name[=value]`` options for the scheduler's submit command.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
     memory_mb: Annotated[int, Field(ge=1, le=1 << 30)] | None = None
     time_limit_s: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
+    queue: Annotated[str, Field(pattern=_SCHEDULER_NAME)] | None = Field(
+        default=None, validation_alias=AliasChoices("queue", "partition")
+    )
+    account: Annotated[str, Field(pattern=_SCHEDULER_NAME)] | None = None
+    extra_args: list[Annotated[str, Field(min_length=3, max_length=1024)]] = Field(
+        default_factory=list, max_length=64
+    )
 
 
 class JobSpec(BaseModel):
@@ -242,7 +257,8 @@ class Job:
             "name": self.spec.name,
             "backend": self.backend,
             "labels": self.spec.labels,
-            "resources": self.spec.resources.model_dump(exclude_none=True),
+            "resources": self.spec.resources.model_dump(exclude_none=True,
+                                                        exclude_defaults=True),
             "retry": {
                 "max_attempts": self.spec.retry.max_attempts,
                 "on": sorted(k.value for k in self.spec.retry.on),

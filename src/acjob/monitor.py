@@ -36,6 +36,8 @@ log = logging.getLogger("acjob.monitor")
 SUBMIT_BACKOFF = 5.0
 #: How soon to look again at an attempt whose state is not yet known.
 RECHECK = 1.0
+#: How often exit files are looked for when a backend does not notify exits.
+EXIT_CHECK = 1.0
 
 _DISPATCH_BATCH = 200
 
@@ -55,6 +57,8 @@ class Monitor:
         self._hold_until: dict[str, float] = {}
         self._gone_since: dict[tuple[str, int], float] = {}
         self._cancel_sent: set[tuple[str, int]] = set()
+        self._last_submit: dict[str, float] = {}
+        self._exit_check_at: float | None = None
 
     @property
     def backends(self) -> Mapping[str, Backend]:
@@ -92,7 +96,10 @@ class Monitor:
 
     async def _sleep(self) -> None:
         now = time.monotonic()
-        due = [t for t in (*self._next_poll.values(), *self._hold_until.values()) if t > now]
+        times = [*self._next_poll.values(), *self._hold_until.values()]
+        if self._exit_check_at is not None:
+            times.append(self._exit_check_at)
+        due = [t for t in times if t > now]
         timeout = max(0.0, min(due) - now) if due else 3600.0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._kick.wait(), timeout)
@@ -102,10 +109,13 @@ class Monitor:
         """Do one round of checks, polls, healing, cancellation and dispatch."""
         now = time.monotonic()
         to_poll: dict[str, list[tuple[Job, Attempt]]] = {}
+        self._exit_check_at = None
         for job in self._store.in_flight():
             backend = self._backends.get(job.backend)
             if backend is None or not job.attempts:
                 continue
+            if not backend.notifies_exits:
+                self._exit_check_at = now + EXIT_CHECK
             attempt = job.attempts[-1]
             if attempt.state in ("ended", "abandoned"):
                 continue
@@ -121,7 +131,7 @@ class Monitor:
             if name in self._woken or now >= self._next_poll.get(name, 0.0):
                 await self._poll(backend, items)
             elif name not in self._next_poll:
-                self._next_poll[name] = now + backend.poll_interval
+                self._next_poll[name] = now + self._interval(backend)
             await self._send_cancels(backend, items)
         for name in set(self._backends) - set(to_poll):
             self._next_poll.pop(name, None)
@@ -130,8 +140,13 @@ class Monitor:
 
     # -- observing --------------------------------------------------------------------
 
+    def _interval(self, backend: Backend) -> float:
+        """Poll often while the backend's newest attempt is young, rarely once all are old."""
+        age = time.monotonic() - self._last_submit.get(backend.name, time.monotonic())
+        return min(backend.max_poll_interval, max(backend.poll_interval, age / 10))
+
     async def _poll(self, backend: Backend, items: list[tuple[Job, Attempt]]) -> None:
-        self._next_poll[backend.name] = time.monotonic() + backend.poll_interval
+        self._next_poll[backend.name] = time.monotonic() + self._interval(backend)
         ids = [a.native_id for _, a in items if a.native_id]
         try:
             seen = await backend.poll(ids)
@@ -195,8 +210,9 @@ class Monitor:
         """End an attempt that left no exit status."""
         self._forget(job, attempt)
         retry = failure is not None and job.spec.retry.allows(_tries(job), failure)
-        if failure is not None and not retry and job.spec.retry.max_attempts > 1:
-            reason = f"{reason} (attempt {_tries(job)} of {job.spec.retry.max_attempts})"
+        if failure is not None and job.spec.retry.max_attempts > 1:
+            tries = f"attempt {_tries(job)} of {job.spec.retry.max_attempts}"
+            reason = f"{reason} ({tries}{'; retrying' if retry else ''})"
         self._store.finish_attempt(
             job.id, attempt.number, failure=failure or FailureKind.LOST, reason=reason,
             retry=retry,
@@ -303,6 +319,7 @@ class Monitor:
                                        reason=str(exc))
             return True
         self._store.attempt_submitted(job.id, number, native_id)
+        self._last_submit[backend.name] = time.monotonic()
         self._woken.add(backend.name)
         self.kick()
         return True

@@ -492,7 +492,7 @@ class Store:
         ended = now if new in FINAL_STATES else None
         self._db.execute(
             "UPDATE jobs SET state = ?, updated_at = ?, ended_at = ?,"
-            " exit_code = coalesce(?, exit_code), reason = coalesce(?, reason) WHERE id = ?",
+            " exit_code = coalesce(?, exit_code), reason = ? WHERE id = ?",
             (new.value, now, ended, exit_code, reason, job.id),
         )
         self._event(job.id, new, job.attempt, detail or reason, now)

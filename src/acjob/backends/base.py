@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigError
-from ..model import FailureKind, Job
+from ..model import FailureKind, Job, JobSpec
 from ..spool import Spool
 
 ObservedState = Literal["pending", "running", "gone", "failed", "canceled"]
@@ -55,15 +55,28 @@ class Backend(Protocol):
         name: The name jobs use to ask for this backend.
         capacity: How many attempts may be active at once, or ``None`` when the
             resource queues by itself (a batch scheduler).
-        poll_interval: Seconds between two polls while attempts are active.
+        poll_interval: Seconds between two polls while attempts are young.
+        max_poll_interval: The longest interval, reached as attempts grow old.
         lost_grace: Seconds an attempt may be ``gone`` without an exit file before
             it is declared lost (shared file systems can lag behind the scheduler).
+        notifies_exits: True if the backend calls ``wake()`` when an attempt's
+            process ends; otherwise the monitor looks for exit files every second.
     """
 
     name: str
     capacity: int | None
     poll_interval: float
+    max_poll_interval: float
     lost_grace: float
+    notifies_exits: bool
+
+    def validate(self, spec: JobSpec) -> None:
+        """Check that this backend can run ``spec`` (resources, raw options).
+
+        Raises:
+            InvalidRequest: naming what is wrong, before the job is accepted.
+        """
+        ...
 
     async def start(self, wake: Callable[[], None]) -> None:
         """Get ready; call ``wake()`` whenever an attempt may have changed."""

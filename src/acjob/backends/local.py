@@ -20,8 +20,8 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, SubmitFailed
-from ..model import Job
+from ..errors import ConfigError, InvalidRequest, SubmitFailed
+from ..model import Job, JobSpec
 from ..spool import Spool
 from .base import Observation
 
@@ -69,6 +69,7 @@ class LocalBackend:
 
     name = "local"
     lost_grace = 0.0
+    notifies_exits = True
 
     def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
         unknown = set(options) - {"slots", "kill_grace", "poll_interval"}
@@ -81,12 +82,23 @@ class LocalBackend:
         self.kill_grace = float(options.get("kill_grace", 10.0))
         # Exits are notified; the poll is only a safety net.
         self.poll_interval = float(options.get("poll_interval", 30.0))
+        self.max_poll_interval = self.poll_interval
         self._spool = spool
         self._boot = boot_id()
         self._wake: Callable[[], None] = lambda: None
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watched: dict[int, int] = {}  # pid -> pidfd
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def validate(self, spec: JobSpec) -> None:
+        """Refuse scheduler options, which mean nothing to local processes."""
+        res = spec.resources
+        if res.queue or res.account or res.extra_args:
+            raise InvalidRequest(
+                "the local backend has no queues, accounts or scheduler options",
+                hint="drop queue/account/extra_args, or choose a scheduler backend",
+                code="invalid_resources",
+            )
 
     async def start(self, wake: Callable[[], None]) -> None:
         """Remember how to wake the monitor."""

@@ -72,6 +72,7 @@ async def submit(
             hint=f"use one of: {', '.join(sorted(svc.monitor.backends))}",
             code="unknown_backend",
         )
+    svc.monitor.backends[backend].validate(spec)
     if spec.workdir is not None and not Path(spec.workdir).is_dir():
         raise InvalidRequest(f"the working directory {spec.workdir} does not exist",
                              code="invalid_workdir")

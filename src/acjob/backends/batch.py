@@ -1,0 +1,305 @@
+"""What every batch scheduler backend shares: running its commands, tags, options, errors.
+
+A scheduler is described by a :class:`Dialect`: pure functions that build command
+lines and parse their output, plus a state table. :class:`BatchBackend` runs those
+commands (in a thread, with a time-out), and turns their failures into the two
+kinds the monitor understands: :class:`~acjob.errors.BackendUnavailable` (look
+again later: the controller is down, the command timed out) and
+:class:`~acjob.errors.SubmitFailed` (the scheduler refused the job for good).
+
+Every attempt is tagged ``ac-<job id>-<attempt>`` (in the scheduler's job name and,
+where it has one, its comment), so a daemon that crashed between submitting and
+recording the native id finds the attempt again instead of submitting it twice.
+
+The spool must be on a file system that the compute nodes share with the daemon:
+the wrapper runs there and writes its output and exit status there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import subprocess
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ..errors import BackendUnavailable, ConfigError, InvalidRequest, SubmitFailed
+from ..model import Job, JobSpec
+from ..spool import Spool
+from .base import Observation
+
+log = logging.getLogger("acjob.backends")
+
+ErrorKind = Literal["transient", "permanent", "gone"]
+
+_OPTION_NAME = re.compile(r"^--[a-z][a-z0-9-]*(=.*)?$")
+
+
+def tag_for(job_id: str, attempt: int) -> str:
+    """Return the tag that names an attempt in the scheduler."""
+    return f"ac-{job_id}-{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """Everything a dialect needs to build a submit command.
+
+    Attributes:
+        job: The job.
+        attempt: The attempt number.
+        tag: The attempt's tag (:func:`tag_for`).
+        wrapper: The wrapper script to run.
+        attempt_dir: Where the scheduler's own output file may go.
+        workdir: The job's working directory.
+    """
+
+    job: Job
+    attempt: int
+    tag: str
+    wrapper: Path
+    attempt_dir: Path
+    workdir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """Options every batch backend accepts (``[backends.NAME]`` in the config).
+
+    Attributes:
+        queue: The partition (Slurm) or queue (Grid Engine) to submit to.
+        account: The account (Slurm) or project (Grid Engine) to charge.
+        extra_args: Raw options added to every submission.
+        poll_interval: Seconds between polls while attempts are young.
+        max_poll_interval: The ceiling the interval grows to for old attempts.
+        lost_grace: Seconds an attempt may be unknown to the scheduler, without an
+            exit file, before it is declared lost (covers shared file system lag).
+        command_timeout: Seconds a scheduler command may take before it counts as
+            "scheduler unavailable".
+        parallel_environment: Grid Engine's parallel environment for cpus > 1.
+    """
+
+    queue: str | None = None
+    account: str | None = None
+    extra_args: tuple[str, ...] = ()
+    poll_interval: float = 1.0
+    max_poll_interval: float = 30.0
+    lost_grace: float = 120.0
+    command_timeout: float = 30.0
+    parallel_environment: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, backend: str, options: Mapping[str, Any],
+              aliases: Mapping[str, str]) -> BatchOptions:
+        """Validate ``[backends.NAME]`` options; ``aliases`` maps native names
+        (``partition``, ``project``) onto ``queue``/``account``.
+
+        Raises:
+            ConfigError: an unknown option or a value of the wrong kind.
+        """
+        known = {"queue", "account", "extra_args", "poll_interval", "max_poll_interval",
+                 "lost_grace", "command_timeout", "parallel_environment", *aliases}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigError(f"unknown option(s) for the {backend} backend: {sorted(unknown)}",
+                              hint=f"known options: {', '.join(sorted(known))}")
+        values = {aliases.get(k, k): v for k, v in options.items()}
+        extra = values.get("extra_args", [])
+        if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
+            raise ConfigError(f"backends.{backend}.extra_args must be a list of strings")
+        try:
+            result = cls(
+                queue=_opt_str(values, "queue"), account=_opt_str(values, "account"),
+                extra_args=tuple(extra),
+                poll_interval=float(values.get("poll_interval", 1.0)),
+                max_poll_interval=float(values.get("max_poll_interval", 30.0)),
+                lost_grace=float(values.get("lost_grace", 120.0)),
+                command_timeout=float(values.get("command_timeout", 30.0)),
+                parallel_environment=_opt_str(values, "parallel_environment"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"backends.{backend}: {exc}") from exc
+        if min(result.poll_interval, result.command_timeout) <= 0 or result.lost_grace < 0:
+            raise ConfigError(f"backends.{backend}: intervals and time-outs must be positive")
+        return result
+
+
+def _opt_str(values: Mapping[str, Any], key: str) -> str | None:
+    value = values.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{key} must be a string")
+    return value
+
+
+def check_extra_args(args: Collection[str], reserved: Collection[str]) -> None:
+    """Refuse raw options that are malformed or that acjob itself controls.
+
+    Raises:
+        InvalidRequest: with the offending option named.
+    """
+    for arg in args:
+        if not _OPTION_NAME.match(arg):
+            raise InvalidRequest(f"extra option {arg[:64]!r} is not of the form --name[=value]",
+                                 code="invalid_resources")
+        name = arg.split("=", 1)[0]
+        if name in reserved:
+            raise InvalidRequest(f"extra option {name} is set by acjob itself",
+                                 hint="remove it; acjob sets it for every job",
+                                 code="invalid_resources")
+
+
+class Dialect(Protocol):
+    """The pure, scheduler-specific half of a batch backend."""
+
+    name: str
+    #: Options a job or the config may not pass raw (acjob sets them).
+    reserved_options: frozenset[str]
+    #: Config-option aliases onto :class:`BatchOptions` fields.
+    aliases: Mapping[str, str]
+
+    def submit_argv(self, sub: Submission, options: BatchOptions) -> list[str]:
+        """Return the command that submits the wrapper."""
+        ...
+
+    def parse_submit(self, stdout: str) -> str:
+        """Return the native id printed by the submit command."""
+        ...
+
+    def poll_argv(self) -> list[str]:
+        """Return the command that lists all of this user's jobs in one call."""
+        ...
+
+    def parse_poll(self, stdout: str) -> dict[str, Observation]:
+        """Return what the listing says of each job, by native id."""
+        ...
+
+    def find_argv(self, tag: str) -> list[str]:
+        """Return the command that lists jobs carrying ``tag``."""
+        ...
+
+    def parse_find(self, stdout: str, tag: str) -> str | None:
+        """Return the native id of the newest job carrying ``tag``, if any."""
+        ...
+
+    def cancel_argv(self, native_id: str) -> list[str]:
+        """Return the command that cancels a job."""
+        ...
+
+    def classify_error(self, argv: list[str], returncode: int, stderr: str) -> ErrorKind:
+        """Tell a failed command's kind: ``gone`` (the job no longer exists),
+        ``permanent`` (refused for good) or ``transient``."""
+        ...
+
+
+Runner = Callable[[list[str], float], subprocess.CompletedProcess[str]]
+
+
+def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a scheduler command, capturing its output (the default runner)."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+class BatchBackend:
+    """A backend over a batch scheduler's command-line tools; see the module docstring."""
+
+    capacity: int | None = None
+    notifies_exits = False
+
+    def __init__(self, dialect: Dialect, spool: Spool, options: Mapping[str, Any],
+                 runner: Runner = run_command) -> None:
+        self.dialect = dialect
+        self.name = dialect.name
+        self.options = BatchOptions.parse(dialect.name, options, dialect.aliases)
+        check_extra_args(self.options.extra_args, dialect.reserved_options)
+        self.poll_interval = self.options.poll_interval
+        self.max_poll_interval = self.options.max_poll_interval
+        self.lost_grace = self.options.lost_grace
+        self._spool = spool
+        self._run = runner
+
+    async def start(self, wake: Callable[[], None]) -> None:
+        """Nothing to start: the scheduler runs on its own."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def validate(self, spec: JobSpec) -> None:
+        """Check the job's resources and raw options for this scheduler.
+
+        Raises:
+            InvalidRequest: naming what is wrong.
+        """
+        check_extra_args(spec.resources.extra_args, self.dialect.reserved_options)
+
+    async def _call(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return await asyncio.to_thread(self._run, argv, self.options.command_timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise BackendUnavailable(
+                f"{argv[0]} did not answer within {self.options.command_timeout:g} s"
+            ) from exc
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+
+    def _failure(self, argv: list[str], result: subprocess.CompletedProcess[str]) -> ErrorKind:
+        kind = self.dialect.classify_error(argv, result.returncode, result.stderr)
+        log.debug("%s exited %d: %s", argv[0], result.returncode, result.stderr.strip())
+        return kind
+
+    async def submit(self, job: Job, attempt: int, wrapper: Path) -> str:
+        """Submit the wrapper; return the scheduler's job id."""
+        sub = Submission(job=job, attempt=attempt, tag=tag_for(job.id, attempt),
+                         wrapper=wrapper, attempt_dir=wrapper.parent,
+                         workdir=self._workdir(job))
+        argv = self.dialect.submit_argv(sub, self.options)
+        result = await self._call(argv)
+        if result.returncode != 0:
+            message = result.stderr.strip() or f"{argv[0]} exited {result.returncode}"
+            if self._failure(argv, result) == "permanent":
+                raise SubmitFailed(f"{self.name} refused the job: {message}")
+            raise BackendUnavailable(f"{self.name} submission failed: {message}")
+        try:
+            return self.dialect.parse_submit(result.stdout)
+        except ValueError as exc:
+            # The job may exist; the monitor fences the attempt and finds it by tag.
+            raise BackendUnavailable(f"unexpected answer from {argv[0]}: {exc}") from exc
+
+    async def poll(self, native_ids: Collection[str]) -> Mapping[str, Observation]:
+        """List every job of this user in one call; unknown ids are ``gone``."""
+        argv = self.dialect.poll_argv()
+        result = await self._call(argv)
+        if result.returncode != 0:
+            self._failure(argv, result)
+            raise BackendUnavailable(
+                f"{argv[0]} failed: {result.stderr.strip() or result.returncode}")
+        seen = self.dialect.parse_poll(result.stdout)
+        return {i: seen.get(i, Observation("gone")) for i in native_ids}
+
+    async def find(self, job: Job, attempt: int) -> str | None:
+        """Find the attempt by its tag."""
+        tag = tag_for(job.id, attempt)
+        argv = self.dialect.find_argv(tag)
+        result = await self._call(argv)
+        if result.returncode != 0:
+            if self._failure(argv, result) == "gone":
+                return None
+            raise BackendUnavailable(
+                f"{argv[0]} failed: {result.stderr.strip() or result.returncode}")
+        return self.dialect.parse_find(result.stdout, tag)
+
+    async def cancel(self, native_id: str) -> None:
+        """Ask the scheduler to cancel; a job it no longer knows counts as canceled."""
+        argv = self.dialect.cancel_argv(native_id)
+        result = await self._call(argv)
+        if result.returncode != 0 and self._failure(argv, result) != "gone":
+            raise BackendUnavailable(
+                f"{argv[0]} failed: {result.stderr.strip() or result.returncode}")
+
+    def _workdir(self, job: Job) -> Path:
+        if job.spec.workdir is not None:
+            return Path(job.spec.workdir)
+        return self._spool.work_dir(job.id)
