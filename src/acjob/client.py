@@ -498,13 +498,31 @@ class AsyncClient:
         **options: Any,
     ) -> AsyncJobHandle:
         """Submit a job (see :meth:`Client.submit` for the options)."""
-        body = _job_body(command, stdin is not None, options)
+        info = await self.create(command, stdin_upload=stdin is not None,
+                                 idempotency_key=idempotency_key, **options)
+        if stdin is not None and not info.data["stdin"]["closed"]:
+            await self.upload_stdin(info.id, stdin)
+        return AsyncJobHandle(self, info.id)
+
+    async def create(
+        self,
+        command: str | list[str],
+        *,
+        stdin_upload: bool = False,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> JobInfo:
+        """Create a job without sending its stdin: the first half of :meth:`submit`.
+
+        With ``stdin_upload`` the job waits until :meth:`upload_stdin` closes its
+        stdin (or it is canceled). Retried with one idempotency key.
+        """
+        body = _job_body(command, stdin_upload, options)
         key = idempotency_key or uuid.uuid4().hex
         data = await self._request("POST", "/v1/jobs", json=body,
                                    headers={"Idempotency-Key": key})
-        if stdin is not None and not data["stdin"]["closed"]:
-            await self.upload_stdin(data["id"], stdin)
-        return AsyncJobHandle(self, data["id"])
+        return JobInfo.from_json(data)
+
 
     async def upload_stdin(self, job_id: str, stdin: Stdin) -> int:
         """Upload and close a job's stdin (see :meth:`Client.upload_stdin`).

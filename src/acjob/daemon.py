@@ -60,7 +60,8 @@ def resolve_settings(
     text = listen or server.listen
     endpoint = parse_endpoint(text) if text else Endpoint(unix=private_socket())
     token = token or server.token or os.environ.get("ACJOB_TOKEN") or None
-    if endpoint.unix is None and token is None and not endpoint.is_loopback:
+    if endpoint.unix is None and token is None:
+        # Even on loopback: every local user could otherwise run commands as this one.
         raise ConfigError(
             f"refusing to listen on {endpoint.url} without a token: anyone who can reach "
             "it could run commands here",

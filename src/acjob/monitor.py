@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -38,6 +39,9 @@ SUBMIT_BACKOFF = 5.0
 RECHECK = 1.0
 #: How often exit files are looked for when a backend does not notify exits.
 EXIT_CHECK = 1.0
+#: How long a wrapper may hold its claim without recording its pid before the
+#: attempt counts as lost (at least; a backend's lost_grace may be longer).
+CLAIM_GRACE = 30.0
 
 _DISPATCH_BATCH = 200
 
@@ -58,7 +62,9 @@ class Monitor:
         self._gone_since: dict[tuple[str, int], float] = {}
         self._cancel_sent: set[tuple[str, int]] = set()
         self._last_submit: dict[str, float] = {}
-        self._exit_check_at: float | None = None
+        self._polling: dict[str, asyncio.Task[None]] = {}
+        self._timed_out: set[tuple[str, int]] = set()
+        self._wake_at: float | None = None
 
     @property
     def backends(self) -> Mapping[str, Backend]:
@@ -91,16 +97,18 @@ class Monitor:
                     await asyncio.sleep(RECHECK)
                 await self._sleep()
         finally:
+            for task in self._polling.values():
+                task.cancel()
             for backend in self._backends.values():
                 await backend.close()
 
     async def _sleep(self) -> None:
         now = time.monotonic()
-        times = [*self._next_poll.values(), *self._hold_until.values()]
-        if self._exit_check_at is not None:
-            times.append(self._exit_check_at)
-        due = [t for t in times if t > now]
-        timeout = max(0.0, min(due) - now) if due else 3600.0
+        times = [t for name, t in self._next_poll.items() if name not in self._polling]
+        times += self._hold_until.values()
+        if self._wake_at is not None:
+            times.append(self._wake_at)
+        timeout = max(0.0, min(times) - now) if times else 3600.0
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._kick.wait(), timeout)
         self._kick.clear()
@@ -109,34 +117,58 @@ class Monitor:
         """Do one round of checks, polls, healing, cancellation and dispatch."""
         now = time.monotonic()
         to_poll: dict[str, list[tuple[Job, Attempt]]] = {}
-        self._exit_check_at = None
+        self._wake_at = None
         for job in self._store.in_flight():
             backend = self._backends.get(job.backend)
             if backend is None or not job.attempts:
                 continue
             if not backend.notifies_exits:
-                self._exit_check_at = now + EXIT_CHECK
+                self._soon(EXIT_CHECK)
             attempt = job.attempts[-1]
             if attempt.state in ("ended", "abandoned"):
                 continue
-            code = self._spool.read_exit(job.id, attempt.number)
-            if code is not None:
-                self._finish_exit(job, attempt, code)
-            elif attempt.native_id is None:
-                await self._heal(job, attempt, backend)
-            else:
-                to_poll.setdefault(job.backend, []).append((job, attempt))
+            try:
+                code = self._spool.read_exit(job.id, attempt.number)
+                if code is not None:
+                    self._finish_exit(job, attempt, code)
+                elif attempt.native_id is None:
+                    await self._heal(job, attempt, backend)
+                else:
+                    if not backend.enforces_time_limits:
+                        await self._enforce_time_limit(backend, job, attempt)
+                    to_poll.setdefault(job.backend, []).append((job, attempt))
+            except AcjobError as exc:
+                # One job's trouble must never stall the others.
+                log.warning("job %s: %s", job.id, exc)
+                self._soon(RECHECK)
         for name, items in to_poll.items():
             backend = self._backends[name]
-            if name in self._woken or now >= self._next_poll.get(name, 0.0):
-                await self._poll(backend, items)
+            due = name in self._woken or now >= self._next_poll.get(name, 0.0)
+            if due and name not in self._polling:
+                # Polls run beside the loop: a scheduler that takes its time to answer
+                # (or to time out) never delays exit files, dispatch or other backends.
+                self._woken.discard(name)
+                self._next_poll[name] = now + self._interval(backend)
+                task = asyncio.create_task(self._poll(backend, items), name=f"poll-{name}")
+                self._polling[name] = task
+                task.add_done_callback(functools.partial(self._poll_done, name))
             elif name not in self._next_poll:
                 self._next_poll[name] = now + self._interval(backend)
-            await self._send_cancels(backend, items)
         for name in set(self._backends) - set(to_poll):
             self._next_poll.pop(name, None)
-        self._woken.clear()
+            self._woken.discard(name)
         await self._dispatch()
+
+    def _soon(self, delay: float) -> None:
+        """Make sure a cycle runs within ``delay`` seconds."""
+        at = time.monotonic() + delay
+        self._wake_at = at if self._wake_at is None else min(self._wake_at, at)
+
+    def _poll_done(self, name: str, task: asyncio.Task[None]) -> None:
+        self._polling.pop(name, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("polling %s failed", name, exc_info=task.exception())
+        self.kick()
 
     # -- observing --------------------------------------------------------------------
 
@@ -146,17 +178,25 @@ class Monitor:
         return min(backend.max_poll_interval, max(backend.poll_interval, age / 10))
 
     async def _poll(self, backend: Backend, items: list[tuple[Job, Attempt]]) -> None:
-        self._next_poll[backend.name] = time.monotonic() + self._interval(backend)
+        """Observe the backend's attempts, then send its pending cancellations.
+
+        The job snapshots may be stale by the time the answer comes; the store's
+        methods ignore reports about attempts that already ended.
+        """
         ids = [a.native_id for _, a in items if a.native_id]
         try:
             seen = await backend.poll(ids)
         except TransientError as exc:
             # Unknown is never final: look again at the next poll.
             log.warning("cannot poll the %s backend: %s", backend.name, exc)
-            return
-        for job, attempt in items:
-            observed = seen.get(attempt.native_id or "", Observation("gone"))
-            self._observe(backend, job, attempt, observed)
+        else:
+            for job, attempt in items:
+                observed = seen.get(attempt.native_id or "", Observation("gone"))
+                try:
+                    self._observe(backend, job, attempt, observed)
+                except AcjobError as exc:
+                    log.warning("job %s: %s", job.id, exc)
+        await self._send_cancels(backend, items)
 
     def _observe(self, backend: Backend, job: Job, attempt: Attempt, seen: Observation) -> None:
         key = (job.id, attempt.number)
@@ -178,6 +218,10 @@ class Monitor:
             return
         if job.state is State.CANCELING:
             self._end(job, attempt, None, "canceled by request")
+            return
+        if key in self._timed_out:
+            limit = job.spec.resources.time_limit_s
+            self._end(job, attempt, FailureKind.TIMEOUT, f"the time limit of {limit} s was reached")
             return
         first = self._gone_since.setdefault(key, time.monotonic())
         waited = time.monotonic() - first
@@ -213,10 +257,8 @@ class Monitor:
         if failure is not None and job.spec.retry.max_attempts > 1:
             tries = f"attempt {_tries(job)} of {job.spec.retry.max_attempts}"
             reason = f"{reason} ({tries}{'; retrying' if retry else ''})"
-        self._store.finish_attempt(
-            job.id, attempt.number, failure=failure or FailureKind.LOST, reason=reason,
-            retry=retry,
-        )
+        self._store.finish_attempt(job.id, attempt.number, failure=failure, reason=reason,
+                                   retry=retry)
         if retry:
             self.kick()
 
@@ -224,6 +266,7 @@ class Monitor:
         key = (job.id, attempt.number)
         self._gone_since.pop(key, None)
         self._cancel_sent.discard(key)
+        self._timed_out.discard(key)
 
     # -- healing and cancelling -------------------------------------------------------
 
@@ -233,7 +276,7 @@ class Monitor:
             native_id = await backend.find(job, attempt.number)
         except TransientError as exc:
             log.warning("cannot look for job %s on %s: %s", job.id, backend.name, exc)
-            self._hold_until[backend.name] = time.monotonic() + RECHECK
+            self._soon(RECHECK)
             return
         if native_id is not None:
             log.info("re-attached job %s attempt %d as %s", job.id, attempt.number, native_id)
@@ -245,9 +288,31 @@ class Monitor:
                 job.id, attempt.number, "submission interrupted; the attempt never ran"
             )
             self.kick()
+            return
+        # The wrapper claimed the attempt but has not recorded its pid: it is starting
+        # right now, or it died in between. Give it a grace, then count it lost.
+        first = self._gone_since.setdefault((job.id, attempt.number), time.monotonic())
+        if time.monotonic() - first >= max(backend.lost_grace, CLAIM_GRACE):
+            self._end(job, attempt, FailureKind.LOST,
+                      "the job's wrapper started but its process was never found")
         else:
-            # The wrapper claimed the attempt but has not recorded its pid yet.
-            self._hold_until[backend.name] = time.monotonic() + RECHECK
+            self._soon(RECHECK)
+
+    async def _enforce_time_limit(self, backend: Backend, job: Job, attempt: Attempt) -> None:
+        """Stop an attempt that ran past the job's time limit (for backends that do not)."""
+        limit = job.spec.resources.time_limit_s
+        key = (job.id, attempt.number)
+        if limit is None or attempt.started_at is None or key in self._timed_out:
+            return
+        left = attempt.started_at + limit - time.time()
+        if left > 0:
+            self._soon(left)
+            return
+        log.info("job %s ran past its time limit of %d s: stopping it", job.id, limit)
+        self._timed_out.add(key)
+        if attempt.native_id:
+            await backend.cancel(attempt.native_id)
+        self._woken.add(backend.name)
 
     async def _send_cancels(self, backend: Backend, items: list[tuple[Job, Attempt]]) -> None:
         for job, attempt in items:
@@ -278,6 +343,12 @@ class Monitor:
                 continue
             jobs = self._store.dispatchable(room, backend=name)
             for job in jobs:
+                if backend.capacity is not None:
+                    # A slot per cpu; first come, first served (no overtaking).
+                    need = job.spec.resources.cpus or 1
+                    if need > room:
+                        break
+                    room -= need
                 if not await self._submit(job, backend):
                     break
             if len(jobs) == room and backend.capacity is None:
@@ -315,8 +386,9 @@ class Monitor:
             self._hold_until[backend.name] = time.monotonic() + SUBMIT_BACKOFF
             return False
         except AcjobError as exc:
+            retry = job.spec.retry.allows(_tries(job) + 1, FailureKind.SUBMIT)
             self._store.finish_attempt(job.id, number, failure=FailureKind.SUBMIT,
-                                       reason=str(exc))
+                                       reason=str(exc), retry=retry)
             return True
         self._store.attempt_submitted(job.id, number, native_id)
         self._last_submit[backend.name] = time.monotonic()

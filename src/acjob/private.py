@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import default_state_dir, runtime_dir
+from .config import default_state_dir, load_config, runtime_dir
 from .errors import ConnectionFailed
 
 START_TIMEOUT = 30.0
@@ -57,12 +57,13 @@ def ensure_private_daemon(path: Path) -> None:
 
 
 def _start(path: Path) -> None:
-    state = default_state_dir()
+    state = load_config().server.state_dir or default_state_dir()
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = state / "daemon.log"
     read_fd, write_fd = os.pipe()
     try:
-        with open(log_path, "ab") as log:
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             subprocess.Popen(
                 [sys.executable, "-m", "acjob.cli.ac", "serve", "--private",
                  "--ready-fd", str(write_fd)],

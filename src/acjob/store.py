@@ -75,7 +75,8 @@ CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
 _ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
 # Built from constants only.
 _SELECT_ACTIVE = "SELECT id FROM jobs WHERE " + _ACTIVE + " ORDER BY pos"  # noqa: S608
-_ANY_ACTIVE = "SELECT 1 FROM jobs WHERE " + _ACTIVE + " LIMIT 1"  # noqa: S608
+_WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
+_ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
 
 Listener = Callable[[str, int, State], None]
 
@@ -197,6 +198,13 @@ class Store:
             self._event(job_id, State.QUEUED, 0, "accepted", now)
             return self._load(job_id), True
 
+    def job_for_key(self, idempotency_key: str) -> tuple[Job, str | None] | None:
+        """Return the job made with this idempotency key and its request hash, if any."""
+        row = self._db.execute(
+            "SELECT id, idem_hash FROM jobs WHERE idem_key = ?", (idempotency_key,)
+        ).fetchone()
+        return None if row is None else (self._load(row["id"]), row["idem_hash"])
+
     def get(self, job_id: str) -> Job:
         """Return the job with its attempts.
 
@@ -260,7 +268,7 @@ class Store:
         return [self._load(r["id"]) for r in rows]
 
     def active_jobs_exist(self) -> bool:
-        """Tell whether any job is not final."""
+        """Tell whether any job is not final (jobs still waiting for their stdin aside)."""
         row = self._db.execute(_ANY_ACTIVE)
         return row.fetchone() is not None
 
@@ -292,9 +300,10 @@ class Store:
                            [(now, job_id) for job_id in job_ids])
 
     def count_started_by_backend(self) -> dict[str, int]:
-        """Return, per backend, how many jobs hold a slot (initializing, running, canceling)."""
+        """Return, per backend, how many slots (cpus) the jobs under way hold."""
         rows = self._db.execute(
-            "SELECT backend, count(*) AS n FROM jobs"
+            "SELECT backend, sum(coalesce(json_extract(spec, '$.resources.cpus'), 1)) AS n"
+            " FROM jobs"
             " WHERE state IN ('INITIALIZING', 'RUNNING', 'CANCELING') GROUP BY backend"
         )
         return {r["backend"]: r["n"] for r in rows}
@@ -347,7 +356,8 @@ class Store:
                 (job_id, number),
             )
             db.execute(
-                "UPDATE jobs SET state = ?, attempt = ?, updated_at = ? WHERE id = ?",
+                "UPDATE jobs SET state = ?, attempt = ?, updated_at = ?, exit_code = NULL,"
+                " reason = NULL WHERE id = ?",
                 (State.INITIALIZING.value, number, now, job_id),
             )
             self._event(job_id, State.INITIALIZING, number, "submitting", now)
@@ -416,15 +426,20 @@ class Store:
                 " ended_at = ? WHERE job_id = ? AND number = ?",
                 (exit_code, failure.value if failure else None, reason, now, job_id, number),
             )
+            # A job being canceled is never retried: it ends as it ended, or CANCELED.
+            retry = retry and job.state is not State.CANCELING
             if job.state is State.CANCELING and exit_code is None:
                 target = State.CANCELED
+            elif exit_code is None and failure is None:
+                target = State.SYSTEM_ERROR
             elif failure is None or failure is FailureKind.EXIT:
                 target = State.COMPLETE if exit_code == 0 else State.EXECUTOR_ERROR
                 if target is State.EXECUTOR_ERROR and retry:
                     target = State.PREEMPTED
             else:
                 target = State.PREEMPTED if retry else State.SYSTEM_ERROR
-            self._set_state(job, target, now, exit_code=exit_code, reason=reason)
+            self._set_state(job, target, now, exit_code=exit_code, reason=reason,
+                            clear_exit=exit_code is None)
             return self._load(job_id)
 
     def request_cancel(self, job_id: str) -> Job:
@@ -487,13 +502,15 @@ class Store:
         exit_code: int | None = None,
         reason: str | None = None,
         detail: str | None = None,
+        clear_exit: bool = False,
     ) -> None:
         self._check(job, new)
         ended = now if new in FINAL_STATES else None
         self._db.execute(
             "UPDATE jobs SET state = ?, updated_at = ?, ended_at = ?,"
-            " exit_code = coalesce(?, exit_code), reason = ? WHERE id = ?",
-            (new.value, now, ended, exit_code, reason, job.id),
+            " exit_code = CASE WHEN ? THEN NULL ELSE coalesce(?, exit_code) END, reason = ?"
+            " WHERE id = ?",
+            (new.value, now, ended, clear_exit, exit_code, reason, job.id),
         )
         self._event(job.id, new, job.attempt, detail or reason, now)
 

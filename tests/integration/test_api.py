@@ -60,6 +60,19 @@ def test_submit_get_and_idempotency(http: httpx.Client) -> None:
     assert http.get(f"/v1/jobs/{job['id']}/stdout", params={"offset": 1}).content == b"i\n"
 
 
+def test_idempotent_retry_gets_its_job_even_if_the_workdir_went(
+    http: httpx.Client, tmp_path
+) -> None:
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    body = {"command": "pwd", "workdir": str(workdir)}
+    first = http.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-w"})
+    assert first.status_code == 201
+    workdir.rmdir()
+    again = http.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-w"})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+
+
 def test_events_as_server_sent_events(http: httpx.Client) -> None:
     job = http.post("/v1/jobs", json={"command": "true"}).json()
     text = http.get(f"/v1/jobs/{job['id']}/events").text
@@ -105,6 +118,8 @@ def test_resumable_stdin_upload(http: httpx.Client) -> None:
     # Closing again at the same size is idempotent; writing more is refused.
     assert http.put(url, params={"offset": 13, "final": "true"}).status_code == 200
     _error(http.put(url, params={"offset": 13}, content=b"more"), 409, "stdin_closed")
+    _error(http.put(url, params={"offset": 13, "final": "true"}, content=b"more"), 409,
+           "stdin_closed")
     out = http.get(f"/v1/jobs/{job['id']}/stdout", params={"follow": "true"}).content
     assert out == b"hello world!\n"
 
@@ -119,6 +134,13 @@ def test_bad_submissions_get_a_json_4xx(http: httpx.Client, body: bytes) -> None
     response = http.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["code"]
+
+
+def test_local_resources_are_checked(http: httpx.Client) -> None:
+    _error(http.post("/v1/jobs", json={"command": "x", "resources": {"cpus": 4000}}), 400,
+           "invalid_resources")
+    _error(http.post("/v1/jobs", json={"command": "x", "resources": {"queue": "q"}}), 400,
+           "invalid_resources")
 
 
 def test_unknown_backend_and_workdir(http: httpx.Client) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import acjob
 from acjob.model import State
-from tests.conftest import Daemon, client_for
+from tests.conftest import Daemon, client_for, wait_for
 
 
 def _start_pipe(daemon: Daemon, *args: str) -> subprocess.Popen[bytes]:
@@ -52,6 +52,29 @@ def test_ctrl_c_with_cancel_on_interrupt_cancels(daemon: Daemon) -> None:
     job_id = err.decode().split("canceled job ")[1].split()[0]
     with client_for(daemon) as client:
         assert client.wait(job_id, timeout=60).state is State.CANCELED
+
+
+def test_ctrl_c_while_sending_stdin_cancels_the_job(daemon: Daemon) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "cat"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+    assert proc.stdin is not None
+    proc.stdin.write(b"some input that never ends\n")
+    proc.stdin.flush()
+    with client_for(daemon) as client:
+        jobs = wait_for(lambda: client.list()[0], what="the job to be created")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert b"interrupted while sending stdin" in err
+        assert client.get(jobs[0].id).state is State.CANCELED
+
+
+def test_local_time_limit(daemon: Daemon) -> None:
+    result = daemon.run("acjob", "--time-limit", "1", "echo started; sleep 60")
+    assert result.returncode == 255
+    assert result.stdout == b"started\n"
+    assert b"time limit" in result.stderr
 
 
 def test_ac_jobs_show_logs_cancel(daemon: Daemon, short_tmp: Path) -> None:

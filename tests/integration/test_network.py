@@ -59,10 +59,11 @@ def test_tcp_needs_the_token(tcp_daemon: Daemon) -> None:
     assert tcp_daemon.run("acjob", "echo ok").stdout == b"ok\n"
 
 
-def test_refuses_non_loopback_without_token(short_tmp: Path) -> None:
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_refuses_tcp_without_token(short_tmp: Path, host: str) -> None:
     env = tool_env(short_tmp)
     result = subprocess.run(
-        [sys.executable, "-m", "acjob.cli.ac", "serve", "--listen", f"0.0.0.0:{_free_port()}"],
+        [sys.executable, "-m", "acjob.cli.ac", "serve", "--listen", f"{host}:{_free_port()}"],
         env=env, capture_output=True, timeout=60)
     assert result.returncode == 1
     assert b"without a token" in result.stderr and b"Try:" in result.stderr

@@ -129,3 +129,36 @@ def test_list_pagination_and_filters(store: Store) -> None:
 def test_unknown_job(store: Store) -> None:
     with pytest.raises(NotFound):
         store.get(new_job_id())
+
+
+def test_canceling_job_is_never_retried(store: Store) -> None:
+    job_id = _job(store)
+    attempt = store.start_attempt(job_id)
+    store.request_cancel(job_id)
+    job = store.finish_attempt(job_id, attempt.number, exit_code=1,
+                               failure=FailureKind.EXIT, retry=True)
+    assert job.state is State.EXECUTOR_ERROR and job.exit_code == 1
+    other = _job(store)
+    attempt = store.start_attempt(other)
+    store.request_cancel(other)
+    job = store.finish_attempt(other, attempt.number, failure=FailureKind.LOST, retry=True)
+    assert job.state is State.CANCELED
+
+
+def test_a_new_attempt_clears_the_previous_exit_status(store: Store) -> None:
+    job_id = _job(store)
+    first = store.start_attempt(job_id)
+    job = store.finish_attempt(job_id, first.number, exit_code=3, failure=FailureKind.EXIT,
+                               retry=True)
+    assert job.state is State.PREEMPTED and job.exit_code == 3
+    second = store.start_attempt(job_id)
+    assert store.get(job_id).exit_code is None
+    job = store.finish_attempt(job_id, second.number, failure=FailureKind.LOST)
+    assert job.state is State.SYSTEM_ERROR and job.exit_code is None
+
+
+def test_waiting_for_stdin_does_not_keep_the_daemon_busy(store: Store) -> None:
+    store.create_job(JobSpec(command="cat", stdin="upload"), "local", job_id=new_job_id())
+    assert not store.active_jobs_exist()
+    _job(store)
+    assert store.active_jobs_exist()

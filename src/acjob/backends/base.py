@@ -61,6 +61,8 @@ class Backend(Protocol):
             it is declared lost (shared file systems can lag behind the scheduler).
         notifies_exits: True if the backend calls ``wake()`` when an attempt's
             process ends; otherwise the monitor looks for exit files every second.
+        enforces_time_limits: True if the resource stops jobs at their time limit
+            itself; otherwise the monitor cancels them and records a time-out.
     """
 
     name: str
@@ -69,6 +71,7 @@ class Backend(Protocol):
     max_poll_interval: float
     lost_grace: float
     notifies_exits: bool
+    enforces_time_limits: bool
 
     def validate(self, spec: JobSpec) -> None:
         """Check that this backend can run ``spec`` (resources, raw options).

@@ -208,6 +208,7 @@ class BatchBackend:
 
     capacity: int | None = None
     notifies_exits = False
+    enforces_time_limits = True
 
     def __init__(self, dialect: Dialect, spool: Spool, options: Mapping[str, Any],
                  runner: Runner = run_command) -> None:

@@ -52,6 +52,13 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _positive(options: Mapping[str, Any], key: str, default: float) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"backends.local.{key} must be a positive number of seconds")
+    return float(value)
+
+
 def parse_native_id(native_id: str) -> tuple[str, int, int] | None:
     """Split ``boot:pid:start``; ``None`` if malformed."""
     parts = native_id.split(":")
@@ -70,18 +77,19 @@ class LocalBackend:
     name = "local"
     lost_grace = 0.0
     notifies_exits = True
+    enforces_time_limits = False
 
     def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
         unknown = set(options) - {"slots", "kill_grace", "poll_interval"}
         if unknown:
             raise ConfigError(f"unknown option(s) for the local backend: {sorted(unknown)}")
-        slots = options.get("slots") or os.cpu_count() or 1
-        if not isinstance(slots, int) or slots < 1:
+        slots = options.get("slots", os.cpu_count() or 1)
+        if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
             raise ConfigError("backends.local.slots must be a positive integer")
         self.capacity: int | None = slots
-        self.kill_grace = float(options.get("kill_grace", 10.0))
+        self.kill_grace = _positive(options, "kill_grace", 10.0)
         # Exits are notified; the poll is only a safety net.
-        self.poll_interval = float(options.get("poll_interval", 30.0))
+        self.poll_interval = _positive(options, "poll_interval", 30.0)
         self.max_poll_interval = self.poll_interval
         self._spool = spool
         self._boot = boot_id()
@@ -93,6 +101,12 @@ class LocalBackend:
     def validate(self, spec: JobSpec) -> None:
         """Refuse scheduler options, which mean nothing to local processes."""
         res = spec.resources
+        if res.cpus is not None and self.capacity is not None and res.cpus > self.capacity:
+            raise InvalidRequest(
+                f"the job asks for {res.cpus} cpus; the local backend has {self.capacity} slots",
+                hint="ask for fewer cpus, or raise [backends.local] slots",
+                code="invalid_resources",
+            )
         if res.queue or res.account or res.extra_args:
             raise InvalidRequest(
                 "the local backend has no queues, accounts or scheduler options",

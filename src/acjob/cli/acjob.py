@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -102,34 +104,64 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
 
 async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: bool,
                cancel_on_interrupt: bool, as_json: bool) -> int:
+    interrupted = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
     async with AsyncClient() as client:
-        stdin = sys.stdin.buffer if use_stdin else None
-        handle = await client.submit(command, stdin=stdin, **spec)
+        info = await client.create(command, stdin_upload=use_stdin, **spec)
+        job_id = info.id
+        if use_stdin and not info.data["stdin"]["closed"]:
+            sent = await _unless_interrupted(client.upload_stdin(job_id, sys.stdin.buffer),
+                                             interrupted)
+            if sent is None:
+                # The job cannot run without all of its stdin: it goes.
+                await client.cancel(job_id)
+                print(f"\nacjob: interrupted while sending stdin; job {job_id} canceled",
+                      file=sys.stderr)
+                _leave(EXIT_INTERRUPTED)  # a thread may still be blocked reading stdin
+        if interrupted.is_set():
+            await client.cancel(job_id)
+            print(f"\nacjob: interrupted; job {job_id} canceled", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if mode == "poll":
             if as_json:
-                print_json((await handle.status()).data)
+                print_json((await client.get(job_id)).data)
             else:
-                print(handle.id, flush=True)
+                print(job_id, flush=True)
             return 0
-        interrupted = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, interrupted.set)
-        pipe = asyncio.create_task(_pipe(client, handle.id))
-        stop = asyncio.create_task(interrupted.wait())
-        await asyncio.wait({pipe, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if pipe.done():
-            stop.cancel()
-            return pipe.result()
-        pipe.cancel()
-        with contextlib.suppress(asyncio.CancelledError, AcjobError):
-            await pipe
+        status = await _unless_interrupted(_pipe(client, job_id), interrupted)
+        if status is not None:
+            return status
         if cancel_on_interrupt:
-            await client.cancel(handle.id)
-            print(f"\nacjob: canceled job {handle.id}", file=sys.stderr)
+            await client.cancel(job_id)
+            print(f"\nacjob: canceled job {job_id}", file=sys.stderr)
         else:
-            print(f"\nacjob: detached; job {handle.id} goes on. Pick it up with:\n"
-                  f"  acpoll {handle.id}", file=sys.stderr)
+            print(f"\nacjob: detached; job {job_id} goes on. Pick it up with:\n"
+                  f"  acpoll {job_id}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+T = TypeVar("T")
+
+
+async def _unless_interrupted(work: Coroutine[Any, Any, T], interrupted: asyncio.Event) -> T | None:
+    """Run ``work``; return its result, or ``None`` if Ctrl-C came first (it is cancelled)."""
+    task = asyncio.create_task(work)
+    stop = asyncio.create_task(interrupted.wait())
+    await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stop.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, AcjobError):
+        await task
+    return None
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit at once, without waiting for worker threads (one may be blocked on stdin)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _pipe(client: AsyncClient, job_id: str) -> int:

@@ -65,6 +65,15 @@ async def submit(
     a submission whose answer it lost. With ``stdin: "upload"`` the job waits until
     its stdin is uploaded and closed.
     """
+    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    if idempotency_key is not None and (found := svc.store.job_for_key(idempotency_key)):
+        # A retry gets the job it made, even if the world changed since (workdir gone).
+        job, known = found
+        if known != digest:
+            raise Conflict("this Idempotency-Key was already used for a different job",
+                           hint="use a new key for a new job", code="idempotency_conflict")
+        response.status_code = 200
+        return job.public()
     backend = spec.backend or svc.default_backend
     if backend not in svc.monitor.backends:
         raise InvalidRequest(
@@ -76,7 +85,6 @@ async def submit(
     if spec.workdir is not None and not Path(spec.workdir).is_dir():
         raise InvalidRequest(f"the working directory {spec.workdir} does not exist",
                              code="invalid_workdir")
-    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
     job, created = svc.store.create_job(
         spec, backend, idempotency_key=idempotency_key, request_hash=digest,
         job_id=new_job_id(),
@@ -173,7 +181,7 @@ async def upload_stdin(
     async with lock:
         job = svc.store.get(job_id)
         if job.stdin_closed:
-            if final and offset == job.stdin_bytes:
+            if final and offset == job.stdin_bytes and not await _has_body(request):
                 return {"bytes": job.stdin_bytes, "closed": True}
             raise Conflict(f"stdin is closed at {job.stdin_bytes} bytes", code="stdin_closed")
         svc.spool.create_job(job_id)
@@ -185,6 +193,13 @@ async def upload_stdin(
             svc.monitor.kick()
             svc.stdin_locks.pop(job_id, None)
         return {"bytes": size, "closed": final}
+
+
+async def _has_body(request: Request) -> bool:
+    async for chunk in request.stream():
+        if chunk:
+            return True
+    return False
 
 
 def _output_route(stream: Stream) -> Any:
