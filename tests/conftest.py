@@ -105,7 +105,9 @@ def daemon(short_tmp: Path) -> Iterator[Daemon]:
     state = short_tmp / "daemon-state"
     sock = short_tmp / "d.sock"
     config = short_tmp / "daemon.toml"
-    config.write_text(f'[server]\nstate_dir = "{state}"\n')
+    # No safety-net polls: every exit and cancel must be noticed through events.
+    config.write_text(f'[server]\nstate_dir = "{state}"\n'
+                      "[backends.local]\npoll_interval = 3600\nkill_grace = 1\n")
     env = tool_env(short_tmp, ACJOB_URL=f"unix:{sock}")
     d = Daemon(state_dir=state, url=f"unix:{sock}", env=env, config=config)
     d.start()

@@ -190,6 +190,16 @@ def _resume_at(status: Mapping[str, Any], start: int, length: int) -> int | None
     return size - start
 
 
+def _check_retry(job_id: str, attempt: int, info: JobInfo, yielded: bool) -> None:
+    if yielded:
+        raise Conflict(
+            f"attempt {attempt} of job {job_id} failed after its output began "
+            f"({info.reason}); attempt {info.attempt} starts over",
+            hint=f"read the final output once the job has ended: acpoll {job_id}",
+            code="attempt_retried",
+        )
+
+
 class _Backoff:
     def __init__(self, retry_for: float) -> None:
         self.deadline = time.monotonic() + retry_for
@@ -280,7 +290,7 @@ class Client:
         env: Mapping[str, str] | None = None,
         workdir: str | None = None,
         backend: str | None = None,
-        resources: Mapping[str, int] | None = None,
+        resources: Mapping[str, Any] | None = None,
         retry: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         name: str | None = None,
@@ -305,6 +315,19 @@ class Client:
         if stdin is not None and not data["stdin"]["closed"]:
             self.upload_stdin(job_id, stdin)
         return JobHandle(self, job_id)
+
+    def submit_many(self, jobs: Iterable[Mapping[str, Any]], *,
+                    idempotency_key: str | None = None) -> list[JobHandle]:
+        """Submit several jobs in one call and one transaction: all, or none.
+
+        Each item holds the fields of one job (``command``, ``env``, ``resources``,
+        …; no stdin). A batch scheduler runs jobs submitted together, with equal
+        resources, as one job array.
+        """
+        key = idempotency_key or uuid.uuid4().hex
+        data = self._request("POST", "/v1/jobs/batch", json={"jobs": [dict(j) for j in jobs]},
+                             headers={"Idempotency-Key": key})
+        return [JobHandle(self, j["id"]) for j in data["jobs"]]
 
     def upload_stdin(self, job_id: str, stdin: Stdin) -> int:
         """Upload ``stdin`` for a job submitted with ``stdin="upload"`` and close it.
@@ -381,8 +404,15 @@ class Client:
         """Yield one attempt's output from ``offset``, resuming after broken connections.
 
         Follows the latest attempt unless ``attempt`` is given; with ``follow`` it
-        ends once that attempt is over and every byte was yielded.
+        ends once the job is over and every byte was yielded.
+
+        Raises:
+            Conflict: (``attempt_retried``) following the latest attempt, the attempt
+                whose bytes were already yielded failed and a retry started over:
+                its output would not continue what was yielded. Read the output once
+                the job is final, or follow attempts one by one.
         """
+        pinned, yielded = attempt is not None, False
         backoff = _Backoff(self.retry_for)
         while True:
             params: dict[str, Any] = {"offset": offset, "follow": follow}
@@ -399,6 +429,7 @@ class Client:
                     attempt = int(response.headers.get("X-Acjob-Attempt", "0"))
                     for chunk in response.iter_raw():
                         offset += len(chunk)
+                        yielded = True
                         backoff.reset(self.retry_for)
                         yield chunk
             except _RETRIABLE as exc:
@@ -407,9 +438,12 @@ class Client:
             if not follow or attempt == 0:
                 return
             info = self.get(job_id)
-            if info.is_final or info.attempt != attempt:
+            if (info.attempt == attempt and info.is_final) or pinned:
                 return
-            # The daemon ended the stream early (it was stopping): resume.
+            if info.attempt != attempt:
+                _check_retry(job_id, attempt, info, yielded)
+                attempt, offset = info.attempt, 0
+            # Otherwise the daemon ended the stream early (it was stopping): resume.
 
 
 class JobHandle:
@@ -524,6 +558,15 @@ class AsyncClient:
         return JobInfo.from_json(data)
 
 
+    async def submit_many(self, jobs: Iterable[Mapping[str, Any]], *,
+                          idempotency_key: str | None = None) -> list[AsyncJobHandle]:
+        """Submit several jobs in one call (see :meth:`Client.submit_many`)."""
+        key = idempotency_key or uuid.uuid4().hex
+        data = await self._request("POST", "/v1/jobs/batch",
+                                   json={"jobs": [dict(j) for j in jobs]},
+                                   headers={"Idempotency-Key": key})
+        return [AsyncJobHandle(self, j["id"]) for j in data["jobs"]]
+
     async def upload_stdin(self, job_id: str, stdin: Stdin) -> int:
         """Upload and close a job's stdin (see :meth:`Client.upload_stdin`).
 
@@ -588,6 +631,7 @@ class AsyncClient:
     async def stream(self, job_id: str, which: Which = "stdout", *, offset: int = 0,
                      follow: bool = True, attempt: int | None = None) -> AsyncIterator[bytes]:
         """Yield one attempt's output (see :meth:`Client.stream`)."""
+        pinned, yielded = attempt is not None, False
         backoff = _Backoff(self.retry_for)
         while True:
             params: dict[str, Any] = {"offset": offset, "follow": follow}
@@ -605,6 +649,7 @@ class AsyncClient:
                     attempt = int(response.headers.get("X-Acjob-Attempt", "0"))
                     async for chunk in response.aiter_raw():
                         offset += len(chunk)
+                        yielded = True
                         backoff.reset(self.retry_for)
                         yield chunk
             except _RETRIABLE as exc:
@@ -613,8 +658,11 @@ class AsyncClient:
             if not follow or attempt == 0:
                 return
             info = await self.get(job_id)
-            if info.is_final or info.attempt != attempt:
+            if (info.attempt == attempt and info.is_final) or pinned:
                 return
+            if info.attempt != attempt:
+                _check_retry(job_id, attempt, info, yielded)
+                attempt, offset = info.attempt, 0
 
 
 class AsyncJobHandle:

@@ -2,9 +2,9 @@
 
 :func:`serve` opens the state directory (taking an exclusive lock on it, so two
 daemons never share a store), binds the listening socket itself (a Unix socket is
-made 0600 inside a 0700 directory; TCP refuses a non-loopback address without a
-token), then runs the monitor and the server until SIGINT/SIGTERM, a shutdown
-request, or — when ``idle_timeout`` is set — a quiet spell with no active job.
+made 0600 inside a 0700 directory; TCP is refused without a token), then runs the
+monitor and the server until SIGINT/SIGTERM, a shutdown request, or — when
+``idle_timeout`` is set — a quiet spell with no active job.
 Running jobs are never stopped by the daemon stopping.
 """
 
@@ -34,6 +34,9 @@ from .store import Store
 
 log = logging.getLogger("acjob.daemon")
 
+#: File systems that no other machine can see.
+_LOCAL_FS = frozenset({"tmpfs", "ramfs", "devtmpfs"})
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonSettings:
@@ -54,7 +57,7 @@ def resolve_settings(
     """Combine the configuration file with command-line overrides.
 
     Raises:
-        ConfigError: a TCP address that is not loopback without a token.
+        ConfigError: a TCP address without a token.
     """
     server = config.server
     text = listen or server.listen
@@ -152,9 +155,14 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     store = Store(settings.state_dir / "acjob.db",
                   synchronous=settings.config.server.synchronous)
     spool = Spool(settings.spool)
+    spool.check_usable()
     hub = Hub()
     store.subscribe(hub.publish)
-    monitor = Monitor(store, spool, build_backends(settings.config, spool), job_umask=job_umask)
+    backends = build_backends(settings.config, spool)
+    monitor = Monitor(store, spool, backends, job_umask=job_umask)
+    if any(b.capacity is None for b in backends.values()) and spool.file_system() in _LOCAL_FS:
+        log.warning("the spool %s is on a %s file system: cluster jobs can only reach it if "
+                    "they run on this machine", spool.root, spool.file_system())
     sock = _bind(settings.endpoint)
     services = Services(
         store=store, spool=spool, hub=hub, monitor=monitor,

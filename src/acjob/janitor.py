@@ -21,12 +21,22 @@ log = logging.getLogger("acjob.janitor")
 SWEEP_INTERVAL = 3600.0
 
 
-def sweep(store: Store, spool: Spool, retention_s: float, *, now: float | None = None) -> int:
-    """Remove the files of every job that ended more than ``retention_s`` ago.
+def sweep(store: Store, spool: Spool, retention_s: float, *, now: float | None = None,
+          stdin_timeout_s: float = 86400.0) -> int:
+    """Remove the files of every job that ended more than ``retention_s`` ago, after
+    ending jobs whose stdin upload was abandoned ``stdin_timeout_s`` ago.
 
     Returns how many jobs' files were removed.
     """
-    cutoff = (time.time() if now is None else now) - retention_s
+    now = time.time() if now is None else now
+    for job_id in store.stale_uploads(now - stdin_timeout_s):
+        try:
+            moved = spool.stdin_path(job_id).stat().st_mtime
+        except FileNotFoundError:
+            moved = 0.0
+        if moved < now - stdin_timeout_s:
+            store.fail(job_id, "its stdin upload never completed")
+    cutoff = now - retention_s
     removed = 0
     while batch := store.expired(cutoff):
         for job_id in batch:

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+)
 
 from .errors import InvalidRequest
 
@@ -86,7 +93,7 @@ INFRASTRUCTURE_FAILURES = frozenset(
     {FailureKind.LOST, FailureKind.NODE_FAIL, FailureKind.PREEMPTED, FailureKind.BOOT_FAIL}
 )
 
-_ID_RE = re.compile(r"^[a-z2-7]{26}$")
+_ID_RE = re.compile(r"[a-z2-7]{26}")
 
 
 def new_job_id() -> str:
@@ -104,7 +111,7 @@ def check_job_id(job_id: str) -> str:
     Raises:
         InvalidRequest: for anything else; such a string never reaches the file system.
     """
-    if not _ID_RE.match(job_id):
+    if not _ID_RE.fullmatch(job_id):
         raise InvalidRequest(
             f"{job_id[:64]!r} is not a job id",
             hint="a job id is 26 characters of a-z and 2-7, as printed by acjob -t poll",
@@ -129,6 +136,11 @@ class RetryPolicy(BaseModel):
 
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     on: frozenset[FailureKind] = INFRASTRUCTURE_FAILURES
+
+    @field_serializer("on")
+    def _sorted(self, on: frozenset[FailureKind]) -> list[str]:
+        # Sets have no order; a stable form keeps idempotency hashes stable.
+        return sorted(k.value for k in on)
 
     def allows(self, attempt: int, kind: FailureKind) -> bool:
         """Tell whether attempt number ``attempt`` ending with ``kind`` is retried."""

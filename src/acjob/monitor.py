@@ -23,8 +23,9 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
-from .backends.base import Backend, Observation
+from .backends.base import ArrayBackend, Backend, Observation
 from .errors import AcjobError, TransientError
 from .model import Attempt, FailureKind, Job, State
 from .spool import Spool
@@ -74,6 +75,10 @@ class Monitor:
     def kick(self) -> None:
         """Ask for a cycle soon (safe to call often: cycles coalesce)."""
         self._kick.set()
+
+    def wake(self, backend: str) -> None:
+        """Ask for a poll of ``backend`` (and so its pending cancellations) soon."""
+        self._wake_backend(backend)
 
     def _wake_backend(self, name: str) -> None:
         self._woken.add(name)
@@ -128,9 +133,9 @@ class Monitor:
             if attempt.state in ("ended", "abandoned"):
                 continue
             try:
-                code = self._spool.read_exit(job.id, attempt.number)
-                if code is not None:
-                    self._finish_exit(job, attempt, code)
+                record = self._spool.read_exit(job.id, attempt.number)
+                if record is not None and record.signal is None:
+                    self._finish_exit(job, attempt, record.code)
                 elif attempt.native_id is None:
                     await self._heal(job, attempt, backend)
                 else:
@@ -148,12 +153,12 @@ class Monitor:
                 # Polls run beside the loop: a scheduler that takes its time to answer
                 # (or to time out) never delays exit files, dispatch or other backends.
                 self._woken.discard(name)
-                self._next_poll[name] = now + self._interval(backend)
+                self._next_poll[name] = now + self._interval(backend, items)
                 task = asyncio.create_task(self._poll(backend, items), name=f"poll-{name}")
                 self._polling[name] = task
                 task.add_done_callback(functools.partial(self._poll_done, name))
             elif name not in self._next_poll:
-                self._next_poll[name] = now + self._interval(backend)
+                self._next_poll[name] = now + self._interval(backend, items)
         for name in set(self._backends) - set(to_poll):
             self._next_poll.pop(name, None)
             self._woken.discard(name)
@@ -172,9 +177,15 @@ class Monitor:
 
     # -- observing --------------------------------------------------------------------
 
-    def _interval(self, backend: Backend) -> float:
+    def _interval(self, backend: Backend, items: list[tuple[Job, Attempt]] = ()) -> float:  # type: ignore[assignment]
         """Poll often while the backend's newest attempt is young, rarely once all are old."""
-        age = time.monotonic() - self._last_submit.get(backend.name, time.monotonic())
+        last = self._last_submit.get(backend.name)
+        if last is not None:
+            age = time.monotonic() - last
+        elif items:  # since a restart: judge by the jobs themselves
+            age = time.time() - max(job.created_at for job, _ in items)
+        else:
+            age = 0.0
         return min(backend.max_poll_interval, max(backend.poll_interval, age / 10))
 
     async def _poll(self, backend: Backend, items: list[tuple[Job, Attempt]]) -> None:
@@ -205,9 +216,12 @@ class Monitor:
             if seen.state == "running" and attempt.state != "running":
                 self._store.attempt_running(job.id, attempt.number)
             return
-        code = self._spool.read_exit(job.id, attempt.number)
-        if code is not None:
-            self._finish_exit(job, attempt, code)
+        record = self._spool.read_exit(job.id, attempt.number)
+        if record is not None and record.signal is None:
+            self._finish_exit(job, attempt, record.code)
+            return
+        if job.state is State.CANCELING:
+            self._end(job, attempt, None, "canceled by request")
             return
         if seen.state == "canceled":
             self._store.request_cancel(job.id)
@@ -216,12 +230,13 @@ class Monitor:
         if seen.state == "failed":
             self._end(job, attempt, seen.failure or FailureKind.LOST, seen.reason)
             return
-        if job.state is State.CANCELING:
-            self._end(job, attempt, None, "canceled by request")
-            return
         if key in self._timed_out:
             limit = job.spec.resources.time_limit_s
             self._end(job, attempt, FailureKind.TIMEOUT, f"the time limit of {limit} s was reached")
+            return
+        if record is not None:
+            self._end(job, attempt, FailureKind.LOST,
+                      f"the job was stopped from outside (SIG{record.signal})")
             return
         first = self._gone_since.setdefault(key, time.monotonic())
         waited = time.monotonic() - first
@@ -342,10 +357,20 @@ class Monitor:
             if room <= 0:
                 continue
             jobs = self._store.dispatchable(room, backend=name)
+            if isinstance(backend, ArrayBackend) and len(jobs) > 1:
+                if not await self._submit_arrays(jobs, backend):
+                    continue
+                if len(jobs) == room:
+                    self.kick()
+                continue
             for job in jobs:
                 if backend.capacity is not None:
                     # A slot per cpu; first come, first served (no overtaking).
                     need = job.spec.resources.cpus or 1
+                    if need > backend.capacity:
+                        self._store.fail(job.id, f"the job asks for {need} cpus; the "
+                                         f"{name} backend has {backend.capacity} slots")
+                        continue
                     if need > room:
                         break
                     room -= need
@@ -354,46 +379,91 @@ class Monitor:
             if len(jobs) == room and backend.capacity is None:
                 self.kick()
 
-    async def _submit(self, job: Job, backend: Backend) -> bool:
-        """Submit the job's next attempt; return False if the backend should be left alone."""
-        attempt = self._store.start_attempt(job.id)
-        number = attempt.number
+    def _prepare(self, job: Job) -> tuple[int, Path] | None:
+        """Record the intent to submit the job's next attempt and write its wrapper.
+
+        Returns the attempt number and the wrapper, or ``None`` if the spool failed
+        (the attempt is then ended as a submission failure).
+        """
+        number = self._store.start_attempt(job.id).number
         try:
             self._spool.create_job(job.id)
-            attempt_dir = self._spool.attempt_dir(job.id, number)
             workdir = self._spool.work_dir(job.id)
             if job.spec.workdir is not None:
-                workdir = type(workdir)(job.spec.workdir)
+                workdir = Path(job.spec.workdir)
             script = render_wrapper(
-                job_id=job.id, attempt=number, attempt_dir=attempt_dir, workdir=workdir,
+                job_id=job.id, attempt=number,
+                attempt_dir=self._spool.attempt_dir(job.id, number), workdir=workdir,
                 command=job.spec.command,
                 stdin=self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None,
                 env=job.spec.env, umask=self._job_umask,
             )
-            wrapper = self._spool.create_attempt(job.id, number, script)
+            return number, self._spool.create_attempt(job.id, number, script)
         except OSError as exc:
             self._store.finish_attempt(
                 job.id, number, failure=FailureKind.SUBMIT,
                 reason=f"cannot prepare the job's files in the spool: {exc.strerror or exc}",
             )
+            return None
+
+    async def _submit(self, job: Job, backend: Backend) -> bool:
+        """Submit the job's next attempt; return False if the backend should be left alone."""
+        prepared = self._prepare(job)
+        if prepared is None:
             return True
+        number, wrapper = prepared
         try:
             native_id = await backend.submit(job, number, wrapper)
-        except TransientError as exc:
-            log.warning("cannot submit to %s now: %s", backend.name, exc)
-            if self._spool.fence(job.id, number):
-                self._store.abandon_attempt(job.id, number, f"backend unavailable: {exc}")
-            self._hold_until[backend.name] = time.monotonic() + SUBMIT_BACKOFF
-            return False
         except AcjobError as exc:
-            retry = job.spec.retry.allows(_tries(job) + 1, FailureKind.SUBMIT)
-            self._store.finish_attempt(job.id, number, failure=FailureKind.SUBMIT,
-                                       reason=str(exc), retry=retry)
-            return True
-        self._store.attempt_submitted(job.id, number, native_id)
+            return self._submit_failed(backend, [(job, number)], exc)
+        self._submitted(backend, [(job, number, native_id)])
+        return True
+
+    async def _submit_arrays(self, jobs: list[Job], backend: ArrayBackend) -> bool:
+        """Submit jobs that share their resources as job arrays, one array per kind."""
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.spec.resources.model_dump_json(), []).append(job)
+        for group in groups.values():
+            items = [(job, *p) for job in group if (p := self._prepare(job)) is not None]
+            if not items:
+                continue
+            try:
+                if len(items) == 1:
+                    ids = [await backend.submit(*items[0])]
+                else:
+                    ids = await backend.submit_array(items)
+            except AcjobError as exc:
+                if not self._submit_failed(backend, [(j, n) for j, n, _ in items], exc):
+                    return False
+                continue
+            self._submitted(backend, [(j, n, i) for (j, n, _), i in zip(items, ids, strict=True)])
+        return True
+
+    def _submitted(self, backend: Backend, done: list[tuple[Job, int, str]]) -> None:
+        for job, number, native_id in done:
+            self._store.attempt_submitted(job.id, number, native_id)
         self._last_submit[backend.name] = time.monotonic()
         self._woken.add(backend.name)
         self.kick()
+
+    def _submit_failed(self, backend: Backend, attempts: list[tuple[Job, int]],
+                       exc: AcjobError) -> bool:
+        """Settle attempts whose submission failed; return False to leave the backend be."""
+        if isinstance(exc, TransientError):
+            log.warning("cannot submit to %s now: %s", backend.name, exc)
+            for job, number in attempts:
+                # The scheduler may have queued it after all: the fence makes it a no-op.
+                if self._spool.fence(job.id, number):
+                    self._store.abandon_attempt(job.id, number, f"backend unavailable: {exc}")
+            self._hold_until[backend.name] = time.monotonic() + SUBMIT_BACKOFF
+            return False
+        for job, number in attempts:
+            retry = job.spec.retry.allows(_tries(job) + 1, FailureKind.SUBMIT)
+            self._store.finish_attempt(job.id, number, failure=FailureKind.SUBMIT,
+                                       reason=str(exc), retry=retry)
+            if retry:
+                self.kick()
         return True
 
 

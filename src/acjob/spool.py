@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import Conflict, PayloadTooLarge
+from .errors import ConfigError, Conflict, PayloadTooLarge
 from .model import check_job_id
 from .wrapper import CLAIM_DIR, EXIT_FILE, PID_FILE, STDERR_FILE, STDOUT_FILE, WRAPPER_FILE
 
@@ -29,13 +30,77 @@ Stream = Literal["stdout", "stderr"]
 _COPY_CHUNK = 1 << 20
 
 
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """What the wrapper wrote on exit.
+
+    Attributes:
+        code: The command's exit status (128+N if it was killed by signal N).
+        signal: ``TERM``, ``INT`` or ``HUP`` if the wrapper itself was signalled:
+            the job was stopped from outside, so ``code`` is not the job's own verdict.
+    """
+
+    code: int
+    signal: str | None = None
+
+
 class Spool:
     """Paths and file operations of the spool directory."""
 
     def __init__(self, root: Path) -> None:
-        """Use ``root`` (created 0700 if missing)."""
+        """Use ``root`` (created 0700 if missing).
+
+        Raises:
+            ConfigError: it cannot be created.
+        """
         self.root = root
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the spool {root}: {exc.strerror or exc}",
+                              hint="set [server] spool to a writable directory",
+                              code="spool_unusable") from exc
+
+    def check_usable(self) -> None:
+        """Make sure files can be created, synced and removed in the spool.
+
+        Raises:
+            ConfigError: the spool is not a writable directory.
+        """
+        probe = self.root / f".probe-{os.getpid()}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"acjob")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"the spool {self.root} is not usable: {exc.strerror or exc}",
+                hint="make it a writable directory (on a file system the compute nodes "
+                     "share, for a cluster backend), or set [server] spool",
+                code="spool_unusable",
+            ) from exc
+
+    def file_system(self) -> str | None:
+        """Return the type of the file system holding the spool (from /proc/mounts)."""
+        best, kind = "", None
+        try:
+            mounts = Path("/proc/mounts").read_text().splitlines()
+        except OSError:
+            return None
+        root = str(self.root.resolve())
+        for line in mounts:
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            point = fields[1].replace("\\040", " ")
+            inside = root == point or root.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, fields[2]
+        return kind
 
     def job_dir(self, job_id: str) -> Path:
         """Return the job's directory (the id is validated first)."""
@@ -135,15 +200,15 @@ class Spool:
 
     # -- attempt results --------------------------------------------------------------
 
-    def read_exit(self, job_id: str, attempt: int) -> int | None:
-        """Return the attempt's exit status, or ``None`` if it has not ended."""
+    def read_exit(self, job_id: str, attempt: int) -> ExitRecord | None:
+        """Return how the attempt's wrapper ended, or ``None`` if it has not."""
         try:
-            text = (self.attempt_dir(job_id, attempt) / EXIT_FILE).read_text()
+            fields = (self.attempt_dir(job_id, attempt) / EXIT_FILE).read_text().split()
         except FileNotFoundError:
             return None
         try:
-            return int(text.strip())
-        except ValueError:
+            return ExitRecord(int(fields[0]), fields[1] if len(fields) > 1 else None)
+        except (ValueError, IndexError):
             return None
 
     def read_pid(self, job_id: str, attempt: int) -> int | None:

@@ -82,6 +82,17 @@ Listener = Callable[[str, int, State], None]
 
 
 @dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to record (see :meth:`Store.create_jobs`)."""
+
+    spec: JobSpec
+    backend: str
+    job_id: str
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a job's history."""
 
@@ -173,30 +184,43 @@ class Store:
         Raises:
             Conflict: ``idempotency_key`` was used before for a different request.
         """
+        return self.create_jobs([NewJob(spec, backend, job_id, idempotency_key,
+                                        request_hash)])[0]
+
+    def create_jobs(self, new: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+        """Record several jobs in one transaction: all are accepted, or none.
+
+        Raises:
+            Conflict: an idempotency key was used before for a different request.
+        """
         now = time.time()
+        result: list[tuple[Job, bool]] = []
         with self._tx() as db:
-            if idempotency_key is not None:
-                row = db.execute(
-                    "SELECT id, idem_hash FROM jobs WHERE idem_key = ?", (idempotency_key,)
-                ).fetchone()
-                if row is not None:
-                    if request_hash is not None and row["idem_hash"] != request_hash:
-                        raise Conflict(
-                            "this Idempotency-Key was already used for a different job",
-                            hint="use a new key for a new job",
-                            code="idempotency_conflict",
-                        )
-                    return self._load(row["id"]), False
-            closed = spec.stdin == "none"
-            db.execute(
-                "INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
-                " stdin_closed, stdin_bytes, idem_key, idem_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, spec.model_dump_json(), State.QUEUED.value, backend, now, now,
-                 int(closed), 0 if closed else None, idempotency_key, request_hash),
-            )
-            self._event(job_id, State.QUEUED, 0, "accepted", now)
-            return self._load(job_id), True
+            for item in new:
+                if item.idempotency_key is not None:
+                    row = db.execute("SELECT id, idem_hash FROM jobs WHERE idem_key = ?",
+                                     (item.idempotency_key,)).fetchone()
+                    if row is not None:
+                        if item.request_hash is not None and row["idem_hash"] != item.request_hash:
+                            raise Conflict(
+                                "this Idempotency-Key was already used for a different job",
+                                hint="use a new key for a new job",
+                                code="idempotency_conflict",
+                            )
+                        result.append((self._load(row["id"]), False))
+                        continue
+                closed = item.spec.stdin == "none"
+                db.execute(
+                    "INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+                    " stdin_closed, stdin_bytes, idem_key, idem_hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item.job_id, item.spec.model_dump_json(), State.QUEUED.value, item.backend,
+                     now, now, int(closed), 0 if closed else None, item.idempotency_key,
+                     item.request_hash),
+                )
+                self._event(item.job_id, State.QUEUED, 0, "accepted", now)
+                result.append((self._load(item.job_id), True))
+        return result
 
     def job_for_key(self, idempotency_key: str) -> tuple[Job, str | None] | None:
         """Return the job made with this idempotency key and its request hash, if any."""
@@ -289,6 +313,14 @@ class Store:
             "SELECT id FROM jobs WHERE purged_at IS NULL AND ended_at IS NOT NULL"
             " AND ended_at < ? ORDER BY ended_at LIMIT ?",
             (ended_before, limit),
+        )
+        return [r["id"] for r in rows]
+
+    def stale_uploads(self, before: float) -> list[str]:
+        """Return ids of queued jobs whose stdin upload has not moved since ``before``."""
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE state = 'QUEUED' AND stdin_closed = 0 AND updated_at < ?",
+            (before,),
         )
         return [r["id"] for r in rows]
 
@@ -565,7 +597,7 @@ def _encode_cursor(pos: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("p"):
+        if not text.startswith("p") or not text[1:].isdigit() or len(text) > 19:
             raise ValueError(text)
         return int(text[1:])
     except (ValueError, UnicodeDecodeError) as exc:

@@ -8,7 +8,9 @@ The wrapper is the ground truth of a job's end. It
 2. records its pid, so a restarted daemon can find the process again;
 3. runs the command with stdin, stdout and stderr redirected to the spool;
 4. writes the exit status to ``exit.tmp`` and renames it to ``exit`` (atomic), so
-   the status survives the daemon and any scheduler's short memory.
+   the status survives the daemon and any scheduler's short memory. If the wrapper
+   itself received SIGTERM, SIGINT or SIGHUP, the signal's name follows the status
+   (``143 TERM``): the job was stopped from outside, and the status is not its own.
 
 A command killed by signal N gets the status 128+N, as in any POSIX shell.
 Rendering is pure and the same for every backend; a batch scheduler runs the very
@@ -65,23 +67,31 @@ def render_wrapper(
     else:
         # exec, so that a name such as "echo" runs the program, never a builtin.
         run = "exec " + " ".join(q(word) for word in command)
-    exports = "".join(f"export {name}={q(value)}\n" for name, value in env.items())
+    # The job's environment is set inside the subshell only, so no variable a job
+    # sets (PATH, or a name the wrapper uses) can change what the wrapper does.
+    exports = "".join(f"export {name}={q(value)}; " for name, value in env.items())
     source = q(str(stdin)) if stdin is not None else "/dev/null"
     return f"""#!/bin/sh
 # acjob wrapper for job {job_id}, attempt {attempt}. Generated; do not edit.
 umask 077
 A={a}
 mkdir "$A/{CLAIM_DIR}" 2>/dev/null || exit 0
+# A signal to the wrapper itself comes from outside the job (a cancel, a scheduler
+# stopping it): it is noted beside the status, so it is not taken for the job's own.
+sig=
+trap 'sig=TERM' TERM
+trap 'sig=INT' INT
+trap 'sig=HUP' HUP
 echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
 export ACJOB_JOB_ID={job_id} ACJOB_ATTEMPT={attempt}
-{exports}if cd {q(str(workdir))} 2>/dev/null; then
-    ( umask {umask:04o}; {run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"
+if cd {q(str(workdir))} 2>/dev/null; then
+    ( umask {umask:04o}; {exports}{run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"
     rc=$?
 else
     echo "acjob: cannot enter the working directory {q(str(workdir))}" > "$A/{STDERR_FILE}"
     : > "$A/{STDOUT_FILE}"
     rc={CANNOT_ENTER_WORKDIR}
 fi
-printf '%d\\n' "$rc" > "$A/{EXIT_FILE}.tmp" && mv -f "$A/{EXIT_FILE}.tmp" "$A/{EXIT_FILE}"
+printf '%d %s\\n' "$rc" "$sig" > "$A/{EXIT_FILE}.tmp" && mv -f "$A/{EXIT_FILE}.tmp" "$A/{EXIT_FILE}"
 exit "$rc"
 """

@@ -175,3 +175,37 @@ def test_cancel_final_job_is_a_conflict(http: httpx.Client) -> None:
     while final["state"] != "COMPLETE":
         final = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30, "since": final["seq"]}).json()
     _error(http.post(f"/v1/jobs/{job['id']}/cancel"), 409, "job_final")
+
+
+def test_batch_submission_is_all_or_nothing(http: httpx.Client) -> None:
+    good = {"jobs": [{"command": "echo 1"}, {"command": ["echo", "2"]}]}
+    first = http.post("/v1/jobs/batch", json=good, headers={"Idempotency-Key": "b1"})
+    assert first.status_code == 201
+    ids = [j["id"] for j in first.json()["jobs"]]
+    again = http.post("/v1/jobs/batch", json=good, headers={"Idempotency-Key": "b1"})
+    assert again.status_code == 200 and [j["id"] for j in again.json()["jobs"]] == ids
+    before = len(http.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
+    bad = {"jobs": [{"command": "echo fine"}, {"command": "x", "backend": "nope"}]}
+    _error(http.post("/v1/jobs/batch", json=bad), 400, "unknown_backend")
+    assert len(http.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]) == before
+    _error(http.post("/v1/jobs/batch", json={"jobs": []}), 422)
+
+
+@pytest.mark.parametrize(("path", "params", "headers"), [
+    ("/v1/jobs", {"cursor": "cDk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ"}, {}),
+    ("/v1/jobs/{id}/stdout", {"offset": str(10**20)}, {}),
+    ("/v1/jobs/{id}/events", {"after": str(10**20)}, {}),
+    ("/v1/jobs/{id}/events", {}, {"Last-Event-ID": "\u00b2"}),
+    ("/v1/jobs/{id}", {"since": str(10**20)}, {}),
+])
+def test_out_of_range_input_is_4xx_not_500(http: httpx.Client, path: str, params: dict,
+                                          headers: dict) -> None:
+    job = http.post("/v1/jobs", json={"command": "true"}).json()
+    headers = {k: v.encode() for k, v in headers.items()}
+    response = http.get(path.format(id=job["id"]), params=params, headers=headers)
+    assert response.status_code < 500, response.text
+
+
+def test_overlong_workdir_is_400(http: httpx.Client) -> None:
+    _error(http.post("/v1/jobs", json={"command": "x", "workdir": "/" + "a" * 300}), 400,
+           "invalid_workdir")

@@ -96,6 +96,18 @@ def test_ac_jobs_show_logs_cancel(daemon: Daemon, short_tmp: Path) -> None:
         assert client.wait(running, timeout=60).state is State.CANCELED
 
 
+def test_a_closed_reader_is_sigpipe_not_an_error(daemon: Daemon) -> None:
+    daemon.run("acjob", "true")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from acjob.cli.ac import main; main()", "jobs", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err
+
+
 def test_clear_errors_not_tracebacks(daemon: Daemon) -> None:
     unknown = daemon.run("ac", "show", "a" * 26)
     assert unknown.returncode == 1

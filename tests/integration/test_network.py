@@ -57,6 +57,8 @@ def test_tcp_needs_the_token(tcp_daemon: Daemon) -> None:
     assert denied.returncode == 255
     assert b"Error:" in denied.stderr and b"Try:" in denied.stderr
     assert tcp_daemon.run("acjob", "echo ok").stdout == b"ok\n"
+    # The daemon's token (in its environment) never reaches a job.
+    assert tcp_daemon.run("acjob", "echo ${ACJOB_TOKEN:-none}").stdout == b"none\n"
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
@@ -93,3 +95,16 @@ def test_python_client_through_cuts(tcp_daemon: Daemon) -> None:
         again = b"".join(client.stream(job.id, "stdout", offset=10))
         assert again == out[10:]
         assert proxy.cuts >= 4
+
+
+def test_unusable_spool_is_refused_at_start(short_tmp: Path) -> None:
+    blocker = short_tmp / "a-file"
+    blocker.write_text("not a directory")
+    config = short_tmp / "bad.toml"
+    config.write_text(f'[server]\nstate_dir = "{short_tmp}/st"\nspool = "{blocker}/spool"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "acjob.cli.ac", "serve", "--config", str(config), "--listen",
+         f"unix:{short_tmp}/x.sock"], env=tool_env(short_tmp), capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith(b"Error: cannot create the spool")
+    assert b"Traceback" not in result.stderr

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from acjob.model import State
 from tests.conftest import Daemon, client_for, wait_for
 
@@ -74,7 +76,9 @@ def test_pipe_client_rides_through_a_daemon_restart(daemon: Daemon, short_tmp: P
     assert rest == b"x-end\n"
 
 
-def test_vanished_process_is_retried_per_policy(daemon: Daemon, short_tmp: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_vanished_process_is_retried_per_policy(daemon: Daemon, short_tmp: Path,
+                                                sig: signal.Signals) -> None:
     marker = short_tmp / "first-attempt-running"
     script = (f'if [ "$ACJOB_ATTEMPT" = 1 ]; then touch {marker}; sleep 300; fi; '
               'echo "attempt $ACJOB_ATTEMPT"')
@@ -82,7 +86,7 @@ def test_vanished_process_is_retried_per_policy(daemon: Daemon, short_tmp: Path)
         job = client.submit(script, retry={"max_attempts": 2})
         wait_for(marker.exists, what="first attempt to start")
         pid = int((daemon.state_dir / "spool" / job.id / "1" / "pid").read_text())
-        os.killpg(pid, signal.SIGKILL)  # the infrastructure "loses" the job
+        os.killpg(pid, sig)  # the infrastructure loses, or stops, the job
         info = client.wait(job.id, timeout=60)
         assert info.state is State.COMPLETE, info.reason
         assert info.attempt == 2
@@ -184,3 +188,61 @@ def test_slot_limit_queues_the_rest(short_tmp: Path) -> None:
             assert started is None or started >= first.status().data["ended_at"] - 1
     finally:
         d.stop()
+
+
+def test_cancel_kills_what_ignores_sigterm(daemon: Daemon, short_tmp: Path) -> None:
+    marker = short_tmp / "running"
+    with client_for(daemon) as client:
+        job = client.submit(f"trap '' TERM; touch {marker}; sleep 300; echo survived")
+        wait_for(marker.exists, what="job to start")
+        pgid = int((daemon.state_dir / "spool" / job.id / "1" / "pid").read_text())
+        job.cancel()
+        assert job.wait(timeout=60).state is State.CANCELED
+
+        def group_gone() -> bool:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        assert group_gone()  # CANCELED only once nothing of the job is left
+        assert b"".join(job.stdout()) == b""
+
+
+def test_idempotency_key_survives_a_restart(daemon: Daemon) -> None:
+    body = {"command": "echo once", "retry": {"max_attempts": 2, "on": ["lost", "exit",
+                                                                      "node_fail"]}}
+    with client_for(daemon) as client:
+        first = client._request("POST", "/v1/jobs", json=body,
+                                headers={"Idempotency-Key": "restart-key"})
+    daemon.stop()
+    daemon.start()
+    with client_for(daemon) as client:
+        again = client._request("POST", "/v1/jobs", json=body,
+                                headers={"Idempotency-Key": "restart-key"})
+    assert again["id"] == first["id"]
+
+
+def test_pipe_stops_rather_than_mix_attempts(daemon: Daemon, short_tmp: Path) -> None:
+    marker = short_tmp / "printed"
+    script = (f'echo "line from attempt $ACJOB_ATTEMPT"; '
+              f'if [ "$ACJOB_ATTEMPT" = 1 ]; then touch {marker}; sleep 300; fi')
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "-n",
+         "--max-attempts", "2", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"line from attempt 1\n"
+    wait_for(marker.exists, what="the first attempt")
+    with client_for(daemon) as client:
+        job_id = client.list(limit=1)[0][0].id
+        pid = int((daemon.state_dir / "spool" / job_id / "1" / "pid").read_text())
+        os.killpg(pid, signal.SIGKILL)
+        rest, err = proc.communicate(timeout=60)
+        assert proc.returncode == 255
+        assert rest == b""  # nothing of attempt 2 mixed in
+        assert b"failed after its output began" in err
+        info = client.wait(job_id, timeout=60)
+        assert info.state is State.COMPLETE and info.attempt == 2
+        assert b"".join(client.stream(job_id)) == b"line from attempt 2\n"

@@ -270,3 +270,18 @@ def test_external_scancel_and_acjob_cancel(sdaemon: Daemon) -> None:
         state = subprocess.run(["squeue", "-h", "-t", "all", "-j", native, "-o", "%T"],
                                capture_output=True, text=True, timeout=30).stdout.strip()
         assert state in ("CANCELLED", "")
+
+
+def test_bulk_submission_runs_as_a_job_array(sdaemon: Daemon, short_tmp: Path) -> None:
+    with client_for(sdaemon) as client:
+        jobs = client.submit_many(
+            [{"command": f"echo task-{i} >> {short_tmp}/w-{i}; echo task-{i}",
+              "resources": {"cpus": 1}} for i in range(6)])
+        infos = [client.wait(j.id, timeout=120) for j in jobs]
+        assert [i.state for i in infos] == [State.COMPLETE] * 6
+        natives = [i.data["attempts"][0]["native_id"] for i in infos]
+        bases = {n.split("_")[0] for n in natives}
+        assert len(bases) == 1 and all("_" in n for n in natives)  # one array, six tasks
+        for i, job in enumerate(jobs):
+            assert b"".join(client.stream(job.id)) == f"task-{i}\n".encode()
+            assert (short_tmp / f"w-{i}").read_text() == f"task-{i}\n"

@@ -30,3 +30,17 @@ def test_sweep_removes_only_expired_final_jobs(tmp_path: Path) -> None:
     assert store.get(ids[0]).purged_at is not None
     assert store.get(ids[0]).exit_code == 0
     assert sweep(store, spool, 3600, now=time.time() + 7200) == 0
+
+
+def test_abandoned_uploads_end(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    spool = Spool(tmp_path / "spool")
+    job, _ = store.create_job(JobSpec(command="cat", stdin="upload"), "local",
+                              job_id=new_job_id())
+    spool.create_job(job.id)
+    spool.stdin_path(job.id).write_bytes(b"partial")
+    sweep(store, spool, 3600, stdin_timeout_s=60)
+    assert store.get(job.id).state.value == "QUEUED"
+    sweep(store, spool, 3600, now=time.time() + 120, stdin_timeout_s=60)
+    ended = store.get(job.id)
+    assert ended.state.value == "SYSTEM_ERROR" and "stdin" in (ended.reason or "")

@@ -165,3 +165,20 @@ def test_backend_options_are_validated(tmp_path: Path) -> None:
         BatchBackend(SlurmDialect(), spool, {"extra_args": ["--output=/tmp/x"]})
     ok = BatchBackend(SlurmDialect(), spool, {"partition": "main", "poll_interval": 2})
     assert ok.options.queue == "main" and ok.poll_interval == 2
+
+
+def test_array_argv_and_task_ids(tmp_path: Path) -> None:
+    from acjob.backends.batch import ArraySubmission
+    from acjob.backends.slurm import find_array_task, sbatch_array_argv
+
+    array = ArraySubmission(tag="ac-array-ab", script=tmp_path / "a.sh", directory=tmp_path,
+                            count=5, resources=Resources(cpus=2))
+    argv = sbatch_array_argv(array, BatchOptions())
+    assert "--array=0-4" in argv and "--job-name=ac-array-ab" in argv
+    assert "--cpus-per-task=2" in argv and argv[-1] == str(tmp_path / "a.sh")
+    listing = ("20_0|COMPLETED|None|ac-array-ab|ac-array-ab\n"
+               "20_1|RUNNING|None|ac-array-ab|ac-array-ab\n"
+               "21|RUNNING|None|ac-other|ac-other\n")
+    assert find_array_task(listing, "ac-array-ab", 3) == "20_3"
+    assert find_array_task(listing, "ac-array-zz", 0) is None
+    assert parse_squeue(listing)["20_1"].state == "running"

@@ -16,7 +16,8 @@ explicitly by name; importing acjob registers nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -25,6 +26,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ..errors import ConfigError
 from ..model import FailureKind, Job, JobSpec
 from ..spool import Spool
+
+#: Variables of the daemon's environment that jobs never inherit.
+SECRET_VARIABLES = frozenset({"ACJOB_TOKEN"})
+
+
+def job_environment() -> dict[str, str]:
+    """Return the environment jobs start from: the daemon's, without its secrets."""
+    return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+
 
 ObservedState = Literal["pending", "running", "gone", "failed", "canceled"]
 
@@ -115,6 +125,18 @@ class Backend(Protocol):
 
     async def cancel(self, native_id: str) -> None:
         """Ask the resource to stop the attempt; it need not be gone on return."""
+        ...
+
+
+@runtime_checkable
+class ArrayBackend(Backend, Protocol):
+    """A backend that can submit several attempts in one go (a scheduler's job array)."""
+
+    async def submit_array(self, items: Sequence[tuple[Job, int, Path]]) -> list[str]:
+        """Submit the wrappers of several attempts whose jobs share their resources.
+
+        Returns the native ids in the order of ``items``. Raises as :meth:`submit`.
+        """
         ...
 
 

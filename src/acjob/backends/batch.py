@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import subprocess
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..errors import BackendUnavailable, ConfigError, InvalidRequest, SubmitFailed
-from ..model import Job, JobSpec
+from ..model import Job, JobSpec, Resources
 from ..spool import Spool
-from .base import Observation
+from .base import Observation, job_environment
 
 log = logging.getLogger("acjob.backends")
 
@@ -62,6 +63,25 @@ class Submission:
     wrapper: Path
     attempt_dir: Path
     workdir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySubmission:
+    """A job array: ``count`` wrappers that share their resources.
+
+    Attributes:
+        tag: The array's tag (``ac-array-<random>``).
+        script: The array script; task ``i`` runs line ``i + 1`` of the manifest.
+        directory: Where the array's files (and the scheduler's own output) go.
+        count: How many tasks.
+        resources: The resources every task asks for.
+    """
+
+    tag: str
+    script: Path
+    directory: Path
+    count: int
+    resources: Resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +144,9 @@ class BatchOptions:
             raise ConfigError(f"backends.{backend}: {exc}") from exc
         if min(result.poll_interval, result.command_timeout) <= 0 or result.lost_grace < 0:
             raise ConfigError(f"backends.{backend}: intervals and time-outs must be positive")
+        if result.max_poll_interval < result.poll_interval:
+            raise ConfigError(f"backends.{backend}: max_poll_interval must not be below "
+                              "poll_interval")
         return result
 
 
@@ -145,7 +168,8 @@ def check_extra_args(args: Collection[str], reserved: Collection[str]) -> None:
             raise InvalidRequest(f"extra option {arg[:64]!r} is not of the form --name[=value]",
                                  code="invalid_resources")
         name = arg.split("=", 1)[0]
-        if name in reserved:
+        # Schedulers accept any unambiguous prefix of an option (--outp for --output).
+        if any(option.startswith(name) for option in reserved):
             raise InvalidRequest(f"extra option {name} is set by acjob itself",
                                  hint="remove it; acjob sets it for every job",
                                  code="invalid_resources")
@@ -193,14 +217,30 @@ class Dialect(Protocol):
         ``permanent`` (refused for good) or ``transient``."""
         ...
 
+    #: The shell expression of a task's 0-based index inside an array job.
+    array_index: str
+
+    def array_argv(self, array: ArraySubmission, options: BatchOptions) -> list[str]:
+        """Return the command that submits an array job."""
+        ...
+
+    def array_task_id(self, native_id: str, index: int) -> str:
+        """Return the native id of task ``index`` of the array ``native_id``."""
+        ...
+
+    def parse_find_task(self, stdout: str, tag: str, index: int) -> str | None:
+        """Return the native id of task ``index`` of the newest array named ``tag``."""
+        ...
+
 
 Runner = Callable[[list[str], float], subprocess.CompletedProcess[str]]
 
 
 def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """Run a scheduler command, capturing its output (the default runner)."""
+    # Schedulers pass the submitting environment on to the job: never the secrets.
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
+                          stdin=subprocess.DEVNULL, check=False, env=job_environment())
 
 
 class BatchBackend:
@@ -209,6 +249,7 @@ class BatchBackend:
     capacity: int | None = None
     notifies_exits = False
     enforces_time_limits = True
+    supports_arrays = True
 
     def __init__(self, dialect: Dialect, spool: Spool, options: Mapping[str, Any],
                  runner: Runner = run_command) -> None:
@@ -269,6 +310,41 @@ class BatchBackend:
             # The job may exist; the monitor fences the attempt and finds it by tag.
             raise BackendUnavailable(f"unexpected answer from {argv[0]}: {exc}") from exc
 
+    async def submit_array(self, items: Sequence[tuple[Job, int, Path]]) -> list[str]:
+        """Submit several wrappers (whose jobs share their resources) as one job array.
+
+        Every attempt directory gets an ``array`` file naming the array and its task,
+        so :meth:`find` can find a task again after a crash. Returns the native ids,
+        in order.
+        """
+        directory = self._spool.root / "arrays"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        tag = f"ac-array-{secrets.token_hex(8)}"
+        manifest = directory / f"{tag}.list"
+        manifest.write_text("".join(f"{wrapper}\n" for _, _, wrapper in items))
+        script = directory / f"{tag}.sh"
+        script.write_text(
+            "#!/bin/sh\n"
+            f"# acjob job array {tag}: task N runs the wrapper on line N+1 of the manifest.\n"
+            f'exec /bin/sh "$(sed -n "$(({self.dialect.array_index} + 1))p" '
+            f"'{manifest}')\"\n")
+        for index, (_, _, wrapper) in enumerate(items):
+            (wrapper.parent / "array").write_text(f"{tag} {index}\n")
+        array = ArraySubmission(tag=tag, script=script, directory=directory, count=len(items),
+                                resources=items[0][0].spec.resources)
+        argv = self.dialect.array_argv(array, self.options)
+        result = await self._call(argv)
+        if result.returncode != 0:
+            message = result.stderr.strip() or f"{argv[0]} exited {result.returncode}"
+            if self._failure(argv, result) == "permanent":
+                raise SubmitFailed(f"{self.name} refused the job array: {message}")
+            raise BackendUnavailable(f"{self.name} array submission failed: {message}")
+        try:
+            base = self.dialect.parse_submit(result.stdout)
+        except ValueError as exc:
+            raise BackendUnavailable(f"unexpected answer from {argv[0]}: {exc}") from exc
+        return [self.dialect.array_task_id(base, i) for i in range(len(items))]
+
     async def poll(self, native_ids: Collection[str]) -> Mapping[str, Observation]:
         """List every job of this user in one call; unknown ids are ``gone``."""
         argv = self.dialect.poll_argv()
@@ -281,8 +357,13 @@ class BatchBackend:
         return {i: seen.get(i, Observation("gone")) for i in native_ids}
 
     async def find(self, job: Job, attempt: int) -> str | None:
-        """Find the attempt by its tag."""
-        tag = tag_for(job.id, attempt)
+        """Find the attempt by its tag (or, for an array task, its array's tag)."""
+        tag, index = tag_for(job.id, attempt), None
+        try:
+            text = (self._spool.attempt_dir(job.id, attempt) / "array").read_text().split()
+            tag, index = text[0], int(text[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            pass
         argv = self.dialect.find_argv(tag)
         result = await self._call(argv)
         if result.returncode != 0:
@@ -290,6 +371,8 @@ class BatchBackend:
                 return None
             raise BackendUnavailable(
                 f"{argv[0]} failed: {result.stderr.strip() or result.returncode}")
+        if index is not None:
+            return self.dialect.parse_find_task(result.stdout, tag, index)
         return self.dialect.parse_find(result.stdout, tag)
 
     async def cancel(self, native_id: str) -> None:

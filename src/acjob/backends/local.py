@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import ConfigError, InvalidRequest, SubmitFailed
 from ..model import Job, JobSpec
 from ..spool import Spool
-from .base import Observation
+from .base import Observation, job_environment
 
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
@@ -50,6 +50,21 @@ def process_start_time(pid: int) -> int | None:
     if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def _group_exists(pgid: int) -> bool:
+    """Tell whether any process is left in the process group ``pgid``.
+
+    The kernel does not hand out a pid while a process group of that id exists,
+    so a leader's id names its group for as long as anything in it lives.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _positive(options: Mapping[str, Any], key: str, default: float) -> float:
@@ -136,6 +151,7 @@ class LocalBackend:
                 start_new_session=True,
                 close_fds=True,
                 cwd=wrapper.parent,
+                env=job_environment(),
             )
         except OSError as exc:
             raise SubmitFailed(f"cannot start the job: {exc}") from exc
@@ -152,7 +168,15 @@ class LocalBackend:
         result: dict[str, Observation] = {}
         for native_id in native_ids:
             pid = self._alive(native_id)
-            if pid is None:
+            parsed = parse_native_id(native_id)
+            if pid is None and parsed is not None and parsed[0] == self._boot \
+                    and _group_exists(parsed[1]):
+                # The wrapper is gone but processes it started live on (they ignored
+                # a SIGTERM): not over until they are gone too.
+                result[native_id] = Observation("running")
+                if self._loop is not None:
+                    self._loop.call_later(1.0, self._wake)
+            elif pid is None:
                 result[native_id] = Observation("gone")
             else:
                 self._watch(pid)
@@ -175,13 +199,17 @@ class LocalBackend:
         return f"{self._boot}:{pid}:{start}"
 
     async def cancel(self, native_id: str) -> None:
-        """Send SIGTERM to the job's process group, and SIGKILL after the grace."""
-        pid = self._alive(native_id)
-        if pid is None:
+        """Send SIGTERM to the job's process group, and SIGKILL to what is left of it
+        after the grace (processes that ignore SIGTERM included)."""
+        parsed = parse_native_id(native_id)
+        if parsed is None or parsed[0] != self._boot:
             return
-        self._signal_group(pid, signal.SIGTERM)
+        pgid = parsed[1]
+        if self._alive(native_id) is None and not _group_exists(pgid):
+            return
+        self._signal_group(pgid, signal.SIGTERM)
         if self._loop is not None:
-            self._loop.call_later(self.kill_grace, self._kill_if_alive, native_id)
+            self._loop.call_later(self.kill_grace, self._signal_group, pgid, signal.SIGKILL)
 
     # -- internals --------------------------------------------------------------------
 
@@ -194,11 +222,6 @@ class LocalBackend:
         if now is None or (start and now != start):
             return None
         return pid
-
-    def _kill_if_alive(self, native_id: str) -> None:
-        pid = self._alive(native_id)
-        if pid is not None:
-            self._signal_group(pid, signal.SIGKILL)
 
     @staticmethod
     def _signal_group(pid: int, sig: signal.Signals) -> None:

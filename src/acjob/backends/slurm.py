@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..model import FailureKind
+from ..model import FailureKind, Resources
 from ..spool import Spool
 from .base import Observation
-from .batch import BatchBackend, BatchOptions, ErrorKind, Submission
+from .batch import ArraySubmission, BatchBackend, BatchOptions, ErrorKind, Submission
 
 #: The squeue columns acjob reads: id, state, reason, name, comment.
 SQUEUE_FORMAT = "%i|%T|%r|%j|%k"
@@ -74,16 +74,9 @@ def format_time_limit(seconds: int) -> str:
     return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00"
 
 
-def sbatch_argv(sub: Submission, options: BatchOptions) -> list[str]:
-    """Return the ``sbatch`` command line that runs the attempt's wrapper."""
-    res = sub.job.spec.resources
-    argv = [
-        "sbatch", "--parsable", "--no-requeue",
-        f"--job-name={sub.tag}", f"--comment={sub.tag}",
-        f"--chdir={sub.attempt_dir}",
-        f"--output={sub.attempt_dir / 'slurm.out'}",
-        f"--error={sub.attempt_dir / 'slurm.out'}",
-    ]
+def resource_args(res: Resources, options: BatchOptions) -> list[str]:
+    """Return the sbatch options for a job's resources and the backend's defaults."""
+    argv: list[str] = []
     queue = res.queue or options.queue
     account = res.account or options.account
     if queue:
@@ -96,8 +89,37 @@ def sbatch_argv(sub: Submission, options: BatchOptions) -> list[str]:
         argv.append(f"--mem={res.memory_mb}M")
     if res.time_limit_s is not None:
         argv.append(f"--time={format_time_limit(res.time_limit_s)}")
-    argv += [*options.extra_args, *res.extra_args, str(sub.wrapper)]
-    return argv
+    return [*argv, *options.extra_args, *res.extra_args]
+
+
+def sbatch_argv(sub: Submission, options: BatchOptions) -> list[str]:
+    """Return the ``sbatch`` command line that runs the attempt's wrapper."""
+    out = sub.attempt_dir / "slurm.out"
+    return [
+        "sbatch", "--parsable", "--no-requeue",
+        f"--job-name={sub.tag}", f"--comment={sub.tag}",
+        f"--chdir={sub.attempt_dir}", f"--output={out}", f"--error={out}",
+        *resource_args(sub.job.spec.resources, options), str(sub.wrapper),
+    ]
+
+
+def sbatch_array_argv(array: ArraySubmission, options: BatchOptions) -> list[str]:
+    """Return the ``sbatch`` command line that runs an array of wrappers (tasks 0..n-1)."""
+    out = array.directory / f"{array.tag}-%a.out"
+    return [
+        "sbatch", "--parsable", "--no-requeue", f"--array=0-{array.count - 1}",
+        f"--job-name={array.tag}", f"--comment={array.tag}",
+        f"--chdir={array.directory}", f"--output={out}", f"--error={out}",
+        *resource_args(array.resources, options), str(array.script),
+    ]
+
+
+def find_array_task(stdout: str, tag: str, index: int) -> str | None:
+    """Return the id of task ``index`` of the newest array named ``tag``."""
+    bases = [fields[0].split("_", 1)[0] for line in stdout.splitlines()
+             if len(fields := line.strip().split("|")) >= 4 and fields[3] == tag]
+    bases = [b for b in bases if b.isdigit()]
+    return f"{max(bases, key=int)}_{index}" if bases else None
 
 
 def parse_sbatch(stdout: str) -> str:
@@ -174,6 +196,21 @@ class SlurmDialect:
     def cancel_argv(self, native_id: str) -> list[str]:
         """scancel the job."""
         return ["scancel", native_id]
+
+    #: How a task of an array finds its (0-based) index.
+    array_index = "$SLURM_ARRAY_TASK_ID"
+
+    def array_argv(self, array: ArraySubmission, options: BatchOptions) -> list[str]:
+        """Return the sbatch command for a job array."""
+        return sbatch_array_argv(array, options)
+
+    def array_task_id(self, native_id: str, index: int) -> str:
+        """Slurm names task ``index`` of array ``ID`` as ``ID_index``."""
+        return f"{native_id}_{index}"
+
+    def parse_find_task(self, stdout: str, tag: str, index: int) -> str | None:
+        """The id of task ``index`` of the newest array named ``tag``."""
+        return find_array_task(stdout, tag, index)
 
     def classify_error(self, argv: list[str], returncode: int, stderr: str) -> ErrorKind:
         """``Invalid job id`` means gone; a refusal of the job's options is permanent;

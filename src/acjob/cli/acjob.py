@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ..client import AsyncClient, Which
-from ..errors import AcjobError
+from ..errors import AcjobError, Conflict
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -165,32 +165,29 @@ def _leave(code: int) -> NoReturn:
 
 
 async def _pipe(client: AsyncClient, job_id: str) -> int:
-    """Stream stdout and stderr of each attempt in turn until the job is final."""
+    """Stream stdout and stderr until the job is final; exit with its status.
+
+    If an attempt fails after output began and a retry starts over, the pipe
+    stops with an error rather than mix two attempts' bytes.
+    """
+    try:
+        await asyncio.gather(_copy(client, job_id, "stdout", 1),
+                             _copy(client, job_id, "stderr", 2))
+    except BrokenPipeError:
+        return EXIT_BROKEN_PIPE
+    except Conflict as exc:
+        if exc.code != "attempt_retried":
+            raise
+        fail(exc)
     info = await client.get(job_id)
-    while info.attempt == 0 and not info.is_final:
+    while not info.is_final:
         info = await client.get(job_id, wait=60.0, since=info.seq)
-    attempt = info.attempt
-    while attempt:
-        try:
-            await asyncio.gather(_copy(client, job_id, "stdout", 1, attempt),
-                                 _copy(client, job_id, "stderr", 2, attempt))
-        except BrokenPipeError:
-            return EXIT_BROKEN_PIPE
-        info = await client.get(job_id)
-        while info.attempt == attempt and not info.is_final:
-            info = await client.get(job_id, wait=60.0, since=info.seq)
-        if info.attempt == attempt:
-            break
-        print(f"acjob: attempt {attempt} of job {job_id} failed ({info.reason}); "
-              f"attempt {info.attempt} starts over, its output follows", file=sys.stderr)
-        attempt = info.attempt
     explain_failure(info)
     return exit_status(info)
 
 
-async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int,
-                attempt: int | None) -> None:
-    async for chunk in client.stream(job_id, which, attempt=attempt):
+async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int) -> None:
+    async for chunk in client.stream(job_id, which):
         write_all(fd, chunk)
 
 

@@ -49,6 +49,10 @@ def reports_errors(code: int = EXIT_ACJOB_ERROR) -> Callable[[F], F]:
                 fail(exc, code)
             except KeyboardInterrupt:
                 sys.exit(EXIT_INTERRUPTED)
+            except BrokenPipeError:
+                # The reader went away (| head): quietly, as a killed-by-SIGPIPE tool.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                sys.exit(EXIT_BROKEN_PIPE)
 
         return wrapper  # type: ignore[return-value]
 
@@ -68,7 +72,8 @@ def exit_status(info: JobInfo) -> int:
 
 def explain_failure(info: JobInfo) -> None:
     """Say on stderr why a job ended without an exit status of its own."""
-    if info.state in (State.SYSTEM_ERROR, State.CANCELED):
+    unexplained = info.state is State.EXECUTOR_ERROR and info.exit_code is None
+    if info.state in (State.SYSTEM_ERROR, State.CANCELED) or unexplained:
         reason = info.reason or "no reason recorded"
         print(f"acjob: job {info.id} {info.state.value}: {reason}", file=sys.stderr)
 

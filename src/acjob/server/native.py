@@ -15,17 +15,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import Conflict, Gone, InvalidRequest
-from ..model import JobSpec, State, check_job_id, new_job_id
+from ..model import Job, JobSpec, State, check_job_id, new_job_id
 from ..spool import Stream
+from ..store import NewJob
 from .app import Services
 from .stream import event_stream, output_stream
 
 router = APIRouter()
 
 _MAX_WAIT = 600.0
+#: Bound on byte offsets and sequence numbers (SQLite and pread take 63-bit values).
+_MAX_OFFSET = 1 << 62
 
 
 def services(request: Request) -> Services:
@@ -50,30 +55,51 @@ async def health(svc: Svc) -> dict[str, Any]:
     return {"status": "ok", "version": __version__, "jobs": svc.store.count_by_state()}
 
 
-@router.post("/v1/jobs", status_code=201, tags=["jobs"])
-async def submit(
-    spec: JobSpec,
-    svc: Svc,
-    response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(max_length=255, pattern=r"^[\x21-\x7e]+$")
-    ] = None,
-) -> dict[str, Any]:
-    """Accept a job. It is committed before this returns.
+IdempotencyKey = Annotated[str | None, Header(max_length=255, pattern=r"^[\x21-\x7e]+$")]
 
-    The same ``Idempotency-Key`` returns the same job (200), so a client may retry
-    a submission whose answer it lost. With ``stdin: "upload"`` the job waits until
-    its stdin is uploaded and closed.
+
+class JobBatch(BaseModel):
+    """Several jobs submitted in one call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: Annotated[list[JobSpec], Field(min_length=1, max_length=1000)]
+
+
+def _accept(svc: Services, specs: list[JobSpec], key: str | None) -> list[tuple[Job, bool]]:
+    """Validate every job, then commit them all in one transaction (or none).
+
+    With an idempotency key, job ``i`` of the call is known by ``key`` (one job) or
+    ``key#i`` (a batch); a retry gets the jobs it made, even if the world changed
+    since (a working directory gone).
     """
-    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-    if idempotency_key is not None and (found := svc.store.job_for_key(idempotency_key)):
-        # A retry gets the job it made, even if the world changed since (workdir gone).
-        job, known = found
-        if known != digest:
+    keys: list[str | None]
+    if key is None:
+        keys = [None] * len(specs)
+    elif len(specs) == 1:
+        keys = [key]
+    else:
+        keys = [f"{key}#{i}" for i in range(len(specs))]
+    new: list[NewJob] = []
+    for spec, job_key in zip(specs, keys, strict=True):
+        digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+        found = svc.store.job_for_key(job_key) if job_key is not None else None
+        if found is not None and found[1] != digest:
             raise Conflict("this Idempotency-Key was already used for a different job",
                            hint="use a new key for a new job", code="idempotency_conflict")
-        response.status_code = 200
-        return job.public()
+        if found is None:
+            _check(svc, spec)
+        new.append(NewJob(spec, spec.backend or svc.default_backend, new_job_id(), job_key,
+                          digest))
+    accepted = svc.store.create_jobs(new)
+    for job, created in accepted:
+        if created:
+            svc.spool.create_job(job.id)
+    svc.monitor.kick()
+    return accepted
+
+
+def _check(svc: Services, spec: JobSpec) -> None:
     backend = spec.backend or svc.default_backend
     if backend not in svc.monitor.backends:
         raise InvalidRequest(
@@ -82,19 +108,45 @@ async def submit(
             code="unknown_backend",
         )
     svc.monitor.backends[backend].validate(spec)
-    if spec.workdir is not None and not Path(spec.workdir).is_dir():
-        raise InvalidRequest(f"the working directory {spec.workdir} does not exist",
+    if spec.workdir is not None and not _is_dir(spec.workdir):
+        raise InvalidRequest(f"the working directory {spec.workdir[:256]} does not exist",
                              code="invalid_workdir")
-    job, created = svc.store.create_job(
-        spec, backend, idempotency_key=idempotency_key, request_hash=digest,
-        job_id=new_job_id(),
-    )
-    if created:
-        svc.spool.create_job(job.id)
-        svc.monitor.kick()
-    else:
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return Path(path).is_dir()
+    except OSError:  # a name too long, a directory we may not search, …
+        return False
+
+
+@router.post("/v1/jobs", status_code=201, tags=["jobs"])
+async def submit(spec: JobSpec, svc: Svc, response: Response,
+                 idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    """Accept a job. It is committed before this returns.
+
+    The same ``Idempotency-Key`` returns the same job (200), so a client may retry
+    a submission whose answer it lost. With ``stdin: "upload"`` the job waits until
+    its stdin is uploaded and closed.
+    """
+    [(job, created)] = _accept(svc, [spec], idempotency_key)
+    if not created:
         response.status_code = 200
     return job.public()
+
+
+@router.post("/v1/jobs/batch", status_code=201, tags=["jobs"])
+async def submit_batch(batch: JobBatch, svc: Svc, response: Response,
+                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    """Accept up to 1000 jobs in one transaction: all of them, or none (4xx).
+
+    Jobs accepted together for a batch scheduler are submitted together as a job
+    array where the scheduler has them.
+    """
+    accepted = _accept(svc, batch.jobs, idempotency_key)
+    if not any(created for _, created in accepted):
+        response.status_code = 200
+    return {"jobs": [job.public() for job, _ in accepted]}
 
 
 @router.get("/v1/jobs", tags=["jobs"])
@@ -125,7 +177,7 @@ async def get_job(
     job_id: JobId,
     svc: Svc,
     wait: Annotated[float, Query(ge=0, le=_MAX_WAIT)] = 0,
-    since: Annotated[int | None, Query(ge=0)] = None,
+    since: Annotated[int | None, Query(ge=0, le=_MAX_OFFSET)] = None,
 ) -> dict[str, Any]:
     """Return the job. With ``wait``, hold the answer until the job has an event newer
     than ``since`` (default: its latest when the request arrived), it is final, or
@@ -146,7 +198,7 @@ async def get_job(
 async def cancel(job_id: JobId, svc: Svc) -> dict[str, Any]:
     """Cancel the job; a running job passes through CANCELING to CANCELED."""
     job = svc.store.request_cancel(job_id)
-    svc.monitor.kick()
+    svc.monitor.wake(job.backend)
     return job.public()
 
 
@@ -164,7 +216,7 @@ async def upload_stdin(
     job_id: JobId,
     request: Request,
     svc: Svc,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
     final: bool = False,
 ) -> dict[str, Any]:
     """Write the body into the job's stdin at ``offset``; ``final=true`` closes it.
@@ -185,8 +237,12 @@ async def upload_stdin(
                 return {"bytes": job.stdin_bytes, "closed": True}
             raise Conflict(f"stdin is closed at {job.stdin_bytes} bytes", code="stdin_closed")
         svc.spool.create_job(job_id)
-        size = await svc.spool.write_stdin(job_id, offset, request.stream(),
-                                           svc.max_stdin_bytes)
+        try:
+            size = await svc.spool.write_stdin(job_id, offset, request.stream(),
+                                               svc.max_stdin_bytes)
+        except ClientDisconnect:
+            # The client resumes from what arrived (GET .../stdin); nothing to answer.
+            return {"bytes": svc.spool.stdin_size(job_id), "closed": False}
         if final:
             svc.spool.sync_stdin(job_id)
             svc.store.close_stdin(job_id, size)
@@ -206,9 +262,9 @@ def _output_route(stream: Stream) -> Any:
     async def route(
         job_id: JobId,
         svc: Svc,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
         follow: bool = False,
-        attempt: Annotated[int | None, Query(ge=1)] = None,
+        attempt: Annotated[int | None, Query(ge=1, le=1000)] = None,
     ) -> StreamingResponse:
         job = svc.store.get(job_id)
         if job.purged_at is not None:
@@ -246,13 +302,13 @@ router.add_api_route("/v1/jobs/{job_id}/stderr", _output_route("stderr"), method
 async def events(
     job_id: JobId,
     svc: Svc,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
     follow: bool = True,
-    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=18)] = None,
 ) -> StreamingResponse:
     """Stream the job's events as server-sent events, until it is final."""
     svc.store.get(job_id)
-    if last_event_id is not None and last_event_id.isdigit():
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
         after = max(after, int(last_event_id))
     return StreamingResponse(event_stream(svc, job_id, after, follow),
                              media_type="text/event-stream",
