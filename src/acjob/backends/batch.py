@@ -297,12 +297,15 @@ class BatchBackend:
         sub = Submission(job=job, attempt=attempt, tag=tag_for(job.id, attempt),
                          wrapper=wrapper, attempt_dir=wrapper.parent,
                          workdir=self._workdir(job))
-        argv = self.dialect.submit_argv(sub, self.options)
+        return await self._submit_command(self.dialect.submit_argv(sub, self.options), "job")
+
+    async def _submit_command(self, argv: list[str], what: str) -> str:
+        """Run a submit command; return the id it printed."""
         result = await self._call(argv)
         if result.returncode != 0:
             message = result.stderr.strip() or f"{argv[0]} exited {result.returncode}"
             if self._failure(argv, result) == "permanent":
-                raise SubmitFailed(f"{self.name} refused the job: {message}")
+                raise SubmitFailed(f"{self.name} refused the {what}: {message}")
             raise BackendUnavailable(f"{self.name} submission failed: {message}")
         try:
             return self.dialect.parse_submit(result.stdout)
@@ -332,17 +335,8 @@ class BatchBackend:
             (wrapper.parent / "array").write_text(f"{tag} {index}\n")
         array = ArraySubmission(tag=tag, script=script, directory=directory, count=len(items),
                                 resources=items[0][0].spec.resources)
-        argv = self.dialect.array_argv(array, self.options)
-        result = await self._call(argv)
-        if result.returncode != 0:
-            message = result.stderr.strip() or f"{argv[0]} exited {result.returncode}"
-            if self._failure(argv, result) == "permanent":
-                raise SubmitFailed(f"{self.name} refused the job array: {message}")
-            raise BackendUnavailable(f"{self.name} array submission failed: {message}")
-        try:
-            base = self.dialect.parse_submit(result.stdout)
-        except ValueError as exc:
-            raise BackendUnavailable(f"unexpected answer from {argv[0]}: {exc}") from exc
+        base = await self._submit_command(self.dialect.array_argv(array, self.options),
+                                          "job array")
         return [self.dialect.array_task_id(base, i) for i in range(len(items))]
 
     async def poll(self, native_ids: Collection[str]) -> Mapping[str, Observation]:
