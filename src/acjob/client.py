@@ -294,12 +294,15 @@ class Client:
         retry: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         name: str | None = None,
+        deliveries: Iterable[Mapping[str, str]] | None = None,
         idempotency_key: str | None = None,
     ) -> JobHandle:
         """Submit a job and upload its stdin; return its handle once both are durable.
 
         ``command`` is a shell string, or an argv list that no shell sees. ``stdin``
         may be bytes, text, a path, a binary file or an iterable of byte chunks.
+        ``deliveries`` push the result when the job ends:
+        ``{"type": "email", "to": ADDRESS}`` or ``{"type": "webhook", "url": URL}``.
         The submission is retried with one idempotency key, so it never makes two
         jobs.
         """
@@ -308,6 +311,7 @@ class Client:
             "resources": dict(resources) if resources else None,
             "retry": dict(retry) if retry else None,
             "labels": dict(labels) if labels else None, "name": name,
+            "deliveries": [dict(d) for d in deliveries] if deliveries else None,
         })
         key = idempotency_key or uuid.uuid4().hex
         data = self._request("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})

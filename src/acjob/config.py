@@ -44,6 +44,40 @@ class ServerConfig(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class MailConfig(BaseModel):
+    """The ``[mail]`` table: how results are mailed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    security: Literal["none", "starttls", "tls"] = "none"
+    user: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    sender: str = "acjob@localhost"
+    max_attachment_bytes: Annotated[int, Field(ge=0)] = 10 << 20
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+
+
+class WebhookConfig(BaseModel):
+    """The ``[webhook]`` table: how callbacks are signed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str | None = Field(default=None, repr=False)
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+
+
+class DeliveryConfig(BaseModel):
+    """The ``[delivery]`` table: how failed deliveries are retried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_retry: Annotated[float, Field(gt=0)] = 10.0
+    max_retry: Annotated[float, Field(gt=0)] = 3600.0
+    deadline_hours: Annotated[float, Field(gt=0)] = 72.0
+
+
 class ClientConfig(BaseModel):
     """The ``[client]`` table."""
 
@@ -60,6 +94,9 @@ class Config(BaseModel):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     client: ClientConfig = Field(default_factory=ClientConfig)
+    mail: MailConfig = Field(default_factory=MailConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 

@@ -24,10 +24,13 @@ import uvicorn
 
 from .backends.base import Backend, load_backend
 from .config import Config, Endpoint, default_state_dir, parse_endpoint, private_socket
+from .delivery.mail import MailChannel
+from .delivery.webhook import WebhookChannel
 from .errors import ConfigError
 from .hub import Hub
 from .janitor import run_janitor
 from .monitor import Monitor
+from .sender import Sender
 from .server.app import Services, create_app
 from .spool import Spool
 from .store import Store
@@ -170,7 +173,11 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         max_request_bytes=settings.config.server.max_request_bytes,
         max_stdin_bytes=settings.config.server.max_stdin_bytes,
         token=settings.token,
+        webhook_signing=bool(settings.config.webhook.secret),
     )
+    mail = MailChannel(spool, settings.config.mail)
+    webhook = WebhookChannel(spool, settings.config.webhook)
+    sender = Sender(store, {mail.kind: mail, webhook.kind: webhook}, settings.config.delivery)
     app = create_app(services)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off",
@@ -183,6 +190,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
 
     services.shutdown = shutdown
     monitor_task = asyncio.create_task(monitor.run(), name="acjob-monitor")
+    sender_task = asyncio.create_task(sender.run(), name="acjob-sender")
     janitor_task = asyncio.create_task(
         run_janitor(store, spool, settings.config.server.retention_days * 86400),
         name="acjob-janitor")
@@ -197,11 +205,12 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        for task in (monitor_task, janitor_task, idle_task):
+        for task in (monitor_task, sender_task, janitor_task, idle_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await webhook.aclose()
         sock.close()
         if settings.endpoint.unix is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -216,7 +225,8 @@ async def _stop_when_idle(services: Services, idle_timeout: float) -> None:
     check = max(0.5, min(idle_timeout / 4, 30.0))
     while True:
         await asyncio.sleep(check)
-        busy = services.in_flight > 0 or services.store.active_jobs_exist()
+        store = services.store
+        busy = services.in_flight > 0 or store.active_jobs_exist() or store.deliveries_pending()
         if busy:
             services.last_activity = time.monotonic()
         elif time.monotonic() - services.last_activity >= idle_timeout:

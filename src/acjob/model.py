@@ -172,6 +172,30 @@ class Resources(BaseModel):
     )
 
 
+_EMAIL = r"^[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}$"
+
+
+class MailDelivery(BaseModel):
+    """Mail the result to ``to`` when the job ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["email"] = "email"
+    to: Annotated[str, Field(pattern=_EMAIL, max_length=320)]
+
+
+class WebhookDelivery(BaseModel):
+    """POST the result, signed, to ``url`` when the job ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["webhook"] = "webhook"
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+
+
+Delivery = Annotated[MailDelivery | WebhookDelivery, Field(discriminator="type")]
+
+
 class JobSpec(BaseModel):
     """What a client asks for when it submits a job.
 
@@ -198,6 +222,7 @@ class JobSpec(BaseModel):
         Annotated[str, Field(max_length=256)],
     ] = Field(default_factory=dict, max_length=64)
     name: Annotated[str, Field(max_length=256)] | None = None
+    deliveries: list[Delivery] = Field(default_factory=list, max_length=16)
 
     @field_validator("command")
     @classmethod
@@ -259,6 +284,7 @@ class Job:
     ended_at: float | None = None
     purged_at: float | None = None
     attempts: tuple[Attempt, ...] = field(default=())
+    deliveries: tuple[dict[str, Any], ...] = field(default=())
 
     def public(self) -> dict[str, Any]:
         """Return the JSON form served by the native API."""
@@ -284,6 +310,7 @@ class Job:
             "updated_at": self.updated_at,
             "ended_at": self.ended_at,
             "files_removed_at": self.purged_at,
+            "deliveries": list(self.deliveries),
             "seq": self.seq,
             "attempts": [
                 {

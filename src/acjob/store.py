@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Conflict, InvalidRequest, NotFound
-from .model import FINAL_STATES, Attempt, FailureKind, Job, JobSpec, State, can_transition
+from .model import (
+    FINAL_STATES,
+    Attempt,
+    FailureKind,
+    Job,
+    JobSpec,
+    MailDelivery,
+    State,
+    can_transition,
+)
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +80,21 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    sent_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id, position);
 """
 
 _ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
@@ -90,6 +115,33 @@ class NewJob:
     job_id: str
     idempotency_key: str | None = None
     request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery of a final job's result (a row of the outbox).
+
+    Attributes:
+        id: Stable across retries, so receivers can drop duplicates.
+        state: ``pending``, ``sent`` or ``failed``.
+    """
+
+    id: str
+    job_id: str
+    kind: str
+    target: str
+    state: str
+    attempts: int
+    created_at: float
+    next_at: float
+    sent_at: float | None
+    last_error: str | None
+
+    def public(self) -> dict[str, Any]:
+        """Return the JSON form served by the API."""
+        return {"id": self.id, "type": self.kind, "target": self.target, "state": self.state,
+                "attempts": self.attempts, "sent_at": self.sent_at,
+                "last_error": self.last_error}
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +363,8 @@ class Store:
         """Return ids of final jobs that ended before ``ended_before`` and still have files."""
         rows = self._db.execute(
             "SELECT id FROM jobs WHERE purged_at IS NULL AND ended_at IS NOT NULL"
-            " AND ended_at < ? ORDER BY ended_at LIMIT ?",
+            " AND ended_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d"
+            " WHERE d.job_id = jobs.id AND d.state = 'pending') ORDER BY ended_at LIMIT ?",
             (ended_before, limit),
         )
         return [r["id"] for r in rows]
@@ -505,6 +558,43 @@ class Store:
             self._set_state(job, target, now, reason=reason)
             return self._load(job_id)
 
+    # -- the outbox -------------------------------------------------------------------
+
+    def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+        """Return pending deliveries whose time has come, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM deliveries WHERE state = 'pending' AND next_at <= ?"
+            " ORDER BY next_at LIMIT ?", (now, limit))
+        return [_delivery(r) for r in rows]
+
+    def next_delivery_at(self) -> float | None:
+        """Return when the next pending delivery is due (``None``: nothing pending)."""
+        row = self._db.execute(
+            "SELECT min(next_at) FROM deliveries WHERE state = 'pending'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def delivery_done(self, delivery_id: str) -> None:
+        """Record a successful delivery."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
+                       " sent_at = ?, last_error = NULL WHERE id = ?", (now, delivery_id))
+
+    def delivery_failed(self, delivery_id: str, error: str, retry_at: float | None) -> None:
+        """Record a failed try: to be tried again at ``retry_at``, or failed for good."""
+        with self._tx() as db:
+            if retry_at is None:
+                db.execute("UPDATE deliveries SET state = 'failed', attempts = attempts + 1,"
+                           " last_error = ? WHERE id = ?", (error[:1000], delivery_id))
+            else:
+                db.execute("UPDATE deliveries SET attempts = attempts + 1, next_at = ?,"
+                           " last_error = ? WHERE id = ?", (retry_at, error[:1000], delivery_id))
+
+    def deliveries_pending(self) -> bool:
+        """Tell whether any delivery is still to be made."""
+        row = self._db.execute("SELECT 1 FROM deliveries WHERE state = 'pending' LIMIT 1")
+        return row.fetchone() is not None
+
     # -- events -----------------------------------------------------------------------
 
     def events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
@@ -538,6 +628,15 @@ class Store:
     ) -> None:
         self._check(job, new)
         ended = now if new in FINAL_STATES else None
+        if ended is not None:
+            # The outbox: committed with the final state, or not at all.
+            self._db.executemany(
+                "INSERT INTO deliveries (id, job_id, position, kind, target, state, created_at,"
+                " next_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                [(secrets.token_hex(16), job.id, i, d.type,
+                  d.to if isinstance(d, MailDelivery) else d.url, now, now)
+                 for i, d in enumerate(job.spec.deliveries)],
+            )
         self._db.execute(
             "UPDATE jobs SET state = ?, updated_at = ?, ended_at = ?,"
             " exit_code = CASE WHEN ? THEN NULL ELSE coalesce(?, exit_code) END, reason = ?"
@@ -571,6 +670,10 @@ class Store:
                 "SELECT * FROM attempts WHERE job_id = ? ORDER BY number", (job_id,)
             )
         )
+        deliveries = tuple(
+            _delivery(d).public() for d in self._db.execute(
+                "SELECT * FROM deliveries WHERE job_id = ? ORDER BY position", (job_id,))
+        )
         return Job(
             id=row["id"],
             spec=JobSpec.model_validate(json.loads(row["spec"])),
@@ -587,7 +690,16 @@ class Store:
             ended_at=row["ended_at"],
             purged_at=row["purged_at"],
             attempts=attempts,
+            deliveries=deliveries,
         )
+
+
+def _delivery(row: sqlite3.Row) -> DeliveryRecord:
+    return DeliveryRecord(
+        id=row["id"], job_id=row["job_id"], kind=row["kind"], target=row["target"],
+        state=row["state"], attempts=row["attempts"], created_at=row["created_at"],
+        next_at=row["next_at"], sent_at=row["sent_at"], last_error=row["last_error"],
+    )
 
 
 def _encode_cursor(pos: int) -> str:

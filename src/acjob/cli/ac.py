@@ -109,6 +109,10 @@ def _describe(info: JobInfo) -> None:
     print(f"command   {_command_text(dict(data))}")
     print(f"backend   {data['backend']}")
     print(f"created   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(data['created_at']))}")
+    for delivery in data.get("deliveries", []):
+        error = f"  ({delivery['last_error']})" if delivery["last_error"] else ""
+        print(f"delivery  {delivery['type']} {delivery['target']}: {delivery['state']} after "
+              f"{delivery['attempts']} tries{error}")
     for attempt in data["attempts"]:
         detail = attempt["reason"] or ""
         code = "" if attempt["exit_code"] is None else f"exit {attempt['exit_code']}"

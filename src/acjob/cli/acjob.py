@@ -53,8 +53,14 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     cls=_Command,
     context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
 )
-@click.option("-t", "--type", "mode", type=click.Choice(["pipe", "poll"]), default="pipe",
-              show_default=True, help="How the output comes back.")
+@click.option("-t", "--type", "mode", type=click.Choice(["pipe", "poll", "email", "webhook"]),
+              default="pipe", show_default=True,
+              help="How the output comes back; email and webhook take the address or URL "
+                   "as the first argument.")
+@click.option("--mail", "mail_to", multiple=True, metavar="ADDRESS",
+              help="Also mail the result to ADDRESS when the job ends.")
+@click.option("--webhook", "webhooks", multiple=True, metavar="URL",
+              help="Also POST the result to URL when the job ends.")
 @click.option("--backend", help="Where the job runs (default: the daemon's).")
 @click.option("--workdir", help="Run in this directory (default: a fresh one per job).")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
@@ -74,14 +80,28 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.pass_context
 def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bool,
         cancel_on_interrupt: bool, as_json: bool, env: tuple[str, ...],
-        label: tuple[str, ...], **options: Any) -> None:
-    """Run COMMAND as a job; its output comes back as a pipe (-t pipe) or a handle
-    for acpoll (-t poll).
+        label: tuple[str, ...], mail_to: tuple[str, ...], webhooks: tuple[str, ...],
+        **options: Any) -> None:
+    """Run COMMAND as a job; its output comes back as a pipe (-t pipe), a handle for
+    acpoll (-t poll), a mail (-t email ADDRESS) or an HTTP callback (-t webhook URL).
 
     One COMMAND argument is a shell string; after '--', the words are an argv that
     no shell sees. acjob exits with the job's status (255 if acjob failed).
     """
     argv_mode = ctx.meta.get("acjob.dashes", 0) > command.count("--")
+    deliveries = [{"type": "email", "to": a} for a in mail_to]
+    deliveries += [{"type": "webhook", "url": u} for u in webhooks]
+    if mode in ("email", "webhook"):
+        if len(command) < 2:
+            raise click.UsageError(f"-t {mode} needs the {'address' if mode == 'email' else 'URL'}"
+                                   " and then the command")
+        target, *rest = command
+        deliveries.append({"type": "email", "to": target} if mode == "email"
+                          else {"type": "webhook", "url": target})
+        argv_mode = rest[0] == "--"
+        command = tuple(rest[1:] if argv_mode else rest)
+        if not command:
+            raise click.UsageError("no command given")
     job_command: str | list[str] = list(command) if argv_mode else " ".join(command)
     resources = {k: options.pop(k) for k in ("cpus", "memory_mb", "time_limit_s")
                  if options.get(k) is not None}
@@ -91,6 +111,7 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
         "labels": _pairs(label, "--label") or None,
         "resources": resources or None,
         "retry": {"max_attempts": max_attempts} if max_attempts else None,
+        "deliveries": deliveries or None,
         **options,
     }
     use_stdin = not no_stdin and not sys.stdin.isatty()
@@ -122,7 +143,7 @@ async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_st
             await client.cancel(job_id)
             print(f"\nacjob: interrupted; job {job_id} canceled", file=sys.stderr)
             return EXIT_INTERRUPTED
-        if mode == "poll":
+        if mode != "pipe":
             if as_json:
                 print_json((await client.get(job_id)).data)
             else:

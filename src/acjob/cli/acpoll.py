@@ -13,9 +13,18 @@ import sys
 import click
 
 from ..client import Client
+from ..delivery.mail import extract_stdout
 from ..errors import AcjobError
-from ..model import check_job_id
-from .common import EXIT_BROKEN_PIPE, exit_status, explain_failure, fail, write_all
+from ..model import State, check_job_id
+from .common import (
+    EXIT_ACJOB_ERROR,
+    EXIT_BROKEN_PIPE,
+    EXIT_CANCELED,
+    exit_status,
+    explain_failure,
+    fail,
+    write_all,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,9 +32,13 @@ from .common import EXIT_BROKEN_PIPE, exit_status, explain_failure, fail, write_
               show_default=True, help="Seconds between two questions to the daemon.")
 @click.option("--stderr/--no-stderr", "with_stderr", default=True,
               help="Also write the jobs' stderr (on stderr).")
+@click.option("--from-mail", is_flag=True,
+              help="Read a saved acjob result message on stdin and write the job's stdout.")
 @click.argument("handles", nargs=-1)
-def cli(interval: float, with_stderr: bool, handles: tuple[str, ...]) -> None:
+def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str, ...]) -> None:
     """Wait for each job HANDLE (or the handles read from stdin) and write its output."""
+    if from_mail:
+        handles = _from_mail()
     words = list(handles) if handles else sys.stdin.read().split()
     if not words:
         fail(AcjobError("no job handle given",
@@ -54,6 +67,28 @@ def cli(interval: float, with_stderr: bool, handles: tuple[str, ...]) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(status)
+
+
+def _from_mail() -> tuple[str, ...]:
+    """Write the stdout carried by the message on stdin and exit with the job's status;
+    if the message does not carry it (too large to mail), return the job's handle to
+    fetch it from the daemon instead."""
+    try:
+        stdout, job_id, exit_status, state = extract_stdout(sys.stdin.buffer)
+    except AcjobError as exc:
+        fail(exc)
+    if stdout is None:
+        return (job_id,) if job_id else ()
+    try:
+        write_all(1, stdout)
+    except BrokenPipeError:
+        sys.exit(EXIT_BROKEN_PIPE)
+    if state == State.COMPLETE.value:
+        sys.exit(0)
+    if state == State.EXECUTOR_ERROR.value and exit_status is not None:
+        sys.exit(exit_status)
+    print(f"acjob: job {job_id} {state}", file=sys.stderr)
+    sys.exit(EXIT_CANCELED if state == State.CANCELED.value else EXIT_ACJOB_ERROR)
 
 
 def main() -> None:

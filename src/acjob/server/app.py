@@ -45,6 +45,7 @@ class Services:
     max_request_bytes: int = 1 << 20
     max_stdin_bytes: int | None = None
     token: str | None = field(default=None, repr=False)
+    webhook_signing: bool = False
     shutdown: Callable[[], None] = lambda: None
     in_flight: int = 0
     stdin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)

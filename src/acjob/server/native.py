@@ -108,6 +108,12 @@ def _check(svc: Services, spec: JobSpec) -> None:
             code="unknown_backend",
         )
     svc.monitor.backends[backend].validate(spec)
+    if not svc.webhook_signing and any(d.type == "webhook" for d in spec.deliveries):
+        raise InvalidRequest(
+            "this daemon has no webhook secret, so it cannot sign callbacks",
+            hint="set [webhook] secret in the daemon's configuration",
+            code="webhook_unavailable",
+        )
     if spec.workdir is not None and not _is_dir(spec.workdir):
         raise InvalidRequest(f"the working directory {spec.workdir[:256]} does not exist",
                              code="invalid_workdir")
