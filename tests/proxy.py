@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +17,11 @@ class CuttingProxy:
     ``cuts`` counts them.
     """
 
-    def __init__(self, target_host: str, target_port: int, cut_after: int) -> None:
+    def __init__(self, target_host: str, target_port: int, cut_after: int,
+                 jitter: int = 0) -> None:
         self.target = (target_host, target_port)
         self.cut_after = cut_after
+        self.jitter = jitter
         self.cuts = 0
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -41,6 +44,7 @@ class CuttingProxy:
             writer.close()
             return
         carried = 0
+        limit = self.cut_after + (random.randrange(self.jitter) if self.jitter else 0)
         done = asyncio.Event()
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -50,7 +54,7 @@ class CuttingProxy:
                     data = await src.read(65536)
                     if not data:
                         break
-                    room = self.cut_after - carried
+                    room = limit - carried
                     if len(data) >= room:
                         dst.write(data[:max(room, 0)])
                         self.cuts += 1
@@ -86,8 +90,9 @@ class CuttingProxy:
 
 
 @contextmanager
-def cutting_proxy(host: str, port: int, cut_after: int) -> Iterator[CuttingProxy]:
-    proxy = CuttingProxy(host, port, cut_after)
+def cutting_proxy(host: str, port: int, cut_after: int,
+                  jitter: int = 0) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(host, port, cut_after, jitter)
     proxy.start()
     try:
         yield proxy

@@ -108,3 +108,39 @@ def test_unusable_spool_is_refused_at_start(short_tmp: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith(b"Error: cannot create the spool")
     assert b"Traceback" not in result.stderr
+
+
+def test_another_local_user_cannot_connect(daemon, short_tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    """Unix-socket mode: the socket's mode is the access control."""
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as a second user")
+    name = "acjobtest"
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
+    user = pwd.getpwnam(name)
+    sock = daemon.url.removeprefix("unix:")
+    probe = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+             f"try:\n s.connect({sock!r})\nexcept PermissionError:\n sys.exit(13)\n"
+             "sys.exit(0)\n")
+    # Let the user reach the socket's directory, so only the socket's own mode decides.
+    os.chmod(short_tmp, 0o755)
+    # The system Python: the test's own may live where the other user cannot read.
+    python = "/usr/bin/python3"
+    if not os.access(python, os.X_OK):
+        pytest.skip("no system python3 to run as the second user")
+    result = subprocess.run([python, "-c", probe], user=user.pw_uid,
+                            group=user.pw_gid, capture_output=True, timeout=60)
+    assert result.returncode == 13, result.stderr
+    assert subprocess.run([sys.executable, "-c", probe], timeout=60).returncode == 0
+
+
+def test_token_never_in_the_log(tcp_daemon: Daemon) -> None:
+    assert tcp_daemon.run("acjob", "true").returncode == 0
+    with httpx.Client(base_url=tcp_daemon.url) as http:
+        http.get("/v1/jobs", headers={"Authorization": "Bearer wrong-token"})
+    tcp_daemon.stop()
+    log = tcp_daemon.log.read_text()
+    assert TOKEN not in log and "wrong-token" not in log

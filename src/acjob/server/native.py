@@ -26,7 +26,30 @@ from ..store import NewJob
 from .app import Services
 from .stream import event_stream, output_stream
 
-router = APIRouter()
+
+class ErrorDetail(BaseModel):
+    """What went wrong, with a stable code and a hint."""
+
+    code: str
+    message: str
+    hint: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response's body."""
+
+    error: ErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in [(400, "Invalid request (a malformed id, an unknown backend, …)"),
+                         (401, "Missing or wrong bearer token"), (404, "No such job"),
+                         (409, "Conflicts with the job's state"), (410, "Output expired"),
+                         (413, "Request body too large")]
+}
+
+router = APIRouter(responses=_ERRORS)
 
 _MAX_WAIT = 600.0
 #: Bound on byte offsets and sequence numbers (SQLite and pread take 63-bit values).
@@ -126,7 +149,8 @@ def _is_dir(path: str) -> bool:
         return False
 
 
-@router.post("/v1/jobs", status_code=201, tags=["jobs"])
+@router.post("/v1/jobs", status_code=201, tags=["jobs"],
+             responses={200: {"description": "The job made earlier with this Idempotency-Key"}})
 async def submit(spec: JobSpec, svc: Svc, response: Response,
                  idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """Accept a job. It is committed before this returns.
@@ -141,7 +165,8 @@ async def submit(spec: JobSpec, svc: Svc, response: Response,
     return job.public()
 
 
-@router.post("/v1/jobs/batch", status_code=201, tags=["jobs"])
+@router.post("/v1/jobs/batch", status_code=201, tags=["jobs"],
+             responses={200: {"description": "The jobs made earlier with this Idempotency-Key"}})
 async def submit_batch(batch: JobBatch, svc: Svc, response: Response,
                        idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
     """Accept up to 1000 jobs in one transaction: all of them, or none (4xx).
@@ -159,7 +184,8 @@ async def submit_batch(batch: JobBatch, svc: Svc, response: Response,
 async def list_jobs(
     svc: Svc,
     state: Annotated[list[State] | None, Query(max_length=16)] = None,
-    label: Annotated[list[str] | None, Query(max_length=16)] = None,
+    label: Annotated[list[Annotated[str, Query(pattern=r"^[^=]+=.*$")]] | None,
+                     Query(max_length=16)] = None,
     name_prefix: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
