@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Conflict, InvalidRequest, NotFound
+from .errors import ConfigError, Conflict, InvalidRequest, NotFound
 from .model import (
     FINAL_STATES,
     Attempt,
@@ -176,20 +176,30 @@ class Store:
         if synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
             raise InvalidRequest(f"unknown synchronous mode {synchronous!r}")
         self.path = path
+        self._listeners: list[Listener] = []
+        self._pending: list[tuple[str, int, State]] = []
+        try:
+            self._open(path, synchronous)
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"cannot open the store {path}: {exc}",
+                hint="if it was written by a pre-release acjob, move it (and the spool) aside",
+                code="store_unusable",
+            ) from exc
+
+    def _open(self, path: Path, synchronous: str) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._listeners: list[Listener] = []
-        self._pending: list[tuple[str, int, State]] = []
         self._db.executescript(_SCHEMA)
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if int(row[0]) > SCHEMA_VERSION:
-            raise InvalidRequest(
+            raise ConfigError(
                 f"the store at {path} was written by a newer acjob (schema {row[0]})",
                 hint="upgrade acjob, or point the daemon at another state directory",
             )

@@ -162,3 +162,12 @@ def test_waiting_for_stdin_does_not_keep_the_daemon_busy(store: Store) -> None:
     assert not store.active_jobs_exist()
     _job(store)
     assert store.active_jobs_exist()
+
+
+def test_unusable_store_is_a_clear_error(tmp_path: Path) -> None:
+    from acjob.errors import ConfigError
+
+    path = tmp_path / "acjob.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError, match="cannot open the store"):
+        Store(path)
