@@ -41,6 +41,7 @@ class ServerConfig(BaseModel):
     max_stdin_bytes: Annotated[int, Field(ge=0)] | None = None
     synchronous: Literal["normal", "full", "extra"] = "normal"
     retention_days: Annotated[float, Field(gt=0)] = 30.0
+    hold: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

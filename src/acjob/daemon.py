@@ -162,7 +162,8 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     hub = Hub()
     store.subscribe(hub.publish)
     backends = build_backends(settings.config, spool)
-    monitor = Monitor(store, spool, backends, job_umask=job_umask)
+    monitor = Monitor(store, spool, backends, job_umask=job_umask,
+                      hold=settings.config.server.hold)
     if any(b.capacity is None for b in backends.values()) and spool.file_system() in _LOCAL_FS:
         log.warning("the spool %s is on a %s file system: cluster jobs can only reach it if "
                     "they run on this machine", spool.root, spool.file_system())

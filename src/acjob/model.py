@@ -192,7 +192,7 @@ class WebhookDelivery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["webhook"] = "webhook"
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    url: Annotated[str, Field(pattern=r"^https?://[\x21-\x7e]+$", max_length=2048)]
 
 
 Delivery = Annotated[MailDelivery | WebhookDelivery, Field(discriminator="type")]

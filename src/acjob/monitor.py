@@ -51,9 +51,11 @@ class Monitor:
     """Drives every job from QUEUED to a final state; see the module docstring."""
 
     def __init__(self, store: Store, spool: Spool, backends: Mapping[str, Backend], *,
-                 job_umask: int = 0o022) -> None:
+                 job_umask: int = 0o022, hold: bool = False) -> None:
         self._store = store
         self._job_umask = job_umask
+        # Held: accept and watch jobs, start none (maintenance, or fuzzing the API).
+        self._hold = hold
         self._spool = spool
         self._backends = dict(backends)
         self._kick = asyncio.Event()
@@ -345,6 +347,8 @@ class Monitor:
     # -- starting ---------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
+        if self._hold:
+            return
         now = time.monotonic()
         counts = self._store.count_started_by_backend()
         for name, backend in self._backends.items():

@@ -73,6 +73,8 @@ class WebhookChannel:
             headers[SIGNATURE_HEADER] = sign(self._config.secret, body)
         try:
             response = await self._http.post(delivery.target, content=body, headers=headers)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise PermanentError(f"the callback URL is not usable: {exc}") from exc
         except httpx.HTTPError as exc:
             raise TransientError(f"no answer from the callback: {type(exc).__name__}") from exc
         status = response.status_code
