@@ -109,6 +109,13 @@ class BackendUnavailable(TransientError):
     code = "backend_unavailable"
 
 
+class StorageFull(TransientError):
+    """The store or the spool has no room left; the request may succeed once there is."""
+
+    code = "storage_full"
+    http_status = 507
+
+
 class SubmitFailed(PermanentError):
     """A backend refused a job for a reason that retrying will not change."""
 

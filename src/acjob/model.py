@@ -87,6 +87,7 @@ class FailureKind(StrEnum):
     TIMEOUT = "timeout"
     BOOT_FAIL = "boot_fail"
     SUBMIT = "submit"
+    SPOOL_FULL = "spool_full"
 
 
 INFRASTRUCTURE_FAILURES = frozenset(

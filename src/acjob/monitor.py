@@ -40,6 +40,8 @@ SUBMIT_BACKOFF = 5.0
 RECHECK = 1.0
 #: How often exit files are looked for when a backend does not notify exits.
 EXIT_CHECK = 1.0
+#: Below this many free bytes the spool counts as full.
+SPOOL_FULL_BYTES = 1 << 20
 #: How long a wrapper may hold its claim without recording its pid before the
 #: attempt counts as lost (at least; a backend's lost_grace may be longer).
 CLAIM_GRACE = 30.0
@@ -255,6 +257,10 @@ class Monitor:
 
     def _finish_exit(self, job: Job, attempt: Attempt, code: int) -> None:
         failed = code != 0
+        if failed and (full := self._spool_full()):
+            # The status is not the job's own verdict: its output could not be written.
+            self._end(job, attempt, FailureKind.SPOOL_FULL, full)
+            return
         retry = failed and job.spec.retry.allows(_tries(job), FailureKind.EXIT)
         self._forget(job, attempt)
         self._store.finish_attempt(
@@ -269,6 +275,8 @@ class Monitor:
     def _end(self, job: Job, attempt: Attempt, failure: FailureKind | None,
              reason: str | None) -> None:
         """End an attempt that left no exit status."""
+        if failure is FailureKind.LOST and (full := self._spool_full()):
+            failure, reason = FailureKind.SPOOL_FULL, full
         self._forget(job, attempt)
         retry = failure is not None and job.spec.retry.allows(_tries(job), failure)
         if failure is not None and job.spec.retry.max_attempts > 1:
@@ -278,6 +286,14 @@ class Monitor:
                                    retry=retry)
         if retry:
             self.kick()
+
+    def _spool_full(self) -> str | None:
+        """Say why, if the spool's file system has (almost) no room left."""
+        free = self._spool.free_bytes()
+        if free is not None and free < SPOOL_FULL_BYTES:
+            return (f"the spool's file system is full ({free} bytes free): the job's output "
+                    "could not be written")
+        return None
 
     def _forget(self, job: Job, attempt: Attempt) -> None:
         key = (job.id, attempt.number)

@@ -84,6 +84,14 @@ class Spool:
                 code="spool_unusable",
             ) from exc
 
+    def free_bytes(self) -> int | None:
+        """Return the bytes free for unprivileged writers on the spool's file system."""
+        try:
+            fs = os.statvfs(self.root)
+        except OSError:
+            return None
+        return fs.f_bavail * fs.f_frsize
+
     def file_system(self) -> str | None:
         """Return the type of the file system holding the spool (from /proc/mounts)."""
         best, kind = "", None

@@ -7,8 +7,10 @@ for anything the client can fix. A 500 means a bug in acjob, never bad input.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import AcjobError
+from ..errors import AcjobError, StorageFull
 from ..hub import Hub
 from ..monitor import Monitor
 from ..spool import Spool
@@ -188,6 +190,20 @@ def create_app(services: Services) -> FastAPI:
             headers["Allow"] = ", ".join(sorted(methods))
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=headers)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return await _acjob_error(request, StorageFull(
+                "no space left for the job's files", hint="free space in the spool"))
+        return await _bug(request, exc)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _db_error(request: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        if "full" in str(exc):
+            return await _acjob_error(request, StorageFull(
+                "no space left for the store", hint="free space in the state directory"))
+        return await _bug(request, exc)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
