@@ -209,3 +209,39 @@ def test_out_of_range_input_is_4xx_not_500(http: httpx.Client, path: str, params
 def test_overlong_workdir_is_400(http: httpx.Client) -> None:
     _error(http.post("/v1/jobs", json={"command": "x", "workdir": "/" + "a" * 300}), 400,
            "invalid_workdir")
+
+
+def test_huge_numbers_of_list_parameters(http: httpx.Client) -> None:
+    labels = "&".join(f"label=k{i}%3Dv" for i in range(2000))
+    response = http.get(f"/v1/jobs?{labels}")
+    assert response.status_code == 422
+    states = "&".join("state=QUEUED" for _ in range(2000))
+    assert http.get(f"/v1/jobs?{states}").status_code == 422
+
+
+def test_slow_reader_does_not_grow_the_daemon(daemon: Daemon, http: httpx.Client) -> None:
+    import time
+    from pathlib import Path
+
+    pid = daemon.proc.pid if daemon.proc else 0
+
+    def rss() -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    job = http.post("/v1/jobs", json={"command": "head -c 300000000 /dev/zero"}).json()
+    final = http.get(f"/v1/jobs/{job['id']}", params={"wait": 60}).json()
+    while final["state"] not in ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"):
+        final = http.get(f"/v1/jobs/{job['id']}", params={"wait": 60,
+                                                          "since": final["seq"]}).json()
+    before = rss()
+    with http.stream("GET", f"/v1/jobs/{job['id']}/stdout") as response:
+        stream = response.iter_raw(65536)
+        got = len(next(stream))
+        time.sleep(2)  # a slow reader: the daemon must not read ahead into memory
+        during = rss()
+        got += sum(len(c) for c in stream)
+    assert got == 300_000_000
+    assert during - before < 64 << 20, (before, during)

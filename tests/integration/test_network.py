@@ -144,3 +144,18 @@ def test_token_never_in_the_log(tcp_daemon: Daemon) -> None:
     tcp_daemon.stop()
     log = tcp_daemon.log.read_text()
     assert TOKEN not in log and "wrong-token" not in log
+
+
+def test_every_endpoint_but_health_needs_the_token(tcp_daemon: Daemon) -> None:
+    with httpx.Client(base_url=tcp_daemon.url) as http:
+        spec = http.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        for path, operations in spec["paths"].items():
+            for method in operations:
+                url = path.replace("{job_id}", "a" * 26)
+                response = http.request(method.upper(), url)
+                if path == "/v1/health":
+                    assert response.status_code == 200
+                else:
+                    assert response.status_code == 401, (method, path)
+        for extra in ("/openapi.json", "/docs", "/metrics"):
+            assert http.get(extra).status_code == 401
