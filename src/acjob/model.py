@@ -158,7 +158,8 @@ class Resources(BaseModel):
 
     ``queue`` is Slurm's partition or Grid Engine's queue (``partition`` is accepted
     as a name for it), ``account`` Slurm's account or Grid Engine's project, and
-    ``extra_args`` raw ``--name[=value]`` options for the scheduler's submit command.
+    ``extra_args`` raw options for the scheduler's submit command, one string per option or
+    value (each backend checks their syntax).
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -170,7 +171,7 @@ class Resources(BaseModel):
         default=None, validation_alias=AliasChoices("queue", "partition")
     )
     account: Annotated[str, Field(pattern=_SCHEDULER_NAME)] | None = None
-    extra_args: list[Annotated[str, Field(min_length=3, max_length=1024)]] = Field(
+    extra_args: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
         default_factory=list, max_length=64
     )
 

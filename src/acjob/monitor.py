@@ -69,6 +69,7 @@ class Monitor:
         self._last_submit: dict[str, float] = {}
         self._polling: dict[str, asyncio.Task[None]] = {}
         self._timed_out: set[tuple[str, int]] = set()
+        self._asked: set[tuple[str, int]] = set()
         self._wake_at: float | None = None
 
     @property
@@ -138,7 +139,8 @@ class Monitor:
                 continue
             try:
                 record = self._spool.read_exit(job.id, attempt.number)
-                if record is not None and record.signal is None:
+                if record is not None and record.signal is None \
+                        and not self._ask_first(backend, job, attempt, record.code):
                     self._finish_exit(job, attempt, record.code)
                 elif attempt.native_id is None:
                     await self._heal(job, attempt, backend)
@@ -208,10 +210,24 @@ class Monitor:
             for job, attempt in items:
                 observed = seen.get(attempt.native_id or "", Observation("gone"))
                 try:
+                    if observed.state == "gone":
+                        observed = await self._explain(backend, job, attempt) or observed
                     self._observe(backend, job, attempt, observed)
                 except AcjobError as exc:
                     log.warning("job %s: %s", job.id, exc)
         await self._send_cancels(backend, items)
+
+    async def _explain(self, backend: Backend, job: Job,
+                       attempt: Attempt) -> Observation | None:
+        """Ask the backend how a gone attempt without a clean exit status ended."""
+        record = self._spool.read_exit(job.id, attempt.number)
+        if record is not None and record.signal is None:
+            return None  # its own exit status says it all
+        try:
+            return await backend.explain(job, attempt, record)
+        except TransientError as exc:
+            log.warning("cannot ask %s about job %s: %s", backend.name, job.id, exc)
+            return None
 
     def _observe(self, backend: Backend, job: Job, attempt: Attempt, seen: Observation) -> None:
         key = (job.id, attempt.number)
@@ -221,7 +237,8 @@ class Monitor:
                 self._store.attempt_running(job.id, attempt.number)
             return
         record = self._spool.read_exit(job.id, attempt.number)
-        if record is not None and record.signal is None:
+        if record is not None and record.signal is None and not (
+                record.code > 128 and seen.state in ("failed", "canceled")):
             self._finish_exit(job, attempt, record.code)
             return
         if job.state is State.CANCELING:
@@ -254,6 +271,22 @@ class Monitor:
                 self._next_poll.get(backend.name, float("inf")),
                 first + backend.lost_grace,
             )
+
+    def _ask_first(self, backend: Backend, job: Job, attempt: Attempt, code: int) -> bool:
+        """Whether to hear the scheduler before taking a death by signal as the job's own.
+
+        A scheduler that kills a job (a cancel, a node failure, preemption) may hit the
+        command before the wrapper, which then records a plain ``143``. A batch
+        scheduler still lists such a job with its verdict, so the next poll decides;
+        once the scheduler has forgotten it, the exit status stands.
+        """
+        if code <= 128 or backend.notifies_exits or attempt.native_id is None:
+            return False
+        key = (job.id, attempt.number)
+        if key not in self._asked:
+            self._asked.add(key)
+            self._woken.add(backend.name)
+        return True
 
     def _finish_exit(self, job: Job, attempt: Attempt, code: int) -> None:
         failed = code != 0
@@ -300,6 +333,7 @@ class Monitor:
         self._gone_since.pop(key, None)
         self._cancel_sent.discard(key)
         self._timed_out.discard(key)
+        self._asked.discard(key)
 
     # -- healing and cancelling -------------------------------------------------------
 

@@ -36,7 +36,7 @@ class ExitRecord:
 
     Attributes:
         code: The command's exit status (128+N if it was killed by signal N).
-        signal: ``TERM``, ``INT`` or ``HUP`` if the wrapper itself was signalled:
+        signal: ``TERM``, ``INT``, ``HUP`` or ``USR2`` if the wrapper itself was signalled:
             the job was stopped from outside, so ``code`` is not the job's own verdict.
     """
 

@@ -9,7 +9,8 @@ The wrapper is the ground truth of a job's end. It
 3. runs the command with stdin, stdout and stderr redirected to the spool;
 4. writes the exit status to ``exit.tmp`` and renames it to ``exit`` (atomic), so
    the status survives the daemon and any scheduler's short memory. If the wrapper
-   itself received SIGTERM, SIGINT or SIGHUP, the signal's name follows the status
+   itself received SIGTERM, SIGINT, SIGHUP or SIGUSR2 (Grid Engine's warning before it
+   kills a deleted job), the signal's name follows the status
    (``143 TERM``): the job was stopped from outside, and the status is not its own.
 
 A command killed by signal N gets the status 128+N, as in any POSIX shell.
@@ -82,6 +83,7 @@ sig=
 trap 'sig=TERM' TERM
 trap 'sig=INT' INT
 trap 'sig=HUP' HUP
+trap 'sig=USR2' USR2
 echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
 export ACJOB_JOB_ID={job_id} ACJOB_ATTEMPT={attempt}
 if cd {q(str(workdir))} 2>/dev/null; then

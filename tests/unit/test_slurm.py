@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from acjob.backends.batch import BatchBackend, BatchOptions, Submission, check_extra_args
+from acjob.backends.batch import BatchBackend, BatchOptions, Submission
 from acjob.backends.slurm import (
-    RESERVED,
     SlurmDialect,
+    check_extra_args,
     find_in_squeue,
     format_time_limit,
     parse_sbatch,
@@ -102,7 +102,7 @@ def test_sbatch_argv_maps_resources(tmp_path: Path) -> None:
                                  "--wrap", "; rm -rf /", "--Bad"])
 def test_reserved_or_malformed_extra_args_are_refused(arg: str) -> None:
     with pytest.raises(InvalidRequest):
-        check_extra_args([arg], RESERVED)
+        check_extra_args([arg])
 
 
 def test_classify_errors() -> None:
@@ -161,7 +161,7 @@ def test_backend_options_are_validated(tmp_path: Path) -> None:
         BatchBackend(SlurmDialect(), spool, {"partitoin": "x"})
     with pytest.raises(ConfigError):
         BatchBackend(SlurmDialect(), spool, {"extra_args": "--qos=x"})
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(ConfigError, match="extra_args"):
         BatchBackend(SlurmDialect(), spool, {"extra_args": ["--output=/tmp/x"]})
     ok = BatchBackend(SlurmDialect(), spool, {"partition": "main", "poll_interval": 2})
     assert ok.options.queue == "main" and ok.poll_interval == 2

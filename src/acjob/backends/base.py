@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigError
-from ..model import FailureKind, Job, JobSpec
-from ..spool import Spool
+from ..model import Attempt, FailureKind, Job, JobSpec
+from ..spool import ExitRecord, Spool
 
 #: Variables of the daemon's environment that jobs never inherit.
 SECRET_VARIABLES = frozenset({"ACJOB_TOKEN"})
@@ -125,6 +125,16 @@ class Backend(Protocol):
 
     async def cancel(self, native_id: str) -> None:
         """Ask the resource to stop the attempt; it need not be gone on return."""
+        ...
+
+    async def explain(self, job: Job, attempt: Attempt,
+                      record: ExitRecord | None) -> Observation | None:
+        """Tell how an attempt that is ``gone`` without a clean exit status ended.
+
+        Called on each poll that finds the attempt gone with no exit file, or with
+        one saying the wrapper was signalled (``record``). ``None`` leaves the
+        decision to the monitor: wait for the exit file until the lost grace ends.
+        """
         ...
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import subprocess
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -28,16 +27,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..errors import BackendUnavailable, ConfigError, InvalidRequest, SubmitFailed
-from ..model import Job, JobSpec, Resources
-from ..spool import Spool
+from ..model import Attempt, Job, JobSpec, Resources
+from ..spool import ExitRecord, Spool
 from .base import Observation, job_environment
 
 log = logging.getLogger("acjob.backends")
 
 ErrorKind = Literal["transient", "permanent", "gone"]
-
-_OPTION_NAME = re.compile(r"^--[a-z][a-z0-9-]*(=.*)?$")
-
 
 def tag_for(job_id: str, attempt: int) -> str:
     """Return the tag that names an attempt in the scheduler."""
@@ -157,32 +153,28 @@ def _opt_str(values: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def check_extra_args(args: Collection[str], reserved: Collection[str]) -> None:
-    """Refuse raw options that are malformed or that acjob itself controls.
-
-    Raises:
-        InvalidRequest: with the offending option named.
-    """
-    for arg in args:
-        if not _OPTION_NAME.match(arg):
-            raise InvalidRequest(f"extra option {arg[:64]!r} is not of the form --name[=value]",
-                                 code="invalid_resources")
-        name = arg.split("=", 1)[0]
-        # Schedulers accept any unambiguous prefix of an option (--outp for --output).
-        if any(option.startswith(name) for option in reserved):
-            raise InvalidRequest(f"extra option {name} is set by acjob itself",
-                                 hint="remove it; acjob sets it for every job",
-                                 code="invalid_resources")
-
-
 class Dialect(Protocol):
     """The pure, scheduler-specific half of a batch backend."""
 
     name: str
-    #: Options a job or the config may not pass raw (acjob sets them).
-    reserved_options: frozenset[str]
     #: Config-option aliases onto :class:`BatchOptions` fields.
     aliases: Mapping[str, str]
+
+    def check_extra_args(self, args: Sequence[str]) -> None:
+        """Refuse raw options that are malformed or that acjob itself sets.
+
+        Raises:
+            InvalidRequest: naming the offending option.
+        """
+        ...
+
+    def check_resources(self, res: Resources, options: BatchOptions) -> None:
+        """Refuse resources this scheduler cannot be asked for.
+
+        Raises:
+            InvalidRequest: naming what is wrong.
+        """
+        ...
 
     def submit_argv(self, sub: Submission, options: BatchOptions) -> list[str]:
         """Return the command that submits the wrapper."""
@@ -256,7 +248,10 @@ class BatchBackend:
         self.dialect = dialect
         self.name = dialect.name
         self.options = BatchOptions.parse(dialect.name, options, dialect.aliases)
-        check_extra_args(self.options.extra_args, dialect.reserved_options)
+        try:
+            dialect.check_extra_args(self.options.extra_args)
+        except InvalidRequest as exc:
+            raise ConfigError(f"backends.{self.name}.extra_args: {exc.message}") from exc
         self.poll_interval = self.options.poll_interval
         self.max_poll_interval = self.options.max_poll_interval
         self.lost_grace = self.options.lost_grace
@@ -275,7 +270,8 @@ class BatchBackend:
         Raises:
             InvalidRequest: naming what is wrong.
         """
-        check_extra_args(spec.resources.extra_args, self.dialect.reserved_options)
+        self.dialect.check_extra_args(spec.resources.extra_args)
+        self.dialect.check_resources(spec.resources, self.options)
 
     async def _call(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         try:
@@ -376,6 +372,11 @@ class BatchBackend:
         if result.returncode != 0 and self._failure(argv, result) != "gone":
             raise BackendUnavailable(
                 f"{argv[0]} failed: {result.stderr.strip() or result.returncode}")
+
+    async def explain(self, job: Job, attempt: Attempt,
+                      record: ExitRecord | None) -> Observation | None:
+        """Nothing more to tell than the listing did (schedulers may know more)."""
+        return None
 
     def _workdir(self, job: Job) -> Path:
         if job.spec.workdir is not None:

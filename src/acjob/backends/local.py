@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InvalidRequest, SubmitFailed
-from ..model import Job, JobSpec
-from ..spool import Spool
+from ..model import Attempt, Job, JobSpec
+from ..spool import ExitRecord, Spool
 from .base import Observation, job_environment
 
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -197,6 +197,11 @@ class LocalBackend:
         if start is None or wrapper.encode() not in cmdline:
             return None
         return f"{self._boot}:{pid}:{start}"
+
+    async def explain(self, job: Job, attempt: Attempt,
+                      record: ExitRecord | None) -> Observation | None:
+        """A local process leaves nothing more to ask about."""
+        return None
 
     async def cancel(self, native_id: str) -> None:
         """Send SIGTERM to the job's process group, and SIGKILL to what is left of it

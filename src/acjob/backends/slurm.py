@@ -15,9 +15,11 @@ and every attempt gets files of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..errors import InvalidRequest
 from ..model import FailureKind, Resources
 from ..spool import Spool
 from .base import Observation
@@ -64,6 +66,29 @@ RESERVED = frozenset({
     "--output", "--error", "--input", "--job-name", "--comment", "--chdir", "--parsable",
     "--wrap", "--array", "--requeue", "--no-requeue", "--export", "--uid", "--gid",
 })
+
+
+_OPTION = re.compile(r"^--[a-z][a-z0-9-]*(=.*)?$")
+
+
+def check_extra_args(args: Sequence[str]) -> None:
+    """Refuse raw sbatch options that are malformed or that acjob itself sets.
+
+    Each option is one string, ``--name`` or ``--name=value``.
+
+    Raises:
+        InvalidRequest: naming the offending option.
+    """
+    for arg in args:
+        if not _OPTION.match(arg):
+            raise InvalidRequest(f"extra option {arg[:64]!r} is not of the form --name[=value]",
+                                 code="invalid_resources")
+        name = arg.split("=", 1)[0]
+        # sbatch accepts any unambiguous prefix of an option (--outp for --output).
+        if any(option.startswith(name) for option in RESERVED):
+            raise InvalidRequest(f"extra option {name} is set by acjob itself",
+                                 hint="remove it; acjob sets it for every job",
+                                 code="invalid_resources")
 
 
 def format_time_limit(seconds: int) -> str:
@@ -166,8 +191,14 @@ class SlurmDialect:
     """Slurm's command lines and output; see the module docstring."""
 
     name = "slurm"
-    reserved_options = RESERVED
     aliases: Mapping[str, str] = {"partition": "queue"}
+
+    def check_extra_args(self, args: Sequence[str]) -> None:
+        """Refuse malformed or reserved sbatch options."""
+        check_extra_args(args)
+
+    def check_resources(self, res: Resources, options: BatchOptions) -> None:
+        """Slurm takes every resource acjob knows."""
 
     def submit_argv(self, sub: Submission, options: BatchOptions) -> list[str]:
         """Return the sbatch command."""

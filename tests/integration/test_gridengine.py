@@ -1,0 +1,64 @@
+"""What only Grid Engine has, against a real single-node Grid Engine
+(scripts/gridengine-up brings it up): its resource options, the error state Eqw,
+its run-time limit. The contract every scheduler keeps is in test_schedulers.py.
+
+Skipped, with the reason, where no Grid Engine answers; in CI (CI=true) a missing
+Grid Engine fails the run instead.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from acjob.model import State
+from tests.conftest import Daemon, client_for, wait_for
+from tests.integration.schedulers import GRIDENGINE, native_id_of, scheduler_daemon, until
+
+
+@pytest.fixture
+def gdaemon(short_tmp: Path) -> Iterator[Daemon]:
+    yield from scheduler_daemon(GRIDENGINE, short_tmp)
+
+
+def _qstat_j(native: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["qstat", "-j", native], capture_output=True, text=True, timeout=30)
+
+
+def test_resources_reach_the_grid_engine_job(gdaemon: Daemon) -> None:
+    res = gdaemon.run("acjob", "--cpus", "2", "--memory", "64", "--time-limit", "120",
+                      'echo "$NSLOTS $PE"; qstat -j "$JOB_ID" | grep -o "h_rt=[0-9]*"')
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().split() == ["2", "smp", "h_rt=120"], res.stderr
+
+
+def test_error_state_ends_the_attempt_with_its_reason(gdaemon: Daemon) -> None:
+    """A job Grid Engine cannot start (its output file cannot be opened) sits in Eqw:
+    acjob deletes it and ends the attempt with Grid Engine's reason."""
+    with client_for(gdaemon) as client:
+        job = client.submit("echo never", retry={"max_attempts": 1},
+                            resources={"extra_args": ["-h"]})  # held until we break it
+        until(client, job.id, State.INITIALIZING)
+        native_id = native_id_of(client, job.id)
+        subprocess.run(["qalter", "-o", "/nonexistent/dir/out", native_id], check=True,
+                       capture_output=True, timeout=30)
+        subprocess.run(["qrls", native_id], check=True, capture_output=True, timeout=30)
+        info = job.wait(timeout=120)
+        assert info.state is State.SYSTEM_ERROR
+        assert info.reason is not None and "can't open output file" in info.reason
+        assert info.data["attempts"][0]["failure"] == "boot_fail"
+        assert b"".join(job.stdout()) == b""
+    wait_for(lambda: _qstat_j(native_id).returncode != 0, what="the Eqw job to be deleted")
+
+
+def test_run_time_limit_is_a_timeout(gdaemon: Daemon) -> None:
+    with client_for(gdaemon) as client:
+        job = client.submit("echo started; sleep 300", resources={"time_limit_s": 2})
+        info = job.wait(timeout=120)
+        assert info.state is State.SYSTEM_ERROR, info.reason
+        assert info.data["attempts"][0]["failure"] == "timeout"
+        assert info.reason is not None and "limit" in info.reason
+        assert b"".join(job.stdout()) == b"started\n"
