@@ -6,6 +6,7 @@ import contextlib
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +79,13 @@ class Daemon:
         cmd = [sys.executable, "-c", f"from {module[tool]} import main; main()", *rest]
         return subprocess.run(cmd, input=input if input is not None else b"",
                               capture_output=True, timeout=timeout, env=env or self.env)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def tool_env(tmp: Path, **extra: str) -> dict[str, str]:

@@ -79,6 +79,22 @@ class DeliveryConfig(BaseModel):
     deadline_hours: Annotated[float, Field(gt=0)] = 72.0
 
 
+class TesConfig(BaseModel):
+    """The ``[tes]`` table: how TES executors run and how the service names itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: None: executors run on the host, ``image`` ignored. Else the command that runs
+    #: one executor, e.g. ``["apptainer", "exec", "{mounts}", "--pwd", "{workdir}",
+    #: "docker://{image}"]``; ``{mounts}`` becomes ``mount_flag HOST:CONTAINER`` pairs.
+    runtime: Annotated[list[str], Field(min_length=1)] | None = None
+    mount_flag: str = "-v"
+    #: The backend for tasks that name none (default: ``[server] backend``).
+    backend: str | None = None
+    organization_name: str = "acjob"
+    organization_url: str = "urn:acjob:local"
+
+
 class ClientConfig(BaseModel):
     """The ``[client]`` table."""
 
@@ -98,6 +114,7 @@ class Config(BaseModel):
     mail: MailConfig = Field(default_factory=MailConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    tes: TesConfig = Field(default_factory=TesConfig)
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 

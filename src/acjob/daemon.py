@@ -175,6 +175,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         max_stdin_bytes=settings.config.server.max_stdin_bytes,
         token=settings.token,
         webhook_signing=bool(settings.config.webhook.secret),
+        tes=settings.config.tes,
     )
     mail = MailChannel(spool, settings.config.mail)
     webhook = WebhookChannel(spool, settings.config.webhook)

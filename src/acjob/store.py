@@ -59,6 +59,11 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_unpurged ON jobs(ended_at) WHERE purged_at IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_active ON jobs(state, pos)
     WHERE state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');
+CREATE TABLE IF NOT EXISTS documents (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id),
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (
     job_id TEXT NOT NULL,
     number INTEGER NOT NULL,
@@ -115,6 +120,8 @@ class NewJob:
     job_id: str
     idempotency_key: str | None = None
     request_hash: str | None = None
+    #: A document kept with the job, such as the TES task it came from: (kind, JSON).
+    document: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +287,9 @@ class Store:
                      now, now, int(closed), 0 if closed else None, item.idempotency_key,
                      item.request_hash),
                 )
+                if item.document is not None:
+                    db.execute("INSERT INTO documents (job_id, kind, body) VALUES (?, ?, ?)",
+                               (item.job_id, *item.document))
                 self._event(item.job_id, State.QUEUED, 0, "accepted", now)
                 result.append((self._load(item.job_id), True))
         return result
@@ -307,8 +317,13 @@ class Store:
         name_prefix: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        document: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> tuple[list[Job], str | None]:
         """Return jobs newest first, and the cursor of the next page (``None`` at the end).
+
+        ``document`` keeps only jobs that have a document of this kind; ``tags``
+        keeps those whose document has every tag (an empty value matches any value).
 
         Raises:
             InvalidRequest: the cursor was not made by this method.
@@ -328,6 +343,18 @@ class Store:
         for key, value in (labels or {}).items():
             where.append("json_extract(spec, '$.labels.' || json_quote(?)) = ?")
             args.extend((key, value))
+        if document is not None:
+            where.append("id IN (SELECT job_id FROM documents WHERE kind = ?)")
+            args.append(document)
+        for key, value in (tags or {}).items():
+            if value == "":  # any value
+                where.append("id IN (SELECT job_id FROM documents WHERE"
+                             " json_extract(body, '$.tags.' || json_quote(?)) IS NOT NULL)")
+                args.append(key)
+            else:
+                where.append("id IN (SELECT job_id FROM documents WHERE"
+                             " json_extract(body, '$.tags.' || json_quote(?)) = ?)")
+                args.extend((key, value))
         sql = "SELECT id, pos FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -339,6 +366,12 @@ class Store:
         jobs = [self._load(r["id"]) for r in rows]
         next_cursor = _encode_cursor(rows[-1]["pos"]) if more and rows else None
         return jobs, next_cursor
+
+    def document(self, job_id: str, kind: str) -> str | None:
+        """Return the job's document of this kind, if it has one."""
+        row = self._db.execute("SELECT body FROM documents WHERE job_id = ? AND kind = ?",
+                               (job_id, kind)).fetchone()
+        return None if row is None else str(row["body"])
 
     def active_jobs(self) -> list[Job]:
         """Return every job that is not final, oldest first."""

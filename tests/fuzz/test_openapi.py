@@ -6,7 +6,6 @@ A short run here; the long one is in docs/reliability.md.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,24 +13,19 @@ from pathlib import Path
 import pytest
 
 import acjob
-from tests.conftest import Daemon, tool_env
+from tests.conftest import Daemon, free_port, tool_env
 
 TOKEN = "fuzz-token"
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,response_headers_conformance")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_fuzzing_the_native_api(short_tmp: Path) -> None:
     tool = Path(sys.executable).parent / "schemathesis"
     if not tool.exists():
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
-    port = _free_port()
+    port = free_port()
     config = short_tmp / "fuzz.toml"
     # Held (no generated command ever runs) and without a webhook secret (no callback
     # to a generated URL is ever attempted): the fuzzer touches nothing but the API.

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,15 +18,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import Daemon, client_for, tool_env, wait_for
+from tests.conftest import Daemon, client_for, free_port, tool_env, wait_for
 
 SECRET = "webhook-secret-for-tests"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Inbox:
@@ -90,7 +84,7 @@ class Receiver:
 
 @pytest.fixture
 def smtp() -> Iterator[SMTP]:
-    server = SMTP(_free_port())
+    server = SMTP(free_port())
     server.start()
     yield server
     server.stop()
@@ -170,7 +164,7 @@ def test_large_output_is_not_mailed_whole(short_tmp: Path, smtp: SMTP) -> None:
 
 
 def test_mail_server_down_then_up_delivers_once(short_tmp: Path) -> None:
-    port = _free_port()
+    port = free_port()
     d = _daemon(short_tmp, port)
     d.start()
     smtp = SMTP(port)
@@ -190,7 +184,7 @@ def test_mail_server_down_then_up_delivers_once(short_tmp: Path) -> None:
 
 
 def test_daemon_killed_before_delivery_delivers_after_restart(short_tmp: Path) -> None:
-    port = _free_port()
+    port = free_port()
     d = _daemon(short_tmp, port)
     d.start()
     smtp = SMTP(port)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,21 +13,16 @@ import httpx
 import pytest
 
 import acjob
-from tests.conftest import Daemon, tool_env
+from tests.conftest import Daemon, free_port, tool_env
 from tests.proxy import cutting_proxy
 
 TOKEN = "s3cret-token-for-tests"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def tcp_daemon(short_tmp: Path) -> Iterator[Daemon]:
-    port = _free_port()
+    port = free_port()
     state = short_tmp / "state-tcp"
     config = short_tmp / "tcp.toml"
     config.write_text(f'[server]\nstate_dir = "{state}"\ntoken = "{TOKEN}"\n')
@@ -65,7 +59,7 @@ def test_tcp_needs_the_token(tcp_daemon: Daemon) -> None:
 def test_refuses_tcp_without_token(short_tmp: Path, host: str) -> None:
     env = tool_env(short_tmp)
     result = subprocess.run(
-        [sys.executable, "-m", "acjob.cli.ac", "serve", "--listen", f"{host}:{_free_port()}"],
+        [sys.executable, "-m", "acjob.cli.ac", "serve", "--listen", f"{host}:{free_port()}"],
         env=env, capture_output=True, timeout=60)
     assert result.returncode == 1
     assert b"without a token" in result.stderr and b"Try:" in result.stderr

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..config import TesConfig
 from ..errors import AcjobError, StorageFull
 from ..hub import Hub
 from ..monitor import Monitor
@@ -49,6 +50,7 @@ class Services:
     max_stdin_bytes: int | None = None
     token: str | None = field(default=None, repr=False)
     webhook_signing: bool = False
+    tes: TesConfig = field(default_factory=TesConfig)
     shutdown: Callable[[], None] = lambda: None
     in_flight: int = 0
     stdin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -147,15 +149,18 @@ def create_app(services: Services) -> FastAPI:
     from .metrics import install_metrics
     from .metrics import router as metrics_router
     from .native import router
+    from .tes import router as tes_router
 
     app = FastAPI(
         title="acjob",
         version=__version__,
-        description="Run long jobs and get their output back: the native acjob API.",
+        description="Run long jobs and get their output back: the native acjob API, "
+                    "and GA4GH TES v1.1 under /ga4gh/tes/v1.",
     )
     app.state.services = services
     app.state.metrics = install_metrics(services)
     app.include_router(router)
+    app.include_router(tes_router)
     app.include_router(metrics_router)
 
     @app.exception_handler(AcjobError)
@@ -175,7 +180,9 @@ def create_app(services: Services) -> FastAPI:
         body = error_body("invalid_request", f"{where}: {first['msg']}",
                           "see /openapi.json for the request schema")
         body["detail"] = details
-        return JSONResponse(body, status_code=422)
+        # TES clients expect 400 for an invalid task or parameter.
+        tes = request.url.path.startswith(("/ga4gh/tes/", "/v1/tasks"))
+        return JSONResponse(body, status_code=400 if tes else 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,0 +1,275 @@
+"""Run one attempt of a TES task, inside the job: ``python -m acjob.tes.runner PLAN AREA``.
+
+The daemon makes every TES task an ordinary acjob job whose command is this module,
+so a task gets what any job gets (durable state, retries, every backend). The plan
+(written by the daemon) holds the task and the container runtime, if any; AREA is
+the task's own directory. For each attempt the runner:
+
+1. empties ``AREA/root``, the task's file system: container path ``/data/x`` is
+   ``AREA/root/data/x``, so tasks never collide and none writes outside its area;
+2. places the inputs (inline content, ``file://`` and ``http(s)://`` URLs) and creates
+   the volumes and the outputs' directories;
+3. runs the executors in order, stopping at the first failure unless it has
+   ``ignore_error``. Without a runtime they run on the host, with the task's paths
+   in their arguments and environment rewritten to the area; with one, each runs
+   inside ``runtime`` (e.g. apptainer) with the area's directories mounted;
+4. copies the outputs to their ``file://`` URLs (only when the executors succeeded);
+5. records all of it in ``AREA/logs/attempt-N.json`` (rewritten atomically after each
+   step), which the daemon reads to build the task's logs.
+
+It exits with the first failing executor's status, 0 on success, or
+:data:`SYSTEM_ERROR_EXIT` when staging or copying failed (the log says why).
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from .model import Executor, Task
+
+#: The exit status for a failure of the runner itself (inputs, outputs), not an executor's.
+SYSTEM_ERROR_EXIT = 250
+#: How much of an executor's stdout and stderr the task log carries.
+LOG_TAIL_BYTES = 64 * 1024
+#: Top-level directories a task may not map: rewriting them would break the host's tools.
+PROTECTED_ROOTS = frozenset({"/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/etc",
+                             "/proc", "/sys", "/dev", "/boot", "/run"})
+
+
+class StagingError(Exception):
+    """An input or output could not be moved; the task ends in SYSTEM_ERROR."""
+
+
+def rfc3339(t: float) -> str:
+    """Return a time as RFC 3339 (UTC)."""
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat()
+
+
+def roots_of(paths: list[str]) -> list[str]:
+    """Return the top-level directories of container paths, longest first."""
+    roots = {"/" + p.split("/")[1] for p in paths if p.split("/")[1:2] != [""]}
+    return sorted(roots, key=len, reverse=True)
+
+
+def rewrite(text: str, roots: list[str], root_dir: Path) -> str:
+    """Replace container paths under ``roots`` in ``text`` by the area's host paths.
+
+    A root matches only as a whole path component (``/data`` in ``/data/x`` and
+    ``--in=/data``, not in ``/database`` or ``/usr/data``).
+    """
+    for root in roots:
+        pattern = re.compile(r"(?<![\w./-])" + re.escape(root) + r"(?=/|$|[^\w.-])")
+        text = pattern.sub(str(root_dir).replace("\\", "\\\\") + root, text)
+    return text
+
+
+class Runner:
+    """One attempt of one task; see the module docstring."""
+
+    def __init__(self, plan: dict[str, Any], area: Path, attempt: int) -> None:
+        self.task = Task.model_validate(plan["task"])
+        self.runtime: list[str] | None = plan.get("runtime")
+        self.mount_flag: str = plan.get("mount_flag", "-v")
+        self.area = area
+        self.root = area / "root"
+        self.logs = area / "logs"
+        self.attempt = attempt
+        self.log: dict[str, Any] = {"attempt": attempt, "start_time": rfc3339(time.time()),
+                                    "executors": [], "outputs": [], "system_logs": []}
+        paths = [i.path for i in self.task.inputs] + list(self.task.volumes)
+        paths += [o.path for o in self.task.outputs]
+        for e in self.task.executors:
+            paths += [p for p in (e.workdir, e.stdin, e.stdout, e.stderr) if p]
+        self.roots = roots_of(paths)
+
+    def host(self, path: str) -> Path:
+        """Return the host path of a container path."""
+        return self.root / path.lstrip("/")
+
+    def run(self) -> int:
+        """Run the attempt; return the runner's exit status."""
+        try:
+            self._prepare()
+        except (StagingError, OSError, httpx.HTTPError) as exc:
+            return self._system_error(f"cannot place the inputs: {exc}")
+        status = 0
+        for index, executor in enumerate(self.task.executors):
+            code = self._execute(index, executor)
+            if code != 0 and not executor.ignore_error:
+                status = code
+                break
+        if status == 0:
+            try:
+                self._collect()
+            except (StagingError, OSError) as exc:
+                return self._system_error(f"cannot copy the outputs: {exc}")
+        self.log["end_time"] = rfc3339(time.time())
+        self._save()
+        return status
+
+    def _system_error(self, message: str) -> int:
+        self.log["system_error"] = message
+        self.log["system_logs"].append(message)
+        self.log["end_time"] = rfc3339(time.time())
+        self._save()
+        print(f"acjob tes: {message}", file=sys.stderr)
+        return SYSTEM_ERROR_EXIT
+
+    def _save(self) -> None:
+        target = self.logs / f"attempt-{self.attempt}.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.log))
+        tmp.replace(target)
+
+    # -- inputs --------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        if self.root.exists():
+            shutil.rmtree(self.root)  # a retried attempt starts from nothing
+        self.root.mkdir(parents=True)
+        (self.logs / f"attempt-{self.attempt}").mkdir(parents=True, exist_ok=True)
+        self._save()
+        for volume in self.task.volumes:
+            self.host(volume).mkdir(parents=True, exist_ok=True)
+        for output in self.task.outputs:
+            parent = output.path_prefix if output.is_glob and output.path_prefix \
+                else str(Path(output.path).parent)
+            self.host(parent).mkdir(parents=True, exist_ok=True)
+        for item in self.task.inputs:
+            target = self.host(item.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if item.content is not None:
+                target.write_text(item.content)
+            elif item.url is not None and item.url.startswith(("http://", "https://")):
+                self._download(item.url, target)
+            elif item.url is not None:
+                source = Path(item.url.removeprefix("file://"))
+                if item.type == "DIRECTORY":
+                    shutil.copytree(source, target, dirs_exist_ok=True)
+                elif not source.is_file():
+                    raise StagingError(f"{item.url} is not a file")
+                else:
+                    shutil.copyfile(source, target)
+
+    @staticmethod
+    def _download(url: str, target: Path) -> None:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
+            if response.status_code != 200:
+                raise StagingError(f"{url} answered {response.status_code}")
+            with target.open("wb") as out:
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+
+    # -- executors -----------------------------------------------------------------
+
+    def _argv(self, executor: Executor) -> list[str]:
+        if self.runtime is None:
+            return [rewrite(a, self.roots, self.root) for a in executor.command]
+        argv: list[str] = []
+        for item in self.runtime:
+            if item == "{mounts}":
+                for root in self.roots:
+                    argv += [self.mount_flag, f"{self.host(root)}:{root}"]
+            else:
+                argv.append(item.replace("{image}", executor.image)
+                            .replace("{workdir}", executor.workdir or "/"))
+        return argv + executor.command
+
+    def _execute(self, index: int, executor: Executor) -> int:
+        own = self.logs / f"attempt-{self.attempt}"
+        stdout = self.host(executor.stdout) if executor.stdout else own / f"{index}.stdout"
+        stderr = self.host(executor.stderr) if executor.stderr else own / f"{index}.stderr"
+        for path in (stdout, stderr):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        for key, value in executor.env.items():
+            env[key] = value if self.runtime else rewrite(value, self.roots, self.root)
+        cwd = self.root
+        if executor.workdir and self.runtime is None:
+            cwd = self.host(executor.workdir)
+            cwd.mkdir(parents=True, exist_ok=True)
+        entry: dict[str, Any] = {"start_time": rfc3339(time.time()), "stdout_file": str(stdout),
+                                 "stderr_file": str(stderr)}
+        self.log["executors"].append(entry)
+        self._save()
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            code = self._spawn(executor, out, err, cwd, env)
+        # A command killed by signal N reports -N; a shell would say 128+N.
+        entry.update(exit_code=128 - code if code < 0 else code, end_time=rfc3339(time.time()))
+        self._save()
+        return int(entry["exit_code"])
+
+    def _spawn(self, executor: Executor, out: BinaryIO, err: BinaryIO, cwd: Path,
+               env: dict[str, str]) -> int:
+        try:
+            stdin = self.host(executor.stdin).open("rb") if executor.stdin else None
+        except OSError as exc:
+            err.write(f"acjob tes: cannot open stdin {executor.stdin}: {exc}\n".encode())
+            return 1
+        try:
+            return subprocess.run(self._argv(executor), stdin=stdin or subprocess.DEVNULL,
+                                  stdout=out, stderr=err, cwd=cwd, env=env,
+                                  check=False).returncode
+        except OSError as exc:
+            err.write(f"acjob tes: cannot run {executor.command[0]}: {exc}\n".encode())
+            return 127
+        finally:
+            if stdin is not None:
+                stdin.close()
+
+    # -- outputs -------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        for output in self.task.outputs:
+            destination = Path(output.url.removeprefix("file://"))
+            if output.is_glob:
+                prefix = self.host(output.path_prefix or "/")
+                # The pattern is the task's own, matched inside its area only.
+                matches = sorted(glob.glob(str(self.host(output.path))))  # noqa: PTH207
+                for match in matches:
+                    relative = Path(match).relative_to(prefix)
+                    self._copy(Path(match), destination / relative,
+                               "/" + str(Path(match).relative_to(self.root)))
+                continue
+            source = self.host(output.path)
+            if output.type == "DIRECTORY":
+                if not source.is_dir():
+                    raise StagingError(f"the output directory {output.path} does not exist")
+                for file in sorted(p for p in source.rglob("*") if p.is_file()):
+                    relative = file.relative_to(source)
+                    self._copy(file, destination / relative, f"{output.path}/{relative}")
+            else:
+                if not source.is_file():
+                    raise StagingError(f"the output file {output.path} does not exist")
+                self._copy(source, destination, output.path)
+
+    def _copy(self, source: Path, destination: Path, container_path: str) -> None:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        tmp = destination.with_name(f".{destination.name}.acjob-tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(destination)  # readers never see half a file
+        self.log["outputs"].append({"url": f"file://{destination}", "path": container_path,
+                                    "size_bytes": str(destination.stat().st_size)})
+
+
+def main() -> None:
+    """Entry point: ``python -m acjob.tes.runner PLAN AREA``."""
+    plan = json.loads(Path(sys.argv[1]).read_text())
+    attempt = int(os.environ.get("ACJOB_ATTEMPT", "1"))
+    sys.exit(Runner(plan, Path(sys.argv[2]), attempt).run())
+
+
+if __name__ == "__main__":
+    main()
