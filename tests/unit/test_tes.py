@@ -1,0 +1,125 @@
+"""TES pieces that need no daemon: path mapping, the runtime template, states, the runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from acjob.model import Job, JobSpec, State
+from acjob.server.tes import job_spec, stored_task
+from acjob.spool import Spool
+from acjob.tes.model import Task
+from acjob.tes.runner import SYSTEM_ERROR_EXIT, Runner, rewrite, roots_of
+from acjob.tes.view import task_document, task_state
+
+
+def test_roots_and_rewriting_match_whole_components(tmp_path: Path) -> None:
+    roots = roots_of(["/data/in.txt", "/data/sub/x", "/outputs/o", "/vol"])
+    assert roots == ["/outputs", "/data", "/vol"]
+    root = tmp_path / "root"
+    assert rewrite("cat /data/in.txt > /outputs/o", roots, root) == (
+        f"cat {root}/data/in.txt > {root}/outputs/o")
+    assert rewrite("--in=/data", roots, root) == f"--in={root}/data"
+    for untouched in ("/database/x", "/usr/data/x", "/datax", "data/x", "/bin/vol"):
+        assert rewrite(untouched, roots, root) == untouched
+
+
+def test_runtime_template_mounts_instead_of_rewriting(tmp_path: Path) -> None:
+    task = {"executors": [{"image": "biocontainers/samtools", "command": ["cat", "/data/x"],
+                           "workdir": "/data"}],
+            "inputs": [{"path": "/data/x", "content": "x"}]}
+    plan = {"task": task, "mount_flag": "--bind",
+            "runtime": ["apptainer", "exec", "{mounts}", "--pwd", "{workdir}",
+                        "docker://{image}"]}
+    runner = Runner(plan, tmp_path, 1)
+    argv = runner._argv(runner.task.executors[0])
+    assert argv == ["apptainer", "exec", "--bind", f"{tmp_path}/root/data:/data", "--pwd",
+                    "/data", "docker://biocontainers/samtools", "cat", "/data/x"]
+    host = Runner({**plan, "runtime": None}, tmp_path, 1)
+    assert host._argv(host.task.executors[0]) == ["cat", f"{tmp_path}/root/data/x"]
+
+
+def test_runner_records_executors_and_stops_at_the_first_failure(tmp_path: Path) -> None:
+    plan = {"task": {"volumes": ["/vol"], "executors": [
+        {"image": "x", "command": ["sh", "-c", "echo one > /vol/f; exit 2"],
+         "ignore_error": True},
+        {"image": "x", "command": ["sh", "-c", "cat /vol/f; exit 5"]},
+        {"image": "x", "command": ["touch", "/vol/never"]}]}}
+    assert Runner(plan, tmp_path, 1).run() == 5
+    log = json.loads((tmp_path / "logs" / "attempt-1.json").read_text())
+    assert [e["exit_code"] for e in log["executors"]] == [2, 5]
+    assert Path(log["executors"][1]["stdout_file"]).read_text() == "one\n"
+    assert not (tmp_path / "root" / "vol" / "never").exists()
+    # A second attempt starts from an empty area.
+    assert Runner(plan, tmp_path, 2).run() == 5
+    assert not (tmp_path / "root" / "vol" / "never").exists()
+
+
+def test_runner_system_errors(tmp_path: Path) -> None:
+    missing = {"task": {"inputs": [{"path": "/in/x", "url": f"file://{tmp_path}/absent"}],
+                        "executors": [{"image": "x", "command": ["true"]}]}}
+    assert Runner(missing, tmp_path / "a", 1).run() == SYSTEM_ERROR_EXIT
+    no_program = {"task": {"executors": [{"image": "x", "command": ["/nonexistent/prog"]}]}}
+    assert Runner(no_program, tmp_path / "b", 1).run() == 127
+
+
+@pytest.mark.parametrize("path", ["relative", "/a/../b", "/a/\0"])
+def test_paths_must_be_absolute_and_stay_inside(path: str) -> None:
+    with pytest.raises(ValidationError):
+        Task.model_validate({"executors": [{"image": "x", "command": ["true"]}],
+                             "volumes": [path]})
+
+
+def test_outputs_with_wildcards_need_a_prefix() -> None:
+    with pytest.raises(ValidationError, match="path_prefix"):
+        Task.model_validate({"executors": [{"image": "x", "command": ["true"]}],
+                             "outputs": [{"path": "/out/*.txt", "url": "file:///tmp/o"}]})
+
+
+def test_resources_and_backend_parameters_map_onto_the_job() -> None:
+    task = Task.model_validate({
+        "executors": [{"image": "x", "command": ["true"]}],
+        "resources": {"cpu_cores": 2, "ram_gb": 1.5, "zones": ["short"],
+                      "backend_parameters": {"Backend": "slurm", "VmSize": "x"}}})
+    spec = job_spec(task, {"backend": "slurm"}, ["runner"])
+    assert spec.backend == "slurm"
+    assert (spec.resources.cpus, spec.resources.memory_mb, spec.resources.queue) == (
+        2, 1536, "short")
+    stored = stored_task(task, {"backend": "slurm"})
+    assert stored["resources"]["backend_parameters"] == {"Backend": "slurm"}
+
+
+def _job(state: State) -> Job:
+    return Job(id="b" * 26, spec=JobSpec(command=["x"]), state=state, backend="local",
+               created_at=0.0, updated_at=0.0, seq=1)
+
+
+def test_states_and_views(tmp_path: Path) -> None:
+    assert task_state(_job(State.EXECUTOR_ERROR), {"system_error": "no input"}) == "SYSTEM_ERROR"
+    assert task_state(_job(State.EXECUTOR_ERROR), {}) == "EXECUTOR_ERROR"
+    assert task_state(_job(State.PREEMPTED), None) == "PREEMPTED"
+    task = {"executors": [{"image": "x", "command": ["true"]}],
+            "inputs": [{"path": "/d/x", "content": "secret"}]}
+    spool = Spool(tmp_path)
+    assert task_document(_job(State.QUEUED), task, spool, "MINIMAL") == {
+        "id": "b" * 26, "state": "QUEUED"}
+    basic = task_document(_job(State.QUEUED), task, spool, "BASIC")
+    assert "content" not in basic["inputs"][0] and basic["logs"] == []
+    assert task_document(_job(State.QUEUED), task, spool, "FULL")["inputs"][0]["content"] \
+        == "secret"
+
+
+def test_log_paths_outside_the_area_are_never_read(tmp_path: Path) -> None:
+    from acjob.tes.view import _tail
+
+    area = tmp_path / "area"
+    area.mkdir()
+    (area / "ok").write_text("inside")
+    (tmp_path / "secret").write_text("outside")
+    assert _tail(area, str(area / "ok")) == "inside"
+    assert _tail(area, str(tmp_path / "secret")) == ""
+    assert _tail(area, str(area / ".." / "secret")) == ""
+    assert _tail(area, 42) == ""
