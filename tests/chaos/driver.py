@@ -122,7 +122,8 @@ class Hooks:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0) -> Figures:
+def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
+        backend: str = "local") -> Figures:
     """Run the chaos and return the figures."""
     started = time.monotonic()
     figures = Figures(jobs=jobs_count)
@@ -131,7 +132,10 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0) -> Figure
     port = _free_port()
     state = workdir / "state"
     config = workdir / "chaos.toml"
+    scheduler = "" if backend == "local" else (
+        f"[backends.{backend}]\npoll_interval = 0.5\nmax_poll_interval = 5\n")
     config.write_text(f'[server]\nstate_dir = "{state}"\ntoken = "{TOKEN}"\n'
+                      f'backend = "{backend}"\n{scheduler}'
                       "[backends.local]\nslots = 4\n"
                       '[webhook]\nsecret = "chaos"\n[delivery]\nfirst_retry = 0.2\n'
                       "max_retry = 1\n")
@@ -235,9 +239,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=12)
     parser.add_argument("--slow", type=float, default=3.0, help="longest 'slow' job (s)")
+    parser.add_argument("--backend", default="local",
+                        help="local, slurm or gridengine (scripts/slurm-up, gridengine-up)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="acc") as tmp:
-        figures = run(args.jobs, args.kills, Path(tmp), args.slow)
+        figures = run(args.jobs, args.kills, Path(tmp), args.slow, args.backend)
     print(json.dumps({k: v for k, v in figures.__dict__.items() if k != "problems"}, indent=1))
     for problem in figures.problems[:50]:
         print("problem:", problem)
