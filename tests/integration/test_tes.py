@@ -188,6 +188,8 @@ def test_file_and_http_inputs_failures_and_ignore_error(api: httpx.Client,
         task = _wait(api, missing)
         assert task["state"] == "SYSTEM_ERROR"
         assert any("404" in s for s in task["logs"][0]["system_logs"])
+        assert [t["id"] for t in api.get("/tasks", params={"state": "SYSTEM_ERROR"}).json()[
+            "tasks"]] == [missing]
     finally:
         server.shutdown()
     failing = api.post("/tasks", json={"executors": [
@@ -226,6 +228,7 @@ def test_cancel_list_pages_and_filters(tes_daemon: Daemon, api: httpx.Client,
     assert _wait(api, ids[0])["state"] == "CANCELED"
     client.cancel_task(ids[0])  # again: still fine
     assert listed(state="CANCELED") == [ids[0]]
+    assert listed(state="PAUSED") == [] and listed(state="UNKNOWN") == []
     for task_id in ids[1:]:
         client.cancel_task(task_id)
 

@@ -12,7 +12,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -29,6 +29,8 @@ from .app import Services
 from .native import ErrorBody, Svc
 
 PREFIXES = ("/ga4gh/tes/v1", "/v1")
+TesState = Literal["UNKNOWN", "QUEUED", "INITIALIZING", "RUNNING", "PAUSED", "COMPLETE",
+                   "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED", "CANCELING"]
 #: ``tesResources.backend_parameters`` acjob understands (keys are case-insensitive).
 BACKEND_PARAMETERS = ("backend", "queue", "account", "time_limit_s")
 
@@ -168,26 +170,40 @@ def create_task(task: Task, svc: Svc) -> CreateTaskResponse:
 def list_tasks(
     svc: Svc,
     name_prefix: Annotated[str | None, Query(max_length=256)] = None,
-    state: State | None = None,
+    state: TesState | None = None,
     tag_key: Annotated[list[str] | None, Query(max_length=64)] = None,
     tag_value: Annotated[list[str] | None, Query(max_length=64)] = None,
     page_size: Annotated[int, Query(ge=1, le=2047)] = 256,
     page_token: Annotated[str | None, Query(max_length=64)] = None,
     view: View = "MINIMAL",
 ) -> dict[str, Any]:
-    """List tasks, newest first, filtered by name prefix, state and tags."""
+    """List tasks, newest first, filtered by name prefix, state and tags.
+
+    A page may hold fewer than ``page_size`` tasks while ``next_page_token`` says more
+    may follow (a state filter is checked after the page is read).
+    """
     keys, values = tag_key or [], tag_value or []
     if len(values) > len(keys):
         raise InvalidRequest("more tag_value than tag_key parameters")
     tags = {k: (values[i] if i < len(values) else "") for i, k in enumerate(keys)}
-    jobs, cursor = svc.store.list_jobs(states=[state] if state else (),
-                                       name_prefix=name_prefix, limit=page_size,
-                                       cursor=page_token, document=DOCUMENT, tags=tags)
+    states: list[State] = []
+    if state is not None:
+        if state not in State.__members__:
+            return {"tasks": []}  # UNKNOWN, PAUSED: acjob never has tasks in these
+        # A runner's own failure shows an EXECUTOR_ERROR job as a SYSTEM_ERROR task.
+        states = [State[state]]
+        if state in ("EXECUTOR_ERROR", "SYSTEM_ERROR"):
+            states = [State.EXECUTOR_ERROR, State.SYSTEM_ERROR]
+    jobs, cursor = svc.store.list_jobs(states=states, name_prefix=name_prefix,
+                                       limit=page_size, cursor=page_token,
+                                       document=DOCUMENT, tags=tags)
     tasks = []
     for job in jobs:
         body = svc.store.document(job.id, DOCUMENT)
         if body is not None:
-            tasks.append(task_document(job, json.loads(body), svc.spool, view))
+            document = task_document(job, json.loads(body), svc.spool, view)
+            if state is None or document["state"] == state:
+                tasks.append(document)
     result: dict[str, Any] = {"tasks": tasks}
     if cursor:
         result["next_page_token"] = cursor
