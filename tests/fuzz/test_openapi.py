@@ -1,4 +1,5 @@
-"""Schemathesis against the daemon's own OpenAPI document: no 5xx, nothing undocumented.
+"""Schemathesis against the daemon's own OpenAPI document (the native API and TES):
+no 5xx, nothing undocumented.
 
 A short run here; the long one is in docs/reliability.md.
 """
@@ -20,8 +21,7 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,response_headers_conformance")
 
 
-
-def test_fuzzing_the_native_api(short_tmp: Path) -> None:
+def test_fuzzing_the_api(short_tmp: Path) -> None:
     tool = Path(sys.executable).parent / "schemathesis"
     if not tool.exists():
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
