@@ -12,8 +12,12 @@ The wrapper is the ground truth of a job's end. It
    itself received SIGTERM, SIGINT, SIGHUP or SIGUSR2 (Grid Engine's warning before it
    kills a deleted job), the signal's name follows the status
    (``143 TERM``): the job was stopped from outside, and the status is not its own.
+   SIGUSR1 is ignored, by the wrapper and (inherited) by the command: Grid Engine
+   sends it before a suspension, which a job must survive.
 
-A command killed by signal N gets the status 128+N, as in any POSIX shell.
+A command killed by signal N gets the status 128+N, as in any POSIX shell. The
+wrapper exits with the command's status too (a scheduler's accounting shows it),
+except 99 and 100, which Grid Engine would take as orders: the wrapper exits 1.
 Rendering is pure and the same for every backend; a batch scheduler runs the very
 same file as its job script.
 """
@@ -84,6 +88,10 @@ trap 'sig=TERM' TERM
 trap 'sig=INT' INT
 trap 'sig=HUP' HUP
 trap 'sig=USR2' USR2
+# Grid Engine sends SIGUSR1 to the whole job before it suspends it: a suspension
+# must not kill the job, so the signal is ignored (a program that installs its own
+# handler still receives it).
+trap '' USR1
 echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
 export ACJOB_JOB_ID={job_id} ACJOB_ATTEMPT={attempt}
 if cd {q(str(workdir))} 2>/dev/null; then
@@ -95,5 +103,8 @@ else
     rc={CANNOT_ENTER_WORKDIR}
 fi
 printf '%d %s\\n' "$rc" "$sig" > "$A/{EXIT_FILE}.tmp" && mv -f "$A/{EXIT_FILE}.tmp" "$A/{EXIT_FILE}"
+# Grid Engine reads a job script's 99 as "run it again" and 100 as "hold it in error
+# state": the status is in the exit file, the scheduler only hears that it failed.
+case $rc in 99|100) exit 1 ;; esac
 exit "$rc"
 """

@@ -62,3 +62,45 @@ def test_run_time_limit_is_a_timeout(gdaemon: Daemon) -> None:
         assert info.data["attempts"][0]["failure"] == "timeout"
         assert info.reason is not None and "limit" in info.reason
         assert b"".join(job.stdout()) == b"started\n"
+
+
+def _listed_state(native: str) -> str | None:
+    """The job's state letters in qstat, None once Grid Engine no longer lists it."""
+    out = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True,
+                         timeout=30).stdout
+    for line in out.splitlines():
+        words = line.split()
+        if words and words[0] == native:
+            return words[4]
+    return None
+
+
+def test_a_suspended_job_survives_and_finishes(gdaemon: Daemon, short_tmp: Path) -> None:
+    """With -notify, Grid Engine sends SIGUSR1 to the whole job before it suspends it;
+    neither the wrapper nor the command may die of it."""
+    mark = short_tmp / "started"
+    with client_for(gdaemon) as client:
+        job = client.submit(f"touch {mark}; sleep 4; echo done", retry={"max_attempts": 1})
+        native = native_id_of(client, job.id)
+        wait_for(mark.exists, timeout=60, what="the command to start")
+        subprocess.run(["qmod", "-sj", native], check=True, capture_output=True, timeout=30)
+        wait_for(lambda: "s" in (_listed_state(native) or ""), what="the suspension")
+        subprocess.run(["qmod", "-usj", native], check=True, capture_output=True,
+                       timeout=30)
+        info = job.wait(timeout=120)
+        assert (info.state, info.exit_code) == (State.COMPLETE, 0), info.reason
+        assert len(info.data["attempts"]) == 1
+        assert b"".join(job.stdout()) == b"done\n"
+
+
+@pytest.mark.parametrize("code", [99, 100])
+def test_exit_statuses_grid_engine_reserves_are_the_jobs_own(gdaemon: Daemon,
+                                                              code: int) -> None:
+    """A job script exiting 99 is rerun by Grid Engine, 100 held in error state; the
+    wrapper keeps them from the scheduler, and the job ends with its own status."""
+    with client_for(gdaemon) as client:
+        job = client.submit(f"exit {code}", retry={"max_attempts": 1})
+        native = native_id_of(client, job.id)
+        info = job.wait(timeout=120)
+        assert (info.state, info.exit_code) == (State.EXECUTOR_ERROR, code), info.reason
+    wait_for(lambda: _listed_state(native) is None, what="Grid Engine to forget the job")

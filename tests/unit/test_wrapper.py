@@ -24,7 +24,8 @@ def _run(tmp_path: Path, command: str | list[str], stdin: bytes | None = None,
     script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=work,
                             command=command, stdin=stdin_path, env=env or {})
     (attempt / "job.sh").write_text(script)
-    subprocess.run(["/bin/sh", str(attempt / "job.sh")], check=False, timeout=30)
+    done = subprocess.run(["/bin/sh", str(attempt / "job.sh")], check=False, timeout=30)
+    (attempt / "wrapper-status").write_text(str(done.returncode))
     return attempt
 
 
@@ -48,6 +49,14 @@ def test_argv_words_are_never_interpreted(tmp_path: Path, word: str) -> None:
 def test_argv_runs_programs_not_builtins(tmp_path: Path) -> None:
     a = _run(tmp_path, ["nonexistent-program-xyz"])
     assert (a / "exit").read_text().split() == ["127"]
+
+
+@pytest.mark.parametrize(("code", "wrapper_code"), [(3, 3), (99, 1), (100, 1), (137, 137)])
+def test_the_wrapper_hides_only_grid_engines_reserved_statuses(
+        tmp_path: Path, code: int, wrapper_code: int) -> None:
+    a = _run(tmp_path, f"exit {code}")
+    assert (a / "exit").read_text().split() == [str(code)]
+    assert (a / "wrapper-status").read_text() == str(wrapper_code)
 
 
 def test_signal_status(tmp_path: Path) -> None:
