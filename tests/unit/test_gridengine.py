@@ -201,14 +201,17 @@ def test_array_argv(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [
     ["-o", "/etc/passwd"], ["-N", "x"], ["-t", "1-3"], ["--wrap"], ["-l"], ["h_vmem=1G"],
-    ["-pe", "smp"], ["-l", "-h"], ["-@", "opts"], ["; rm -rf /"], ["-notify"]])
+    ["-pe", "smp"], ["-l", "-h"], ["-@", "opts"], ["; rm -rf /"], ["-notify"],
+    ["-verify"], ["-w", "v"], ["-help"], ["-jsv", "/tmp/x.sh"], ["-binding", "env"]])
 def test_reserved_or_malformed_extra_args_are_refused(args: list[str]) -> None:
     with pytest.raises(InvalidRequest):
         check_extra_args(args)
 
 
 def test_good_extra_args() -> None:
-    check_extra_args(["-l", "h_vmem=2G", "-h", "-pe", "mpi", "8", "-p", "-5"])
+    check_extra_args(["-l", "h_vmem=2G", "-h", "-pe", "mpi", "8", "-p", "-5",
+                      "-binding", "linear:1", "-binding", "env", "linear:1", "-soft",
+                      "-q", "all.q", "-hard"])
 
 
 def test_several_cpus_need_a_parallel_environment() -> None:
@@ -228,5 +231,18 @@ def test_classify_errors() -> None:
         ["qsub"], 1, 'Unable to run job: Job was rejected because job requests unknown '
                      'queue "nosuch"') == "permanent"
     assert dialect.classify_error(["qdel"], 1, 'denied: job "999" does not exist') == "gone"
+    # Refusals recorded from qsub 8.1.9: asking again cannot change them.
+    for refusal in ('job rejected: the requested parallel environment "x" does not exist',
+                    'job rejected: the requested project "x" does not exist',
+                    'attribute "h_vmem" is not a memory value', 'unknown resource "x"',
+                    "the advance reservation id 999 is invalid"):
+        assert dialect.classify_error(["qsub"], 1, f"Unable to run job: {refusal}\nExiting.\n") \
+            == "permanent", refusal
+    # These may pass: the job is submitted again later.
+    for passing in ("job rejected: Only 100 jobs are allowed per user (current job count: 100)",
+                    "failed receiving gdi request response for mid=1 (got syncron message "
+                    "receive timeout error)."):
+        assert dialect.classify_error(["qsub"], 1, f"Unable to run job: {passing}\n") \
+            == "transient", passing
     assert dialect.cancel_argv("7.2") == ["qdel", "7", "-t", "2"]
     assert dialect.cancel_argv("7") == ["qdel", "7"]

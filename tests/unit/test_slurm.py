@@ -99,10 +99,16 @@ def test_sbatch_argv_maps_resources(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("arg", ["--output=/etc/x", "--job-name=x", "--array=1-3", "-o",
-                                 "--wrap", "; rm -rf /", "--Bad"])
+                                 "--wrap", "; rm -rf /", "--Bad", "--test-only", "--test", "--wait",
+                                 "--version", "--help"])
 def test_reserved_or_malformed_extra_args_are_refused(arg: str) -> None:
     with pytest.raises(InvalidRequest):
         check_extra_args([arg])
+
+
+def test_options_that_only_share_a_prefix_with_reserved_ones_are_accepted() -> None:
+    check_extra_args(["--wckey=x", "--wait-all-nodes=1", "--hint=nomultithread", "--hold",
+                      "--verbose", "--qos=normal", "--gres=gpu:1"])
 
 
 def test_classify_errors() -> None:

@@ -59,11 +59,15 @@ STATE_LETTERS: tuple[tuple[str, Observation], ...] = (
 RESERVED = frozenset({
     "-N", "-o", "-e", "-j", "-i", "-wd", "-cwd", "-S", "-terse", "-t", "-r", "-notify",
     "-b", "-sync", "-@", "-C", "-v", "-V", "-shell", "-now", "-hold_jid", "-hold_jid_ad",
-    "-tc", "-a", "-dl", "-M", "-m", "-js", "-pty", "-clear",
+    "-tc", "-a", "-dl", "-M", "-m", "-pty", "-clear",
 })
-#: qsub options that take no value (all the others take one, ``-pe`` takes two).
-_FLAGS = frozenset({"-h", "-soft", "-hard", "-verify", "-notify", "-cwd", "-V", "-clear",
-                    "-terse"})
+#: The qsub options a job may pass raw, with how many values each takes. Only these:
+#: others would change what qsub does rather than what it asks for (``-verify`` and
+#: ``-w v`` submit nothing, ``-jsv`` runs a script that may rewrite the job, ``-help``).
+ALLOWED: Mapping[str, int] = {
+    "-l": 1, "-q": 1, "-P": 1, "-pe": 2, "-p": 1, "-A": 1, "-R": 1, "-ckpt": 1, "-c": 1,
+    "-ar": 1, "-masterq": 1, "-binding": 1, "-js": 1, "-h": 0, "-hard": 0, "-soft": 0,
+}
 _OPTION = re.compile(r"^-[A-Za-z@][A-Za-z_]*$")
 
 #: ``qacct`` ``failed`` codes: 0 ran and exited; 100 killed by a signal (``qdel``
@@ -92,7 +96,13 @@ def check_extra_args(args: Sequence[str]) -> None:
             raise InvalidRequest(f"extra option {option} is set by acjob itself",
                                  hint="remove it; acjob sets it for every job",
                                  code="invalid_resources")
-        arity = 0 if option in _FLAGS else 2 if option == "-pe" else 1
+        if option not in ALLOWED:
+            raise InvalidRequest(f"extra option {option} is not one acjob passes on",
+                                 hint=f"use one of {' '.join(sorted(ALLOWED))}",
+                                 code="invalid_resources")
+        arity = ALLOWED[option]
+        if option == "-binding" and args[i + 1:i + 2] in (["set"], ["env"], ["pe"]):
+            arity = 2  # -binding [set|env|pe] STRATEGY
         values = args[i + 1:i + 1 + arity]
         if len(values) < arity or any(_OPTION.match(v) or not v for v in values):
             raise InvalidRequest(f"extra option {option} needs {arity} value(s)",
@@ -344,7 +354,7 @@ class GridEngineDialect:
         """``does not exist`` means gone; a refusal of the job is permanent; anything
         else (the qmaster unreachable, a time-out) is transient."""
         text = stderr.lower()
-        if "qmaster" in text or "commlib" in text:
+        if any(word in text for word in _TRANSIENT):
             return "transient"
         if "does not exist" in text and argv[0] in ("qdel", "qstat"):
             return "gone"
@@ -353,8 +363,15 @@ class GridEngineDialect:
         return "transient"
 
 
-_PERMANENT = ("unable to run job", "invalid option", "unknown option", "unknown resource",
-              "does not exist", "error: error!")
+#: Words of a qsub refusal that asking again cannot change (an unknown queue, project,
+#: parallel environment or resource; a malformed value). Anything else (a quota of
+#: jobs per user, a time-out) may pass, so it is transient.
+_PERMANENT = ("rejected because", "does not exist", "unknown resource", "unknown option",
+              "invalid option", "is not a memory value", "is not a valid", "is invalid",
+              "error: error!")
+#: Words that make a refusal transient whatever else it says.
+_TRANSIENT = ("qmaster", "commlib", "timeout", "time-out", "timed out", "are allowed",
+              "quota", "gdi request")
 
 
 class GridEngineBackend(BatchBackend):

@@ -65,6 +65,9 @@ STATES: dict[str, Observation] = {
 RESERVED = frozenset({
     "--output", "--error", "--input", "--job-name", "--comment", "--chdir", "--parsable",
     "--wrap", "--array", "--requeue", "--no-requeue", "--export", "--uid", "--gid",
+    # These change what sbatch does, not what it asks for: nothing would be submitted
+    # (--test-only, --help, --usage, --version) or sbatch would block (--wait).
+    "--test-only", "--help", "--usage", "--version", "--wait",
 })
 
 
