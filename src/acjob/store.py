@@ -337,9 +337,9 @@ class Store:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(s.value for s in states)
         if name_prefix:
-            where.append("json_extract(spec, '$.name') LIKE ? ESCAPE '\\'")
-            escaped = name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            args.append(escaped + "%")
+            # Case-sensitive, unlike LIKE; substr counts characters, as len() does.
+            where.append("substr(json_extract(spec, '$.name'), 1, ?) = ?")
+            args.extend((len(name_prefix), name_prefix))
         for key, value in (labels or {}).items():
             where.append("json_extract(spec, '$.labels.' || json_quote(?)) = ?")
             args.extend((key, value))

@@ -122,6 +122,7 @@ def test_list_pagination_and_filters(store: Store) -> None:
     named, _ = store.list_jobs(name_prefix="n1")
     assert [j.id for j in named] == [ids[1]]
     assert store.list_jobs(name_prefix="%")[0] == []
+    assert store.list_jobs(name_prefix="N1")[0] == []  # case-sensitive
     with pytest.raises(InvalidRequest):
         store.list_jobs(cursor="nonsense")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from acjob.errors import InvalidRequest
 from acjob.model import Job, JobSpec, State
 from acjob.server.tes import job_spec, stored_task
 from acjob.spool import Spool
@@ -79,6 +80,26 @@ def test_outputs_with_wildcards_need_a_prefix() -> None:
                              "outputs": [{"path": "/out/*.txt", "url": "file:///tmp/o"}]})
 
 
+@pytest.mark.parametrize("prefix", ["/other", "/out/a", "relative", "/../out", "/o", "/out*"])
+def test_a_path_prefix_is_a_directory_the_path_lies_in(prefix: str) -> None:
+    with pytest.raises(ValidationError, match="path_prefix"):
+        Task.model_validate({"executors": [{"image": "x", "command": ["true"]}],
+                             "outputs": [{"path": "/out/*.txt", "path_prefix": prefix,
+                                          "url": "file:///tmp/o"}]})
+    Task.model_validate({"executors": [{"image": "x", "command": ["true"]}],
+                         "outputs": [{"path": "/out/*.txt", "path_prefix": "/out/",
+                                      "url": "file:///tmp/o"}]})
+
+
+@pytest.mark.parametrize("params", [{"backend": "Slurm"}, {"backend": "x" * 300},
+                                    {"time_limit_s": "\u00b2"}, {"time_limit_s": "9" * 30},
+                                    {"queue": "a b"}, {"account": ""}])
+def test_backend_parameters_acjob_cannot_use_are_a_clear_error(params: dict[str, str]) -> None:
+    task = Task.model_validate({"executors": [{"image": "x", "command": ["true"]}]})
+    with pytest.raises(InvalidRequest):
+        job_spec(task, params, ["runner"])
+
+
 def test_resources_and_backend_parameters_map_onto_the_job() -> None:
     task = Task.model_validate({
         "executors": [{"image": "x", "command": ["true"]}],
@@ -123,3 +144,82 @@ def test_log_paths_outside_the_area_are_never_read(tmp_path: Path) -> None:
     assert _tail(area, str(tmp_path / "secret")) == ""
     assert _tail(area, str(area / ".." / "secret")) == ""
     assert _tail(area, 42) == ""
+
+
+def test_a_spoiled_runner_log_never_breaks_the_view(tmp_path: Path) -> None:
+    """The log lies in the task's area, where the task could rewrite it."""
+    import os
+
+    from acjob.tes.view import _executor_logs, _output_logs, runner_log
+
+    spool = Spool(tmp_path)
+    job = _job(State.RUNNING)
+    logs = spool.work_dir(job.id) / "logs"
+    logs.mkdir(parents=True)
+    fifo = spool.work_dir(job.id) / "fifo"
+    os.mkfifo(fifo)
+
+    (logs / "attempt-1.json").write_text(json.dumps({"executors": 5, "outputs": "x"}))
+    assert runner_log(spool, job, 1) == {"executors": 5, "outputs": "x"}
+    assert _executor_logs(spool.work_dir(job.id), {"executors": 5}, True) == []
+    spoiled = {"executors": [{"exit_code": 0, "stdout_file": str(fifo), "start_time": 3},
+                             {"exit_code": True}, {"exit_code": 1 << 40}, "x"],
+               "outputs": [{"url": "file:///o", "path": "/o", "size_bytes": "1", "x": 1},
+                           {"url": 5, "path": "/o", "size_bytes": "1"}, 7]}
+    assert _executor_logs(spool.work_dir(job.id), spoiled, True) == [
+        {"exit_code": 0, "stdout": "", "stderr": ""}]  # the FIFO is never opened for reading
+    assert _output_logs(spoiled) == [{"url": "file:///o", "path": "/o", "size_bytes": "1"}]
+    os.unlink(logs / "attempt-1.json")
+    os.mkfifo(logs / "attempt-1.json")
+    assert runner_log(spool, job, 1) is None
+
+
+def test_the_runner_never_follows_a_task_link_out_of_its_area(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("host file\n")
+    area = tmp_path / "area"
+    plan = {"task": {"volumes": ["/vol"], "executors": [
+        {"image": "x", "command": ["ln", "-s", str(secret), "/vol/link"]},
+        {"image": "x", "command": ["echo", "overwritten"], "stdout": "/vol/link"}]}}
+    assert Runner(plan, area, 1).run() == 1
+    assert secret.read_text() == "host file\n"
+    log = json.loads((area / "logs" / "attempt-1.json").read_text())
+    assert "outside" in log["system_logs"][0]
+    reading = {"task": {"volumes": ["/vol"], "executors": [
+        {"image": "x", "command": ["ln", "-s", str(secret), "/vol/link"]},
+        {"image": "x", "command": ["cat"], "stdin": "/vol/link"}]}}
+    assert Runner(reading, tmp_path / "b", 1).run() == 1
+    out = tmp_path / "copied"
+    copying = {"task": {"outputs": [{"path": "/vol/link", "url": f"file://{out}"}],
+                        "executors": [{"image": "x", "command": [
+                            "ln", "-s", str(secret), "/vol/link"]}]}}
+    assert Runner(copying, tmp_path / "c", 1).run() == SYSTEM_ERROR_EXIT
+    assert not out.exists()
+
+
+def test_a_runner_failure_is_the_tasks_system_error(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = {"task": {"executors": [{"image": "x", "command": ["true"]}]}}
+    runner = Runner(plan, tmp_path / "a", 1)
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runner, "_collect", broken)
+    assert runner.run() == SYSTEM_ERROR_EXIT
+    log = json.loads((tmp_path / "a" / "logs" / "attempt-1.json").read_text())
+    assert "a bug" in log["system_error"]
+
+
+def test_an_unreadable_plan_is_a_system_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    plan = tmp_path / "plan.json"
+    plan.write_text("{not json")
+    done = subprocess.run([sys.executable, "-m", "acjob.tes.runner", str(plan),
+                           str(tmp_path / "area")], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == SYSTEM_ERROR_EXIT, done.stderr
+    log = json.loads((tmp_path / "area" / "logs" / "attempt-1.json").read_text())
+    assert "plan" in log["system_error"] and log["executors"] == []

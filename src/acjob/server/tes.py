@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .. import __version__
 from ..config import TesConfig
@@ -75,15 +76,25 @@ def job_spec(task: Task, params: dict[str, str], command: list[str]) -> JobSpec:
     if "account" in params:
         fields["account"] = params["account"]
     if "time_limit_s" in params:
-        if not params["time_limit_s"].isdigit():
+        if not re.fullmatch(r"[0-9]{1,12}", params["time_limit_s"]):
             raise InvalidRequest("backend_parameters.time_limit_s must be whole seconds")
         fields["time_limit_s"] = int(params["time_limit_s"])
     try:
-        resources = Resources(**fields)
-    except ValueError as exc:
-        raise InvalidRequest(f"the task's resources cannot be used: {exc}") from exc
-    return JobSpec(command=command, name=task.name[:256] if task.name else None,
-                   backend=params.get("backend"), resources=resources, labels={"tes": "task"})
+        return JobSpec(command=command, name=task.name[:256] if task.name else None,
+                       backend=params.get("backend"), resources=Resources(**fields),
+                       labels={"tes": "task"})
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise InvalidRequest(f"the task's resources cannot be used: {_first_error(exc)}",
+                             hint=f"backend_parameters acjob reads: "
+                                  f"{', '.join(BACKEND_PARAMETERS)}") from exc
+
+
+def _first_error(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"{where}: {error['msg']}" if where else str(error["msg"])
+    return str(exc)
 
 
 def stored_task(task: Task, params: dict[str, str]) -> dict[str, Any]:

@@ -98,8 +98,33 @@ class Runner:
         """Return the host path of a container path."""
         return self.root / path.lstrip("/")
 
+    def inside(self, path: Path) -> Path:
+        """Return ``path`` once it is sure to lie inside the task's file system.
+
+        An executor may leave symbolic links behind (a container's ``/data/x`` pointing
+        at ``/etc``); the runner, outside any container, must not follow them out.
+
+        Raises:
+            StagingError: the path leads outside the area.
+        """
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root.resolve()):
+            raise StagingError(f"/{path.relative_to(self.root)} leads outside the task's "
+                               "file system")
+        return resolved
+
     def run(self) -> int:
-        """Run the attempt; return the runner's exit status."""
+        """Run the attempt; return the runner's exit status.
+
+        Never raises: a failure of the runner itself (a bug included) is recorded as
+        the attempt's system error.
+        """
+        try:
+            return self._run()
+        except Exception as exc:  # whatever it is, the task must say so
+            return self._system_error(f"the task runner failed: {exc!r}")
+
+    def _run(self) -> int:
         try:
             self._prepare()
         except (StagingError, OSError, httpx.HTTPError) as exc:
@@ -189,20 +214,28 @@ class Runner:
 
     def _execute(self, index: int, executor: Executor) -> int:
         own = self.logs / f"attempt-{self.attempt}"
-        stdout = self.host(executor.stdout) if executor.stdout else own / f"{index}.stdout"
-        stderr = self.host(executor.stderr) if executor.stderr else own / f"{index}.stderr"
-        for path in (stdout, stderr):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        entry: dict[str, Any] = {"start_time": rfc3339(time.time())}
+        self.log["executors"].append(entry)
+        try:
+            stdout = self._task_file(executor.stdout) if executor.stdout \
+                else own / f"{index}.stdout"
+            stderr = self._task_file(executor.stderr) if executor.stderr \
+                else own / f"{index}.stderr"
+            cwd = self.root
+            if executor.workdir and self.runtime is None:
+                cwd = self._task_file(executor.workdir)
+                cwd.mkdir(parents=True, exist_ok=True)
+        except (StagingError, OSError) as exc:
+            # The executor's own doing (an earlier one left a link): it fails, as a
+            # command that cannot open its files does.
+            self.log["system_logs"].append(f"executor {index}: {exc}")
+            entry.update(exit_code=1, end_time=rfc3339(time.time()))
+            self._save()
+            return 1
+        entry.update(stdout_file=str(stdout), stderr_file=str(stderr))
         env = dict(os.environ)
         for key, value in executor.env.items():
             env[key] = value if self.runtime else rewrite(value, self.roots, self.root)
-        cwd = self.root
-        if executor.workdir and self.runtime is None:
-            cwd = self.host(executor.workdir)
-            cwd.mkdir(parents=True, exist_ok=True)
-        entry: dict[str, Any] = {"start_time": rfc3339(time.time()), "stdout_file": str(stdout),
-                                 "stderr_file": str(stderr)}
-        self.log["executors"].append(entry)
         self._save()
         with stdout.open("wb") as out, stderr.open("wb") as err:
             code = self._spawn(executor, out, err, cwd, env)
@@ -211,11 +244,18 @@ class Runner:
         self._save()
         return int(entry["exit_code"])
 
+    def _task_file(self, path: str) -> Path:
+        """Return the host path of a container path whose parent directory is made."""
+        host = self.inside(self.host(path))
+        host.parent.mkdir(parents=True, exist_ok=True)
+        return host
+
     def _spawn(self, executor: Executor, out: BinaryIO, err: BinaryIO, cwd: Path,
                env: dict[str, str]) -> int:
         try:
-            stdin = self.host(executor.stdin).open("rb") if executor.stdin else None
-        except OSError as exc:
+            stdin = self.inside(self.host(executor.stdin)).open("rb") if executor.stdin \
+                else None
+        except (OSError, StagingError) as exc:
             err.write(f"acjob tes: cannot open stdin {executor.stdin}: {exc}\n".encode())
             return 1
         try:
@@ -256,6 +296,7 @@ class Runner:
                 self._copy(source, destination, output.path)
 
     def _copy(self, source: Path, destination: Path, container_path: str) -> None:
+        source = self.inside(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
         tmp = destination.with_name(f".{destination.name}.acjob-tmp")
         shutil.copyfile(source, tmp)
@@ -266,9 +307,22 @@ class Runner:
 
 def main() -> None:
     """Entry point: ``python -m acjob.tes.runner PLAN AREA``."""
-    plan = json.loads(Path(sys.argv[1]).read_text())
+    area = Path(sys.argv[2])
     attempt = int(os.environ.get("ACJOB_ATTEMPT", "1"))
-    sys.exit(Runner(plan, Path(sys.argv[2]), attempt).run())
+    try:
+        runner = Runner(json.loads(Path(sys.argv[1]).read_text()), area, attempt)
+    except Exception as exc:  # an unreadable plan is the task's system error
+        message = f"cannot read the task's plan: {exc!r}"
+        now = rfc3339(time.time())
+        logs = area / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"attempt-{attempt}.tmp").write_text(json.dumps(
+            {"attempt": attempt, "start_time": now, "end_time": now, "executors": [],
+             "outputs": [], "system_logs": [message], "system_error": message}))
+        (logs / f"attempt-{attempt}.tmp").replace(logs / f"attempt-{attempt}.json")
+        print(f"acjob tes: {message}", file=sys.stderr)
+        sys.exit(SYSTEM_ERROR_EXIT)
+    sys.exit(runner.run())
 
 
 if __name__ == "__main__":
