@@ -223,3 +223,11 @@ def test_an_unreadable_plan_is_a_system_error(tmp_path: Path) -> None:
     assert done.returncode == SYSTEM_ERROR_EXIT, done.stderr
     log = json.loads((tmp_path / "area" / "logs" / "attempt-1.json").read_text())
     assert "plan" in log["system_error"] and log["executors"] == []
+
+
+def test_with_content_an_inputs_url_is_ignored_as_tes_says() -> None:
+    base = {"executors": [{"image": "x", "command": ["true"]}]}
+    Task.model_validate({**base, "inputs": [{"path": "/d/x", "content": "x",
+                                             "url": "s3://bucket/x"}]})
+    with pytest.raises(ValidationError, match="URLs"):
+        Task.model_validate({**base, "inputs": [{"path": "/d/x", "url": "s3://bucket/x"}]})

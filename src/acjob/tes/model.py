@@ -69,7 +69,7 @@ class Input(BaseModel):
 
     name: str | None = None
     description: str | None = None
-    url: Annotated[str, Field(max_length=4096), AfterValidator(_input_url)] | None = None
+    url: Annotated[str, Field(max_length=4096)] | None = None
     path: ContainerPath
     type: Literal["FILE", "DIRECTORY"] = "FILE"
     content: Annotated[str, Field(max_length=1 << 20)] | None = None
@@ -79,6 +79,8 @@ class Input(BaseModel):
     def _source(self) -> Input:
         if self.content is None and self.url is None:
             raise ValueError("an input needs a url or a content")
+        if self.content is None and self.url is not None:
+            _input_url(self.url)  # with content, TES says the url is ignored
         if self.content is not None and self.type == "DIRECTORY":
             raise ValueError("a DIRECTORY input cannot have content")
         return self
