@@ -34,8 +34,13 @@ from .wrapper import render_wrapper
 
 log = logging.getLogger("acjob.monitor")
 
-#: How long to wait before submitting again to a backend that was unavailable.
+#: How long to wait before submitting again to a backend that was unavailable; the
+#: wait doubles with each failure in a row, up to MAX_SUBMIT_BACKOFF.
 SUBMIT_BACKOFF = 5.0
+#: The longest wait between two submissions to an unavailable backend. Each try
+#: abandons one fenced attempt, so a day's outage costs a job a few hundred of them,
+#: not tens of thousands.
+MAX_SUBMIT_BACKOFF = 300.0
 #: How soon to look again at an attempt whose state is not yet known.
 RECHECK = 1.0
 #: How often exit files are looked for when a backend does not notify exits.
@@ -64,6 +69,7 @@ class Monitor:
         self._woken: set[str] = set(self._backends)
         self._next_poll: dict[str, float] = {}
         self._hold_until: dict[str, float] = {}
+        self._submit_failures: dict[str, int] = {}
         self._gone_since: dict[tuple[str, int], float] = {}
         self._cancel_sent: set[tuple[str, int]] = set()
         self._last_submit: dict[str, float] = {}
@@ -502,6 +508,7 @@ class Monitor:
         for job, number, native_id in done:
             self._store.attempt_submitted(job.id, number, native_id)
         self._last_submit[backend.name] = time.monotonic()
+        self._submit_failures.pop(backend.name, None)
         self._woken.add(backend.name)
         self.kick()
 
@@ -514,7 +521,9 @@ class Monitor:
                 # The scheduler may have queued it after all: the fence makes it a no-op.
                 if self._spool.fence(job.id, number):
                     self._store.abandon_attempt(job.id, number, f"backend unavailable: {exc}")
-            self._hold_until[backend.name] = time.monotonic() + SUBMIT_BACKOFF
+            failures = self._submit_failures.get(backend.name, 0) + 1
+            self._submit_failures[backend.name] = failures
+            self._hold_until[backend.name] = time.monotonic() + submit_backoff(failures)
             return False
         for job, number in attempts:
             retry = job.spec.retry.allows(_tries(job) + 1, FailureKind.SUBMIT)
@@ -523,6 +532,12 @@ class Monitor:
             if retry:
                 self.kick()
         return True
+
+
+def submit_backoff(failures: int) -> float:
+    """Return the wait before the next submission after ``failures`` transient ones in a
+    row: 5 s, 10 s, 20 s… up to :data:`MAX_SUBMIT_BACKOFF`."""
+    return min(MAX_SUBMIT_BACKOFF, SUBMIT_BACKOFF * 2.0 ** min(failures - 1, 32))
 
 
 def _tries(job: Job) -> int:

@@ -116,3 +116,12 @@ def test_without_an_explanation_the_grace_ends_it_as_lost(tmp_path: Path) -> Non
     assert job.attempts[-1].failure is FailureKind.LOST
     assert job.reason is not None and "SIGUSR2" in job.reason
     assert backend.questions > 1
+
+
+def test_submissions_to_an_unavailable_backend_back_off() -> None:
+    from acjob.monitor import MAX_SUBMIT_BACKOFF, SUBMIT_BACKOFF, submit_backoff
+
+    waits = [submit_backoff(n) for n in range(1, 12)]
+    assert waits[0] == SUBMIT_BACKOFF
+    assert waits == sorted(waits) and waits[1] == 2 * waits[0]
+    assert waits[-1] == MAX_SUBMIT_BACKOFF == submit_backoff(10**6)
