@@ -347,13 +347,15 @@ class Store:
             where.append("id IN (SELECT job_id FROM documents WHERE kind = ?)")
             args.append(document)
         for key, value in (tags or {}).items():
+            # json_each compares keys as they are: a JSON path could not name every key
+            # (one with a double quote, say).
+            tagged = ("id IN (SELECT job_id FROM documents, json_each(documents.body, '$.tags')"
+                      " WHERE json_each.key = ?")
             if value == "":  # any value
-                where.append("id IN (SELECT job_id FROM documents WHERE"
-                             " json_extract(body, '$.tags.' || json_quote(?)) IS NOT NULL)")
+                where.append(tagged + ")")
                 args.append(key)
             else:
-                where.append("id IN (SELECT job_id FROM documents WHERE"
-                             " json_extract(body, '$.tags.' || json_quote(?)) = ?)")
+                where.append(tagged + " AND json_each.value = ?)")
                 args.extend((key, value))
         sql = "SELECT id, pos FROM jobs"
         if where:

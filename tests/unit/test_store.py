@@ -8,7 +8,7 @@ import pytest
 
 from acjob.errors import Conflict, InvalidRequest, NotFound
 from acjob.model import FailureKind, JobSpec, State, new_job_id
-from acjob.store import Store
+from acjob.store import NewJob, Store
 
 
 @pytest.fixture
@@ -172,3 +172,24 @@ def test_unusable_store_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(ConfigError, match="cannot open the store"):
         Store(path)
+
+
+def test_documents_filtered_by_tags_whatever_their_keys(store: Store) -> None:
+    import json
+
+    tags = [{'a"b': "1", "a.b": "2"}, {"a.b": "3"}, {}]
+    ids = [new_job_id() for _ in tags]
+    store.create_jobs([NewJob(JobSpec(command="true"), "local", job_id,
+                              document=("tes", json.dumps({"tags": t})))
+                       for job_id, t in zip(ids, tags, strict=True)])
+    store.create_job(JobSpec(command="true"), "local", job_id=new_job_id())
+
+    def found(**filters: str) -> set[str]:
+        return {j.id for j in store.list_jobs(document="tes", tags=filters)[0]}
+
+    assert found(**{'a"b': ""}) == {ids[0]}
+    assert found(**{"a.b": ""}) == {ids[0], ids[1]}
+    assert found(**{"a.b": "3"}) == {ids[1]}
+    assert found(**{'a"b': "1", "a.b": "2"}) == {ids[0]}
+    assert found(**{'a"b': "2"}) == set()
+    assert found() == set(ids)
