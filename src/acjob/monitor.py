@@ -443,7 +443,7 @@ class Monitor:
             if len(jobs) == room and backend.capacity is None:
                 self.kick()
 
-    def _prepare(self, job: Job) -> tuple[int, Path] | None:
+    def _prepare(self, job: Job, backend: Backend) -> tuple[int, Path] | None:
         """Record the intent to submit the job's next attempt and write its wrapper.
 
         Returns the attempt number and the wrapper, or ``None`` if the spool failed
@@ -460,7 +460,7 @@ class Monitor:
                 attempt_dir=self._spool.attempt_dir(job.id, number), workdir=workdir,
                 command=job.spec.command,
                 stdin=self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None,
-                env=job.spec.env, umask=self._job_umask,
+                env=job.spec.env, umask=self._job_umask, ignore=backend.ignored_signals,
             )
             return number, self._spool.create_attempt(job.id, number, script)
         except OSError as exc:
@@ -472,7 +472,7 @@ class Monitor:
 
     async def _submit(self, job: Job, backend: Backend) -> bool:
         """Submit the job's next attempt; return False if the backend should be left alone."""
-        prepared = self._prepare(job)
+        prepared = self._prepare(job, backend)
         if prepared is None:
             return True
         number, wrapper = prepared
@@ -489,7 +489,7 @@ class Monitor:
         for job in jobs:
             groups.setdefault(job.spec.resources.model_dump_json(), []).append(job)
         for group in groups.values():
-            items = [(job, *p) for job in group if (p := self._prepare(job)) is not None]
+            items = [(job, *p) for job in group if (p := self._prepare(job, backend)) is not None]
             if not items:
                 continue
             try:

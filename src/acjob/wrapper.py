@@ -12,8 +12,8 @@ The wrapper is the ground truth of a job's end. It
    itself received SIGTERM, SIGINT, SIGHUP or SIGUSR2 (Grid Engine's warning before it
    kills a deleted job), the signal's name follows the status
    (``143 TERM``): the job was stopped from outside, and the status is not its own.
-   SIGUSR1 is ignored, by the wrapper and (inherited) by the command: Grid Engine
-   sends it before a suspension, which a job must survive.
+   Signals a backend sends as mere warnings (Grid Engine's SIGUSR1 before a
+   suspension) are ignored, by the wrapper and, inherited, by the command.
 
 A command killed by signal N gets the status 128+N, as in any POSIX shell. The
 wrapper exits with the command's status too (a scheduler's accounting shows it),
@@ -24,8 +24,9 @@ same file as its job script.
 
 from __future__ import annotations
 
+import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 EXIT_FILE = "exit"
@@ -34,6 +35,8 @@ CLAIM_DIR = "claim"
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 WRAPPER_FILE = "job.sh"
+
+_SIGNAL_NAME = re.compile(r"[A-Z][A-Z0-9]{1,15}")
 
 #: Status written when the working directory cannot be entered (as ``sh`` does
 #: for a command that cannot be executed).
@@ -50,6 +53,7 @@ def render_wrapper(
     stdin: Path | None,
     env: Mapping[str, str],
     umask: int = 0o022,
+    ignore: Sequence[str] = (),
 ) -> str:
     """Return the wrapper script for one attempt.
 
@@ -64,6 +68,8 @@ def render_wrapper(
         env: Extra environment variables (names already validated).
         umask: The command's umask. The wrapper's own files are created 0600
             whatever it is.
+        ignore: Signal names (``USR1``) the wrapper ignores, and the command with it:
+            a scheduler's mere warnings, which must not kill the job.
     """
     q = shlex.quote
     a = q(str(attempt_dir))
@@ -76,6 +82,13 @@ def render_wrapper(
     # sets (PATH, or a name the wrapper uses) can change what the wrapper does.
     exports = "".join(f"export {name}={q(value)}; " for name, value in env.items())
     source = q(str(stdin)) if stdin is not None else "/dev/null"
+    for name in ignore:
+        if not _SIGNAL_NAME.fullmatch(name):
+            raise ValueError(f"not a signal name: {name!r}")
+    ignores = "".join(
+        "# The scheduler sends it as a warning (Grid Engine: before a suspension); an\n"
+        "# ignored signal stays ignored in the command.\n"
+        f"trap '' {name}\n" for name in ignore)
     return f"""#!/bin/sh
 # acjob wrapper for job {job_id}, attempt {attempt}. Generated; do not edit.
 umask 077
@@ -88,11 +101,7 @@ trap 'sig=TERM' TERM
 trap 'sig=INT' INT
 trap 'sig=HUP' HUP
 trap 'sig=USR2' USR2
-# Grid Engine sends SIGUSR1 to the whole job before it suspends it: a suspension
-# must not kill the job, so the signal is ignored (a program that installs its own
-# handler still receives it).
-trap '' USR1
-echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
+{ignores}echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
 export ACJOB_JOB_ID={job_id} ACJOB_ATTEMPT={attempt}
 if cd {q(str(workdir))} 2>/dev/null; then
     ( umask {umask:04o}; {exports}{run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"

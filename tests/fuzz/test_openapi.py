@@ -40,7 +40,9 @@ def test_fuzzing_the_api(short_tmp: Path) -> None:
             [str(tool), "run", f"{daemon.url}/openapi.json", "-H",
              f"Authorization: Bearer {TOKEN}", "--max-examples", examples, "--checks", CHECKS,
              "--exclude-path", "/v1/shutdown", "--seed", "1"],
-            capture_output=True, text=True, timeout=900, cwd=short_tmp)
+            # A long run (ACJOB_FUZZ_EXAMPLES=120) takes many minutes.
+            capture_output=True, text=True, timeout=max(900, 30 * int(examples)),
+            cwd=short_tmp)
         assert result.returncode == 0, result.stdout[-6000:]
         assert " passed" in result.stdout
         with acjob.Client(daemon.url, TOKEN) as client:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from acjob.backends.gridengine import AccountingRecord, parse_qacct
 from acjob.model import State
 from tests.conftest import Daemon, client_for, wait_for
 from tests.integration.schedulers import GRIDENGINE, native_id_of, scheduler_daemon, until
@@ -104,3 +105,12 @@ def test_exit_statuses_grid_engine_reserves_are_the_jobs_own(gdaemon: Daemon,
         info = job.wait(timeout=120)
         assert (info.state, info.exit_code) == (State.EXECUTOR_ERROR, code), info.reason
     wait_for(lambda: _listed_state(native) is None, what="Grid Engine to forget the job")
+
+    def accounted() -> list[AccountingRecord]:
+        out = subprocess.run(["qacct", "-j", native], capture_output=True, text=True,
+                             timeout=30).stdout
+        return parse_qacct(out)
+
+    # It ran once (99 would have made Grid Engine run it again), and Grid Engine heard 1.
+    records = wait_for(accounted, what="the accounting record")
+    assert [r.exit_status for r in records] == [1]

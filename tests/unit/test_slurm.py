@@ -100,7 +100,7 @@ def test_sbatch_argv_maps_resources(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("arg", ["--output=/etc/x", "--job-name=x", "--array=1-3", "-o",
                                  "--wrap", "; rm -rf /", "--Bad", "--test-only", "--test", "--wait",
-                                 "--version", "--help"])
+                                 "--version", "--help", "--quiet"])
 def test_reserved_or_malformed_extra_args_are_refused(arg: str) -> None:
     with pytest.raises(InvalidRequest):
         check_extra_args([arg])

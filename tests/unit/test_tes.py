@@ -89,6 +89,10 @@ def test_a_path_prefix_is_a_directory_the_path_lies_in(prefix: str) -> None:
     Task.model_validate({"executors": [{"image": "x", "command": ["true"]}],
                          "outputs": [{"path": "/out/*.txt", "path_prefix": "/out/",
                                       "url": "file:///tmp/o"}]})
+    # Without wildcards TES ignores it.
+    Task.model_validate({"executors": [{"image": "x", "command": ["true"]}],
+                         "outputs": [{"path": "/out/a.txt", "path_prefix": prefix,
+                                      "url": "file:///tmp/o"}]})
 
 
 @pytest.mark.parametrize("params", [{"backend": "Slurm"}, {"backend": "x" * 300},
@@ -189,6 +193,12 @@ def test_the_runner_never_follows_a_task_link_out_of_its_area(tmp_path: Path) ->
         {"image": "x", "command": ["ln", "-s", str(secret), "/vol/link"]},
         {"image": "x", "command": ["cat"], "stdin": "/vol/link"}]}}
     assert Runner(reading, tmp_path / "b", 1).run() == 1
+    assert not [f for f in (tmp_path / "b").rglob("*")
+                if f.is_file() and not f.is_symlink() and b"host file" in f.read_bytes()]
+    looping = {"task": {"volumes": ["/vol"], "executors": [
+        {"image": "x", "command": ["ln", "-s", "/vol/loop", "/vol/loop"]},
+        {"image": "x", "command": ["echo"], "stdout": "/vol/loop"}]}}
+    assert Runner(looping, tmp_path / "d", 1).run() == 1  # the executor's failure
     out = tmp_path / "copied"
     copying = {"task": {"outputs": [{"path": "/vol/link", "url": f"file://{out}"}],
                         "executors": [{"image": "x", "command": [
@@ -231,3 +241,28 @@ def test_with_content_an_inputs_url_is_ignored_as_tes_says() -> None:
                                              "url": "s3://bucket/x"}]})
     with pytest.raises(ValidationError, match="URLs"):
         Task.model_validate({**base, "inputs": [{"path": "/d/x", "url": "s3://bucket/x"}]})
+
+
+def test_a_link_swapped_in_after_the_check_is_caught_at_the_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process an executor left running could replace a directory by a link between
+    the runner's check and its open: the file actually opened is checked again, and
+    a file outside is never emptied."""
+    from acjob.tes.runner import StagingError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("keep me")
+    runner = Runner({"task": {"executors": [{"image": "x", "command": ["true"]}]}},
+                    tmp_path / "area", 1)
+    runner.root.mkdir(parents=True)
+    (runner.root / "vol").symlink_to(outside)
+    monkeypatch.setattr(runner, "inside", lambda path: path)  # the check passed before
+    for mode in ("wb", "rb"):
+        with pytest.raises(StagingError):
+            runner.open_inside(runner.root / "vol" / "f", mode)  # type: ignore[arg-type]
+    assert (outside / "f").read_text() == "keep me"
+    (runner.root / "file").symlink_to(outside / "f")
+    with pytest.raises(OSError):
+        runner.open_inside(runner.root / "file", "wb")  # a link as the last step
+    assert (outside / "f").read_text() == "keep me"

@@ -59,6 +59,24 @@ def test_the_wrapper_hides_only_grid_engines_reserved_statuses(
     assert (a / "wrapper-status").read_text() == str(wrapper_code)
 
 
+@pytest.mark.parametrize("ignore", [(), ("USR1",)])
+def test_warning_signals_a_backend_names_are_ignored_by_the_command(
+        tmp_path: Path, ignore: tuple[str, ...]) -> None:
+    attempt = tmp_path / "1"
+    attempt.mkdir()
+    script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=tmp_path,
+                            command="kill -USR1 0; echo survived", stdin=None, env={},
+                            ignore=ignore)
+    (attempt / "job.sh").write_text(script)
+    subprocess.run(["/bin/sh", str(attempt / "job.sh")], start_new_session=True, timeout=30,
+                   check=False)
+    if ignore:  # the whole process group got it, as from Grid Engine; nobody died
+        assert (attempt / "stdout").read_text() == "survived\n"
+        assert (attempt / "exit").read_text().split() == ["0"]
+    else:  # the command's own business: killed by it, and the wrapper with it
+        assert (attempt / "stdout").read_text() == ""
+
+
 def test_signal_status(tmp_path: Path) -> None:
     a = _run(tmp_path, "kill -9 $$")
     assert (a / "exit").read_text().split() == ["137"]

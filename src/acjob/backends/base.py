@@ -73,6 +73,9 @@ class Backend(Protocol):
             process ends; otherwise the monitor looks for exit files every second.
         enforces_time_limits: True if the resource stops jobs at their time limit
             itself; otherwise the monitor cancels them and records a time-out.
+        ignored_signals: Signals the wrapper ignores, and the job's command with it,
+            because the resource sends them as mere warnings (Grid Engine's ``USR1``
+            before a suspension); usually empty.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Backend(Protocol):
     lost_grace: float
     notifies_exits: bool
     enforces_time_limits: bool
+    ignored_signals: tuple[str, ...]
 
     def validate(self, spec: JobSpec) -> None:
         """Check that this backend can run ``spec`` (resources, raw options).

@@ -241,6 +241,7 @@ class BatchBackend:
     capacity: int | None = None
     notifies_exits = False
     enforces_time_limits = True
+    ignored_signals: tuple[str, ...] = ()
     supports_arrays = True
 
     def __init__(self, dialect: Dialect, spool: Spool, options: Mapping[str, Any],

@@ -366,9 +366,9 @@ class GridEngineDialect:
 #: Words of a qsub refusal that asking again cannot change (an unknown queue, project,
 #: parallel environment or resource; a malformed value). Anything else (a quota of
 #: jobs per user, a time-out) may pass, so it is transient.
-_PERMANENT = ("rejected because", "does not exist", "unknown resource", "unknown option",
-              "invalid option", "is not a memory value", "is not a valid", "is invalid",
-              "error: error!")
+_PERMANENT = ("rejected because", "job rejected", "does not exist", "unknown resource",
+              "unknown option", "invalid option", "is not a memory value", "is not a valid",
+              "is invalid", "error: error!")
 #: Words that make a refusal transient whatever else it says.
 _TRANSIENT = ("qmaster", "commlib", "timeout", "time-out", "timed out", "are allowed",
               "quota", "gdi request")
@@ -381,6 +381,10 @@ class GridEngineBackend(BatchBackend):
     ``parallel_environment`` (for cpus > 1), ``extra_args``, ``poll_interval`` (1 s),
     ``max_poll_interval`` (30 s), ``lost_grace`` (120 s), ``command_timeout`` (30 s).
     """
+
+    #: Sent (with ``-notify``) to the whole job before a suspension, which the job
+    #: must survive.
+    ignored_signals = ("USR1",)
 
     def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
         super().__init__(GridEngineDialect(), spool, options)
@@ -413,9 +417,11 @@ class GridEngineBackend(BatchBackend):
         The accounting record says whether a limit stopped it (``failed 37``) or Grid
         Engine could not run it; otherwise SIGUSR2 in the exit file means ``qdel``
         (``-notify`` warns before any kill, a limit's included, hence the record
-        first). A job gone before its wrapper ever ran, with no record, was deleted
+        first), and another signal noted in it means the job was stopped from outside
+        (lost). A job gone before its wrapper ever ran, with no record, was deleted
         while pending. While the record is not yet written (the accounting file is
-        flushed periodically) the answer is ``None``: ask again at the next poll.
+        flushed periodically) the answer is ``None``: the monitor asks again at each
+        poll until the lost grace is over.
         """
         native_id = attempt.native_id or ""
         if native_id in self._ran and record is None:
@@ -432,6 +438,10 @@ class GridEngineBackend(BatchBackend):
             return explained
         if record is not None and record.signal == "USR2":
             return Observation("canceled", reason="deleted in Grid Engine (qdel)")
+        if record is not None and record.signal is not None:
+            # Accounted for, and no limit or qdel: nothing more will come to wait for.
+            return Observation("failed", FailureKind.LOST,
+                               f"the job was stopped from outside (SIG{record.signal})")
         # It ran: no need to read the accounting file again while the exit file is
         # awaited.
         if len(self._ran) > 10_000:

@@ -93,6 +93,7 @@ class LocalBackend:
     lost_grace = 0.0
     notifies_exits = True
     enforces_time_limits = False
+    ignored_signals: tuple[str, ...] = ()
 
     def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
         unknown = set(options) - {"slots", "kill_grace", "poll_interval"}

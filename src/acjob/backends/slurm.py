@@ -66,8 +66,9 @@ RESERVED = frozenset({
     "--output", "--error", "--input", "--job-name", "--comment", "--chdir", "--parsable",
     "--wrap", "--array", "--requeue", "--no-requeue", "--export", "--uid", "--gid",
     # These change what sbatch does, not what it asks for: nothing would be submitted
-    # (--test-only, --help, --usage, --version) or sbatch would block (--wait).
-    "--test-only", "--help", "--usage", "--version", "--wait",
+    # (--test-only, --help, --usage, --version), no job id printed (--quiet) or sbatch
+    # would block (--wait).
+    "--test-only", "--help", "--usage", "--version", "--quiet", "--wait",
 })
 
 

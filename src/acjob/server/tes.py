@@ -84,7 +84,7 @@ def job_spec(task: Task, params: dict[str, str], command: list[str]) -> JobSpec:
                        backend=params.get("backend"), resources=Resources(**fields),
                        labels={"tes": "task"})
     except ValueError as exc:  # pydantic's ValidationError included
-        raise InvalidRequest(f"the task's resources cannot be used: {_first_error(exc)}",
+        raise InvalidRequest(f"the task cannot run here: {_first_error(exc)}",
                              hint=f"backend_parameters acjob reads: "
                                   f"{', '.join(BACKEND_PARAMETERS)}") from exc
 

@@ -95,16 +95,22 @@ class Output(BaseModel):
     description: str | None = None
     url: Annotated[str, Field(max_length=4096), AfterValidator(_output_url)]
     path: ContainerPath
-    path_prefix: ContainerPath | None = None
+    path_prefix: Annotated[str, Field(max_length=4096)] | None = None
     type: Literal["FILE", "DIRECTORY"] = "FILE"
 
     @model_validator(mode="after")
     def _prefix(self) -> Output:
-        if _WILDCARD.search(self.path) and not self.path_prefix:
+        if not _WILDCARD.search(self.path):
+            return self  # TES: path_prefix only matters for a path with wildcards
+        if not self.path_prefix:
             raise ValueError("an output path with wildcards needs a path_prefix")
-        if self.path_prefix and not self.path.startswith(self.path_prefix.rstrip("/") + "/"):
+        try:
+            _container_path(self.path_prefix)
+        except ValueError as exc:
+            raise ValueError(f"path_prefix {exc}") from None
+        if not self.path.startswith(self.path_prefix.rstrip("/") + "/"):
             raise ValueError("path_prefix must be a directory that path lies in")
-        if self.path_prefix and _WILDCARD.search(self.path_prefix):
+        if _WILDCARD.search(self.path_prefix):
             raise ValueError("path_prefix must not contain wildcards")
         return self
 

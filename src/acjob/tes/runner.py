@@ -23,6 +23,7 @@ It exits with the first failing executor's status, 0 on success, or
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import json
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import httpx
 
@@ -107,11 +108,40 @@ class Runner:
         Raises:
             StagingError: the path leads outside the area.
         """
-        resolved = path.resolve()
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+            raise StagingError(f"/{path.relative_to(self.root)} cannot be resolved: "
+                               f"{exc}") from None
         if not resolved.is_relative_to(self.root.resolve()):
             raise StagingError(f"/{path.relative_to(self.root)} leads outside the task's "
                                "file system")
         return resolved
+
+    def open_inside(self, path: Path, mode: Literal["rb", "wb"]) -> BinaryIO:
+        """Open a file of the task's file system, never one outside it.
+
+        The path is resolved first (:meth:`inside`); the file actually opened is checked
+        again, so a link swapped in meanwhile (by a process an executor left running)
+        is caught as well. A file opened for writing is emptied only after that check.
+
+        Raises:
+            StagingError: the file lies outside the area.
+            OSError: it cannot be opened.
+        """
+        flags = os.O_RDONLY if mode == "rb" else os.O_WRONLY | os.O_CREAT
+        fd = os.open(self.inside(path), flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            opened = Path(f"/proc/self/fd/{fd}").readlink()
+            if not opened.is_relative_to(self.root.resolve()):
+                raise StagingError(f"/{path.relative_to(self.root)} leads outside the "
+                                   "task's file system")
+            if mode == "wb":
+                os.ftruncate(fd, 0)
+            return os.fdopen(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def run(self) -> int:
         """Run the attempt; return the runner's exit status.
@@ -216,48 +246,51 @@ class Runner:
         own = self.logs / f"attempt-{self.attempt}"
         entry: dict[str, Any] = {"start_time": rfc3339(time.time())}
         self.log["executors"].append(entry)
-        try:
-            stdout = self._task_file(executor.stdout) if executor.stdout \
-                else own / f"{index}.stdout"
-            stderr = self._task_file(executor.stderr) if executor.stderr \
-                else own / f"{index}.stderr"
-            cwd = self.root
-            if executor.workdir and self.runtime is None:
-                cwd = self._task_file(executor.workdir)
-                cwd.mkdir(parents=True, exist_ok=True)
-        except (StagingError, OSError) as exc:
-            # The executor's own doing (an earlier one left a link): it fails, as a
-            # command that cannot open its files does.
-            self.log["system_logs"].append(f"executor {index}: {exc}")
-            entry.update(exit_code=1, end_time=rfc3339(time.time()))
+        with contextlib.ExitStack() as files:
+            try:
+                stdout, out = self._output_file(files, executor.stdout, own / f"{index}.stdout")
+                stderr, err = self._output_file(files, executor.stderr, own / f"{index}.stderr")
+                stdin = files.enter_context(self.open_inside(
+                    self._task_file(executor.stdin), "rb")) if executor.stdin else None
+                cwd = self.root
+                if executor.workdir and self.runtime is None:
+                    cwd = self._task_file(executor.workdir)
+                    cwd.mkdir(parents=True, exist_ok=True)
+            except (StagingError, OSError) as exc:
+                # The executor's own doing (a missing stdin, a link an earlier one left):
+                # it fails, as a command that cannot open its files does.
+                self.log["system_logs"].append(f"executor {index}: {exc}")
+                entry.update(exit_code=1, end_time=rfc3339(time.time()))
+                self._save()
+                return 1
+            entry.update(stdout_file=str(stdout), stderr_file=str(stderr))
+            env = dict(os.environ)
+            for key, value in executor.env.items():
+                env[key] = value if self.runtime else rewrite(value, self.roots, self.root)
             self._save()
-            return 1
-        entry.update(stdout_file=str(stdout), stderr_file=str(stderr))
-        env = dict(os.environ)
-        for key, value in executor.env.items():
-            env[key] = value if self.runtime else rewrite(value, self.roots, self.root)
-        self._save()
-        with stdout.open("wb") as out, stderr.open("wb") as err:
-            code = self._spawn(executor, out, err, cwd, env)
+            code = self._spawn(executor, stdin, out, err, cwd, env)
         # A command killed by signal N reports -N; a shell would say 128+N.
         entry.update(exit_code=128 - code if code < 0 else code, end_time=rfc3339(time.time()))
         self._save()
         return int(entry["exit_code"])
 
+    def _output_file(self, files: contextlib.ExitStack, path: str | None,
+                     default: Path) -> tuple[Path, BinaryIO]:
+        """Open an executor's stdout or stderr: a task path, or the runner's own file."""
+        if path is None:
+            return default, files.enter_context(default.open("wb"))
+        host = self._task_file(path)
+        return host, files.enter_context(self.open_inside(host, "wb"))
+
     def _task_file(self, path: str) -> Path:
-        """Return the host path of a container path whose parent directory is made."""
+        """Return the host path of a container path, inside the area, with its parent
+        directory made."""
         host = self.inside(self.host(path))
         host.parent.mkdir(parents=True, exist_ok=True)
         return host
 
-    def _spawn(self, executor: Executor, out: BinaryIO, err: BinaryIO, cwd: Path,
-               env: dict[str, str]) -> int:
-        try:
-            stdin = self.inside(self.host(executor.stdin)).open("rb") if executor.stdin \
-                else None
-        except (OSError, StagingError) as exc:
-            err.write(f"acjob tes: cannot open stdin {executor.stdin}: {exc}\n".encode())
-            return 1
+    def _spawn(self, executor: Executor, stdin: BinaryIO | None, out: BinaryIO,
+               err: BinaryIO, cwd: Path, env: dict[str, str]) -> int:
         try:
             return subprocess.run(self._argv(executor), stdin=stdin or subprocess.DEVNULL,
                                   stdout=out, stderr=err, cwd=cwd, env=env,
@@ -265,9 +298,6 @@ class Runner:
         except OSError as exc:
             err.write(f"acjob tes: cannot run {executor.command[0]}: {exc}\n".encode())
             return 127
-        finally:
-            if stdin is not None:
-                stdin.close()
 
     # -- outputs -------------------------------------------------------------------
 
@@ -296,10 +326,10 @@ class Runner:
                 self._copy(source, destination, output.path)
 
     def _copy(self, source: Path, destination: Path, container_path: str) -> None:
-        source = self.inside(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
         tmp = destination.with_name(f".{destination.name}.acjob-tmp")
-        shutil.copyfile(source, tmp)
+        with self.open_inside(source, "rb") as reader, tmp.open("wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
         tmp.replace(destination)  # readers never see half a file
         self.log["outputs"].append({"url": f"file://{destination}", "path": container_path,
                                     "size_bytes": str(destination.stat().st_size)})
