@@ -43,6 +43,8 @@ def test_fuzzing_the_api(short_tmp: Path) -> None:
             # A long run (ACJOB_FUZZ_EXAMPLES=120) takes many minutes.
             capture_output=True, text=True, timeout=max(900, 30 * int(examples)),
             cwd=short_tmp)
+        # The summary (operations, generated and passed counts) for the record.
+        print(result.stdout[-3000:])
         assert result.returncode == 0, result.stdout[-6000:]
         assert " passed" in result.stdout
         with acjob.Client(daemon.url, TOKEN) as client:
