@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .model import describe_errors
 
 DEFAULT_IDLE_TIMEOUT = 600.0
 
@@ -151,10 +152,8 @@ def load_config(path: Path | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(
-            f"{path}: {where}: {first['msg']}",
+            f"{path}: {describe_errors(exc.errors())}",
             hint="see docs/operations.md for the configuration keys",
         ) from exc
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -119,6 +120,15 @@ def check_job_id(job_id: str) -> str:
             code="invalid_job_id",
         )
     return job_id
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    """Return the first of pydantic's validation errors as ``where: what``."""
+    if not errors:
+        return "invalid"
+    where = ".".join(str(part) for part in errors[0].get("loc", ()))
+    what = str(errors[0].get("msg", "invalid"))
+    return f"{where}: {what}" if where else what
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

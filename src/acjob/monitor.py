@@ -261,13 +261,9 @@ class Monitor:
             limit = job.spec.resources.time_limit_s
             self._end(job, attempt, FailureKind.TIMEOUT, f"the time limit of {limit} s was reached")
             return
-        if record is not None and backend.notifies_exits:
-            self._end(job, attempt, FailureKind.LOST,
-                      f"the job was stopped from outside (SIG{record.signal})")
-            return
-        # A batch scheduler may need a while to tell how a job it no longer lists
-        # ended (Grid Engine flushes its accounting file periodically): until the
-        # grace is over, its explanation (a qdel, a limit) is awaited.
+        # Lost once the grace is over (zero for local processes). A signal noted in
+        # the exit file waits too: a scheduler may need a while to tell how a job it
+        # no longer lists ended (Grid Engine flushes its accounting file periodically).
         first = self._gone_since.setdefault(key, time.monotonic())
         waited = time.monotonic() - first
         if waited >= backend.lost_grace:

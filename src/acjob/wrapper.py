@@ -18,8 +18,8 @@ The wrapper is the ground truth of a job's end. It
 A command killed by signal N gets the status 128+N, as in any POSIX shell. The
 wrapper exits with the command's status too (a scheduler's accounting shows it),
 except 99 and 100, which Grid Engine would take as orders: the wrapper exits 1.
-Rendering is pure and the same for every backend; a batch scheduler runs the very
-same file as its job script.
+Rendering is pure and the same for every backend but for the signals it ignores; a
+batch scheduler runs the very same file as its job script.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from .. import __version__
 from ..config import TesConfig
 from ..errors import AcjobError, StorageFull
 from ..hub import Hub
+from ..model import describe_errors
 from ..monitor import Monitor
 from ..spool import Spool
 from ..store import Store
@@ -175,9 +176,7 @@ def create_app(services: Services) -> FastAPI:
              "type": str(e.get("type", ""))}
             for e in exc.errors()
         ]
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
-        body = error_body("invalid_request", f"{where}: {first['msg']}",
+        body = error_body("invalid_request", describe_errors(details),
                           "see /openapi.json for the request schema")
         body["detail"] = details
         # TES clients expect 400 for an invalid task or parameter.

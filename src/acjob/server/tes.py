@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from .. import __version__
 from ..config import TesConfig
 from ..errors import AcjobError, Conflict, InvalidRequest, NotFound
-from ..model import JobSpec, Resources, State, check_job_id, new_job_id
+from ..model import JobSpec, Resources, State, check_job_id, describe_errors, new_job_id
 from ..store import NewJob
 from ..tes.model import Task, View
 from ..tes.runner import PROTECTED_ROOTS, roots_of
@@ -83,18 +83,10 @@ def job_spec(task: Task, params: dict[str, str], command: list[str]) -> JobSpec:
         return JobSpec(command=command, name=task.name[:256] if task.name else None,
                        backend=params.get("backend"), resources=Resources(**fields),
                        labels={"tes": "task"})
-    except ValueError as exc:  # pydantic's ValidationError included
-        raise InvalidRequest(f"the task cannot run here: {_first_error(exc)}",
+    except ValidationError as exc:
+        raise InvalidRequest(f"the task cannot run here: {describe_errors(exc.errors())}",
                              hint=f"backend_parameters acjob reads: "
                                   f"{', '.join(BACKEND_PARAMETERS)}") from exc
-
-
-def _first_error(exc: ValueError) -> str:
-    if isinstance(exc, ValidationError) and exc.errors():
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        return f"{where}: {error['msg']}" if where else str(error["msg"])
-    return str(exc)
 
 
 def stored_task(task: Task, params: dict[str, str]) -> dict[str, Any]:

@@ -183,10 +183,7 @@ class Runner:
         return SYSTEM_ERROR_EXIT
 
     def _save(self) -> None:
-        target = self.logs / f"attempt-{self.attempt}.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.log))
-        tmp.replace(target)
+        save_log(self.logs, self.attempt, self.log)
 
     # -- inputs --------------------------------------------------------------------
 
@@ -335,6 +332,14 @@ class Runner:
                                     "size_bytes": str(destination.stat().st_size)})
 
 
+def save_log(logs: Path, attempt: int, log: dict[str, Any]) -> None:
+    """Write an attempt's record, whole or not at all (the daemon reads it any time)."""
+    target = logs / f"attempt-{attempt}.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(log))
+    tmp.replace(target)
+
+
 def main() -> None:
     """Entry point: ``python -m acjob.tes.runner PLAN AREA``."""
     area = Path(sys.argv[2])
@@ -344,12 +349,10 @@ def main() -> None:
     except Exception as exc:  # an unreadable plan is the task's system error
         message = f"cannot read the task's plan: {exc!r}"
         now = rfc3339(time.time())
-        logs = area / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        (logs / f"attempt-{attempt}.tmp").write_text(json.dumps(
-            {"attempt": attempt, "start_time": now, "end_time": now, "executors": [],
-             "outputs": [], "system_logs": [message], "system_error": message}))
-        (logs / f"attempt-{attempt}.tmp").replace(logs / f"attempt-{attempt}.json")
+        (area / "logs").mkdir(parents=True, exist_ok=True)
+        save_log(area / "logs", attempt, {
+            "attempt": attempt, "start_time": now, "end_time": now, "executors": [],
+            "outputs": [], "system_logs": [message], "system_error": message})
         print(f"acjob tes: {message}", file=sys.stderr)
         sys.exit(SYSTEM_ERROR_EXIT)
     sys.exit(runner.run())
