@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from .lifecycle import after_failure
 from .spool import Spool
 from .store import Store
 
@@ -35,7 +36,7 @@ def sweep(store: Store, spool: Spool, retention_s: float, *, now: float | None =
         except FileNotFoundError:
             moved = 0.0
         if moved < now - stdin_timeout_s:
-            store.fail(job_id, "its stdin upload never completed")
+            store.change_state(job_id, after_failure, "its stdin upload never completed")
     cutoff = now - retention_s
     removed = 0
     while batch := store.expired(cutoff):

@@ -250,6 +250,21 @@ class JobSpec(BaseModel):
         return value
 
 
+class AttemptState(StrEnum):
+    """Where one attempt stands.
+
+    ``SUBMITTING`` is recorded before the backend is called (the intent), and
+    ``SUBMITTED`` once the backend gave its id; ``ABANDONED`` marks an attempt that
+    provably never ran (its fence went up first); ``ENDED`` is final.
+    """
+
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    ENDED = "ended"
+    ABANDONED = "abandoned"
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One try at running a job on a backend."""
@@ -257,12 +272,52 @@ class Attempt:
     job_id: str
     number: int
     native_id: str | None = None
-    state: str = "submitting"
+    state: AttemptState = AttemptState.SUBMITTING
     exit_code: int | None = None
     failure: FailureKind | None = None
     reason: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """What an attempt's wrapper wrote on exit.
+
+    Attributes:
+        code: The command's exit status (128+N if it was killed by signal N).
+        signal: ``TERM``, ``INT``, ``HUP`` or ``USR2`` if the wrapper itself was signalled:
+            the job was stopped from outside, so ``code`` is not the job's own verdict.
+    """
+
+    code: int
+    signal: str | None = None
+
+
+ObservedState = Literal["pending", "running", "gone", "failed", "canceled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a backend sees of one submitted attempt.
+
+    Attributes:
+        state: ``pending`` (queued by the resource), ``running``, ``gone`` (the
+            resource no longer knows it: it ended, or was lost), ``failed`` (the
+            resource says infrastructure failed it: see ``failure``) or
+            ``canceled`` (someone canceled it outside acjob).
+        failure: For ``failed``: which kind of failure.
+        reason: The resource's own words, for people.
+        if_never_started: The verdict holds only for an attempt that never started
+            (a job deleted while it was pending leaves no trace to tell): the monitor
+            fences the attempt first, and disregards the verdict if its wrapper had
+            already claimed it.
+    """
+
+    state: ObservedState
+    failure: FailureKind | None = None
+    reason: str | None = None
+    if_never_started: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +382,3 @@ class Job:
             ],
         }
 
-
-def final_state_for_exit(exit_code: int) -> State:
-    """Map a command's exit status to its final state."""
-    return State.COMPLETE if exit_code == 0 else State.EXECUTOR_ERROR

@@ -25,9 +25,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .backends.base import ArrayBackend, Backend, Observation
+from . import lifecycle
+from .backends.base import ArrayBackend, Backend
 from .errors import AcjobError, TransientError
-from .model import Attempt, FailureKind, Job, State
+from .model import Attempt, AttemptState, FailureKind, Job, Observation, State
 from .spool import Spool
 from .store import Store
 from .wrapper import render_wrapper
@@ -47,9 +48,6 @@ RECHECK = 1.0
 EXIT_CHECK = 1.0
 #: Below this many free bytes the spool counts as full.
 SPOOL_FULL_BYTES = 1 << 20
-#: How long a wrapper may hold its claim without recording its pid before the
-#: attempt counts as lost (at least; a backend's lost_grace may be longer).
-CLAIM_GRACE = 30.0
 
 _DISPATCH_BATCH = 200
 
@@ -101,7 +99,7 @@ class Monitor:
             await backend.start(lambda name=name: self._wake_backend(name))  # type: ignore[misc]
         for job in self._store.active_jobs():
             if job.backend not in self._backends:
-                self._store.fail(job.id, f"the backend {job.backend!r} is not configured")
+                self._fail(job.id, f"the backend {job.backend!r} is not configured")
         try:
             while True:
                 try:
@@ -141,7 +139,7 @@ class Monitor:
             if not backend.notifies_exits:
                 self._soon(EXIT_CHECK)
             attempt = job.attempts[-1]
-            if attempt.state in ("ended", "abandoned"):
+            if attempt.state in (AttemptState.ENDED, AttemptState.ABANDONED):
                 continue
             try:
                 record = self._spool.read_exit(job.id, attempt.number)
@@ -230,63 +228,43 @@ class Monitor:
         if record is not None and record.signal is None:
             return None  # its own exit status says it all
         try:
-            return await backend.explain(job, attempt, record)
+            explained = await backend.explain(job, attempt, record)
         except TransientError as exc:
             log.warning("cannot ask %s about job %s: %s", backend.name, job.id, exc)
             return None
+        if explained is not None and explained.if_never_started \
+                and not self._spool.fence(job.id, attempt.number):
+            return None  # it did start: its own exit file will tell
+        return explained
 
     def _observe(self, backend: Backend, job: Job, attempt: Attempt, seen: Observation) -> None:
         key = (job.id, attempt.number)
-        if seen.state in ("running", "pending"):
+        now = time.monotonic()
+        verdict = lifecycle.judge(
+            job, attempt, seen, self._spool.read_exit(job.id, attempt.number),
+            timed_out=key in self._timed_out, gone_since=self._gone_since.get(key), now=now,
+            lost_grace=backend.lost_grace)
+        if isinstance(verdict, lifecycle.Alive):
             self._gone_since.pop(key, None)
-            if seen.state == "running" and attempt.state != "running":
+            if verdict.running and attempt.state is not AttemptState.RUNNING:
                 self._store.attempt_running(job.id, attempt.number)
-            return
-        record = self._spool.read_exit(job.id, attempt.number)
-        if record is not None and record.signal is None and not (
-                record.code > 128 and seen.state in ("failed", "canceled")):
-            self._finish_exit(job, attempt, record.code)
-            return
-        if job.state is State.CANCELING:
-            self._end(job, attempt, None, "canceled by request")
-            return
-        if seen.state == "canceled":
-            self._store.request_cancel(job.id)
-            self._end(job, attempt, None, seen.reason or "canceled outside acjob")
-            return
-        if seen.state == "failed":
-            self._end(job, attempt, seen.failure or FailureKind.LOST, seen.reason)
-            return
-        if key in self._timed_out:
-            limit = job.spec.resources.time_limit_s
-            self._end(job, attempt, FailureKind.TIMEOUT, f"the time limit of {limit} s was reached")
-            return
-        # Lost once the grace is over (zero for local processes). A signal noted in
-        # the exit file waits too: a scheduler may need a while to tell how a job it
-        # no longer lists ended (Grid Engine flushes its accounting file periodically).
-        first = self._gone_since.setdefault(key, time.monotonic())
-        waited = time.monotonic() - first
-        if waited >= backend.lost_grace:
-            self._end(
-                job, attempt, FailureKind.LOST,
-                f"the job was stopped from outside (SIG{record.signal})" if record else
-                "the job's process vanished without recording an exit status",
-            )
-        else:
+        elif isinstance(verdict, lifecycle.Waiting):
+            self._gone_since[key] = verdict.since
             self._next_poll[backend.name] = min(
-                self._next_poll.get(backend.name, float("inf")),
-                first + backend.lost_grace,
-            )
+                self._next_poll.get(backend.name, float("inf")), verdict.until)
+        elif isinstance(verdict, lifecycle.Exited):
+            self._finish_exit(job, attempt, verdict.code)
+        else:
+            if isinstance(verdict, lifecycle.Canceled) and verdict.outside:
+                # Recorded as a cancel first, so the job's history says who stopped it.
+                self._store.change_state(job.id, lifecycle.after_cancel_request,
+                                         "canceled by request")
+            self._end(job, attempt, verdict)
 
     def _ask_first(self, backend: Backend, job: Job, attempt: Attempt, code: int) -> bool:
-        """Whether to hear the scheduler before taking a death by signal as the job's own.
-
-        A scheduler that kills a job (a cancel, a node failure, preemption) may hit the
-        command before the wrapper, which then records a plain ``143``. A batch
-        scheduler still lists such a job with its verdict, so the next poll decides;
-        once the scheduler has forgotten it, the exit status stands.
-        """
-        if code <= 128 or backend.notifies_exits or attempt.native_id is None:
+        """Whether to hear the scheduler before taking an exit status as the job's own
+        (see :func:`acjob.lifecycle.awaits_verdict`); the first time, poll it soon."""
+        if not lifecycle.awaits_verdict(code, attempt, notifies_exits=backend.notifies_exits):
             return False
         key = (job.id, attempt.number)
         if key not in self._asked:
@@ -295,36 +273,27 @@ class Monitor:
         return True
 
     def _finish_exit(self, job: Job, attempt: Attempt, code: int) -> None:
-        failed = code != 0
-        if failed and (full := self._spool_full()):
-            # The status is not the job's own verdict: its output could not be written.
-            self._end(job, attempt, FailureKind.SPOOL_FULL, full)
-            return
-        retry = failed and job.spec.retry.allows(_tries(job), FailureKind.EXIT)
+        full = self._spool_full() if code != 0 else None
         self._forget(job, attempt)
-        self._store.finish_attempt(
-            job.id, attempt.number, exit_code=code,
-            failure=FailureKind.EXIT if failed else None,
-            reason=f"exited with status {code}" if failed else None,
-            retry=retry,
-        )
-        if retry:
+        ended = self._store.end_attempt(
+            job.id, attempt.number, lambda current: lifecycle.conclude_exit(current, code, full))
+        if ended.state is State.PREEMPTED:
             self.kick()
 
-    def _end(self, job: Job, attempt: Attempt, failure: FailureKind | None,
-             reason: str | None) -> None:
-        """End an attempt that left no exit status."""
-        if failure is FailureKind.LOST and (full := self._spool_full()):
-            failure, reason = FailureKind.SPOOL_FULL, full
+    def _end(self, job: Job, attempt: Attempt,
+             verdict: lifecycle.Failed | lifecycle.Canceled) -> None:
+        """End an attempt that left no exit status of its own."""
+        lost = isinstance(verdict, lifecycle.Failed) and verdict.failure is FailureKind.LOST
+        full = self._spool_full() if lost else None
         self._forget(job, attempt)
-        retry = failure is not None and job.spec.retry.allows(_tries(job), failure)
-        if failure is not None and job.spec.retry.max_attempts > 1:
-            tries = f"attempt {_tries(job)} of {job.spec.retry.max_attempts}"
-            reason = f"{reason} ({tries}{'; retrying' if retry else ''})"
-        self._store.finish_attempt(job.id, attempt.number, failure=failure, reason=reason,
-                                   retry=retry)
-        if retry:
+        ended = self._store.end_attempt(
+            job.id, attempt.number, lambda current: lifecycle.conclude(current, verdict, full))
+        if ended.state is State.PREEMPTED:
             self.kick()
+
+    def _fail(self, job_id: str, reason: str) -> None:
+        """End a job that cannot go on (``SYSTEM_ERROR``, or ``CANCELED`` if canceling)."""
+        self._store.change_state(job_id, lifecycle.after_failure, reason)
 
     def _spool_full(self) -> str | None:
         """Say why, if the spool's file system has (almost) no room left."""
@@ -357,31 +326,32 @@ class Monitor:
             self._woken.add(backend.name)
             return
         if self._spool.fence(job.id, attempt.number):
-            self._store.abandon_attempt(
-                job.id, attempt.number, "submission interrupted; the attempt never ran"
-            )
+            self._store.abandon_attempt(job.id, attempt.number,
+                                        "submission interrupted; the attempt never ran",
+                                        lifecycle.after_abandon)
             self.kick()
             return
-        # The wrapper claimed the attempt but has not recorded its pid: it is starting
-        # right now, or it died in between. Give it a grace, then count it lost.
-        first = self._gone_since.setdefault((job.id, attempt.number), time.monotonic())
-        if time.monotonic() - first >= max(backend.lost_grace, CLAIM_GRACE):
-            self._end(job, attempt, FailureKind.LOST,
-                      "the job's wrapper started but its process was never found")
-        else:
+        # The wrapper claimed the attempt but has not recorded its pid.
+        key = (job.id, attempt.number)
+        verdict = lifecycle.judge_claim(self._gone_since.get(key), time.monotonic(),
+                                        backend.lost_grace)
+        if isinstance(verdict, lifecycle.Waiting):
+            self._gone_since[key] = verdict.since
             self._soon(RECHECK)
+        else:
+            self._end(job, attempt, verdict)
 
     async def _enforce_time_limit(self, backend: Backend, job: Job, attempt: Attempt) -> None:
         """Stop an attempt that ran past the job's time limit (for backends that do not)."""
-        limit = job.spec.resources.time_limit_s
         key = (job.id, attempt.number)
-        if limit is None or attempt.started_at is None or key in self._timed_out:
+        left = lifecycle.time_left(job, attempt, time.time())
+        if left is None or key in self._timed_out:
             return
-        left = attempt.started_at + limit - time.time()
         if left > 0:
             self._soon(left)
             return
-        log.info("job %s ran past its time limit of %d s: stopping it", job.id, limit)
+        log.info("job %s ran past its time limit of %s s: stopping it", job.id,
+                 job.spec.resources.time_limit_s)
         self._timed_out.add(key)
         if attempt.native_id:
             await backend.cancel(attempt.native_id)
@@ -428,8 +398,8 @@ class Monitor:
                     # A slot per cpu; first come, first served (no overtaking).
                     need = job.spec.resources.cpus or 1
                     if need > backend.capacity:
-                        self._store.fail(job.id, f"the job asks for {need} cpus; the "
-                                         f"{name} backend has {backend.capacity} slots")
+                        self._fail(job.id, f"the job asks for {need} cpus; the "
+                                   f"{name} backend has {backend.capacity} slots")
                         continue
                     if need > room:
                         break
@@ -460,10 +430,9 @@ class Monitor:
             )
             return number, self._spool.create_attempt(job.id, number, script)
         except OSError as exc:
-            self._store.finish_attempt(
-                job.id, number, failure=FailureKind.SUBMIT,
-                reason=f"cannot prepare the job's files in the spool: {exc.strerror or exc}",
-            )
+            reason = f"cannot prepare the job's files in the spool: {exc.strerror or exc}"
+            self._store.end_attempt(job.id, number,
+                                    lambda current: lifecycle.conclude_unprepared(current, reason))
             return None
 
     async def _submit(self, job: Job, backend: Backend) -> bool:
@@ -516,16 +485,16 @@ class Monitor:
             for job, number in attempts:
                 # The scheduler may have queued it after all: the fence makes it a no-op.
                 if self._spool.fence(job.id, number):
-                    self._store.abandon_attempt(job.id, number, f"backend unavailable: {exc}")
+                    self._store.abandon_attempt(job.id, number, f"backend unavailable: {exc}",
+                                                lifecycle.after_abandon)
             failures = self._submit_failures.get(backend.name, 0) + 1
             self._submit_failures[backend.name] = failures
             self._hold_until[backend.name] = time.monotonic() + submit_backoff(failures)
             return False
         for job, number in attempts:
-            retry = job.spec.retry.allows(_tries(job) + 1, FailureKind.SUBMIT)
-            self._store.finish_attempt(job.id, number, failure=FailureKind.SUBMIT,
-                                       reason=str(exc), retry=retry)
-            if retry:
+            ended = self._store.end_attempt(
+                job.id, number, lambda current: lifecycle.conclude_refusal(current, str(exc)))
+            if ended.state is State.PREEMPTED:
                 self.kick()
         return True
 
@@ -535,7 +504,3 @@ def submit_backoff(failures: int) -> float:
     row: 5 s, 10 s, 20 s… up to :data:`MAX_SUBMIT_BACKOFF`."""
     return min(MAX_SUBMIT_BACKOFF, SUBMIT_BACKOFF * 2.0 ** min(failures - 1, 32))
 
-
-def _tries(job: Job) -> int:
-    """Attempts that really ran (abandoned ones never started)."""
-    return sum(1 for a in job.attempts if a.state != "abandoned")

@@ -17,31 +17,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigError, Conflict, PayloadTooLarge
-from .model import check_job_id
+from .model import ExitRecord, check_job_id
 from .wrapper import CLAIM_DIR, EXIT_FILE, PID_FILE, STDERR_FILE, STDOUT_FILE, WRAPPER_FILE
 
 Stream = Literal["stdout", "stderr"]
 
 _COPY_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class ExitRecord:
-    """What the wrapper wrote on exit.
-
-    Attributes:
-        code: The command's exit status (128+N if it was killed by signal N).
-        signal: ``TERM``, ``INT``, ``HUP`` or ``USR2`` if the wrapper itself was signalled:
-            the job was stopped from outside, so ``code`` is not the job's own verdict.
-    """
-
-    code: int
-    signal: str | None = None
 
 
 class Spool:

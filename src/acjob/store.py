@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, Conflict, InvalidRequest, NotFound
+from .lifecycle import AttemptEnd
 from .model import (
     FINAL_STATES,
     Attempt,
@@ -493,8 +494,10 @@ class Store:
             self._event(job_id, State.INITIALIZING, number, "submitting", now)
             return Attempt(job_id, number)
 
-    def abandon_attempt(self, job_id: str, number: int, reason: str) -> None:
-        """Forget an attempt that provably never started; the job is dispatchable again."""
+    def abandon_attempt(self, job_id: str, number: int, reason: str,
+                        rule: Callable[[Job], State]) -> Job:
+        """Record that an attempt provably never started; ``rule(job)`` (called on the
+        job as it is in this transaction) names the job's next state."""
         now = time.time()
         with self._tx() as db:
             job = self._load(job_id)
@@ -503,8 +506,8 @@ class Store:
                 " WHERE job_id = ? AND number = ?",
                 (reason, now, job_id, number),
             )
-            target = State.CANCELED if job.state is State.CANCELING else State.QUEUED
-            self._set_state(job, target, now, reason=reason)
+            self._set_state(job, rule(job), now, reason=reason)
+            return self._load(job_id)
 
     def attempt_submitted(self, job_id: str, number: int, native_id: str) -> None:
         """Record the backend's id for an attempt."""
@@ -530,76 +533,50 @@ class Store:
             if job.state in (State.INITIALIZING, State.QUEUED):
                 self._set_state(job, State.RUNNING, now, detail="running")
 
-    def finish_attempt(
-        self,
-        job_id: str,
-        number: int,
-        *,
-        exit_code: int | None = None,
-        failure: FailureKind | None = None,
-        reason: str | None = None,
-        retry: bool = False,
-    ) -> Job:
-        """Record how an attempt ended and move the job on in the same transaction.
+    def end_attempt(self, job_id: str, number: int,
+                    decide: Callable[[Job], AttemptEnd]) -> Job:
+        """Record how an attempt ended and move its job on, in one transaction.
 
-        A canceled job becomes CANCELED; an exit status makes the job COMPLETE or
-        EXECUTOR_ERROR; an infrastructure failure makes it PREEMPTED (to be
-        retried) when ``retry`` is true, else SYSTEM_ERROR.
+        ``decide(job)`` is called inside the transaction with the job as it is then
+        (a cancel may have come since the caller looked); what it returns is recorded
+        as it is. A report about an attempt that is no longer the job's current one,
+        or about a job that already ended, changes nothing.
+
+        Raises:
+            Conflict: the decided state is not reachable from the job's (a bug).
         """
         now = time.time()
         with self._tx() as db:
             job = self._load(job_id)
             if job.state.is_final or job.attempt != number:
                 return job
+            end = decide(job)
             db.execute(
                 "UPDATE attempts SET state = 'ended', exit_code = ?, failure = ?, reason = ?,"
                 " ended_at = ? WHERE job_id = ? AND number = ?",
-                (exit_code, failure.value if failure else None, reason, now, job_id, number),
+                (end.exit_code, end.failure.value if end.failure else None, end.reason, now,
+                 job_id, number),
             )
-            # A job being canceled is never retried: it ends as it ended, or CANCELED.
-            retry = retry and job.state is not State.CANCELING
-            if job.state is State.CANCELING and exit_code is None:
-                target = State.CANCELED
-            elif exit_code is None and failure is None:
-                target = State.SYSTEM_ERROR
-            elif failure is None or failure is FailureKind.EXIT:
-                target = State.COMPLETE if exit_code == 0 else State.EXECUTOR_ERROR
-                if target is State.EXECUTOR_ERROR and retry:
-                    target = State.PREEMPTED
-            else:
-                target = State.PREEMPTED if retry else State.SYSTEM_ERROR
-            self._set_state(job, target, now, exit_code=exit_code, reason=reason,
-                            clear_exit=exit_code is None)
+            self._set_state(job, end.state, now, exit_code=end.exit_code, reason=end.reason,
+                            clear_exit=end.exit_code is None)
             return self._load(job_id)
 
-    def request_cancel(self, job_id: str) -> Job:
-        """Cancel a job: at once if it never started, else via CANCELING.
+    def change_state(self, job_id: str, rule: Callable[[Job], State | None],
+                     reason: str) -> Job:
+        """Move a job to the state ``rule(job)`` names, with ``reason``.
 
-        Canceling a canceled or canceling job changes nothing.
+        ``rule`` is called inside the transaction with the job as it is then; ``None``
+        leaves the job as it is.
 
         Raises:
-            Conflict: the job already ended otherwise.
+            whatever ``rule`` raises (e.g. :class:`Conflict`), with nothing changed.
         """
         now = time.time()
         with self._tx():
             job = self._load(job_id)
-            if job.state in (State.CANCELED, State.CANCELING):
+            target = rule(job)
+            if target is None:
                 return job
-            if job.state.is_final:
-                raise Conflict(f"the job already ended ({job.state.value})", code="job_final")
-            started = job.state in (State.INITIALIZING, State.RUNNING)
-            target = State.CANCELING if started else State.CANCELED
-            self._set_state(job, target, now, reason="canceled by request")
-            return self._load(job_id)
-
-    def fail(self, job_id: str, reason: str) -> Job:
-        """End a job in SYSTEM_ERROR (retries exhausted or impossible)."""
-        now = time.time()
-        with self._tx():
-            job = self._load(job_id)
-            if job.state.is_final:
-                return job
-            target = State.CANCELED if job.state is State.CANCELING else State.SYSTEM_ERROR
             self._set_state(job, target, now, reason=reason)
             return self._load(job_id)
 

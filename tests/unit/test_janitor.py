@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from acjob.janitor import sweep
+from acjob.lifecycle import conclude_exit
 from acjob.model import JobSpec, new_job_id
 from acjob.spool import Spool
 from acjob.store import Store
@@ -21,7 +22,7 @@ def test_sweep_removes_only_expired_final_jobs(tmp_path: Path) -> None:
         ids.append(job.id)
     for job_id in ids[:2]:
         attempt = store.start_attempt(job_id)
-        store.finish_attempt(job_id, attempt.number, exit_code=0)
+        store.end_attempt(job_id, attempt.number, lambda job: conclude_exit(job, 0))
     # ids[2] is still queued: never removed, however old.
     assert sweep(store, spool, 3600) == 0
     assert sweep(store, spool, 3600, now=time.time() + 7200) == 2

@@ -13,10 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from acjob.backends.base import Observation
-from acjob.model import Attempt, FailureKind, Job, JobSpec, State, new_job_id
+from acjob.model import (
+    Attempt,
+    ExitRecord,
+    FailureKind,
+    Job,
+    JobSpec,
+    Observation,
+    State,
+    new_job_id,
+)
 from acjob.monitor import Monitor
-from acjob.spool import ExitRecord, Spool
+from acjob.spool import Spool
 from acjob.store import Store
 from acjob.wrapper import EXIT_FILE
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from acjob import lifecycle
 from acjob.errors import Conflict, InvalidRequest, NotFound
-from acjob.model import FailureKind, JobSpec, State, new_job_id
+from acjob.model import FailureKind, Job, JobSpec, RetryPolicy, State, new_job_id
 from acjob.store import NewJob, Store
 
 
@@ -22,6 +23,19 @@ def _job(store: Store, command: str = "true", **kw: object) -> str:
     return job.id
 
 
+def _exit(store: Store, job_id: str, number: int, code: int) -> Job:
+    return store.end_attempt(job_id, number, lambda job: lifecycle.conclude_exit(job, code))
+
+
+def _lost(store: Store, job_id: str, number: int, reason: str = "lost") -> Job:
+    verdict = lifecycle.Failed(FailureKind.LOST, reason)
+    return store.end_attempt(job_id, number, lambda job: lifecycle.conclude(job, verdict))
+
+
+def _cancel(store: Store, job_id: str) -> Job:
+    return store.change_state(job_id, lifecycle.after_cancel_request, "canceled by request")
+
+
 def test_life_cycle_appends_events(store: Store) -> None:
     seen: list[tuple[str, State]] = []
     store.subscribe(lambda job_id, seq, state: seen.append((job_id, state)))
@@ -29,7 +43,7 @@ def test_life_cycle_appends_events(store: Store) -> None:
     attempt = store.start_attempt(job_id)
     store.attempt_submitted(job_id, attempt.number, "native-1")
     store.attempt_running(job_id, attempt.number)
-    final = store.finish_attempt(job_id, attempt.number, exit_code=0)
+    final = _exit(store, job_id, attempt.number, 0)
     assert final.state is State.COMPLETE and final.exit_code == 0 and final.ended_at
     states = [e.state for e in store.events(job_id)]
     assert states == [State.QUEUED, State.INITIALIZING, State.RUNNING, State.COMPLETE]
@@ -47,19 +61,19 @@ def test_persisted_across_reopen(tmp_path: Path) -> None:
 
 
 def test_retry_and_failure_paths(store: Store) -> None:
-    job_id = _job(store)
+    job_id = store.create_job(JobSpec(command="true", retry=RetryPolicy(max_attempts=2)),
+                              "local", job_id=new_job_id())[0].id
     a1 = store.start_attempt(job_id)
     store.attempt_submitted(job_id, a1.number, "n1")
-    job = store.finish_attempt(job_id, a1.number, failure=FailureKind.LOST, reason="lost",
-                               retry=True)
+    job = _lost(store, job_id, a1.number)
     assert job.state is State.PREEMPTED
     assert [j.id for j in store.dispatchable(10)] == [job_id]
     a2 = store.start_attempt(job_id)
     assert a2.number == 2
-    job = store.finish_attempt(job_id, a2.number, failure=FailureKind.LOST, reason="lost again")
-    assert job.state is State.SYSTEM_ERROR and job.reason == "lost again"
+    job = _lost(store, job_id, a2.number, "lost again")
+    assert job.state is State.SYSTEM_ERROR and job.reason == "lost again (attempt 2 of 2)"
     # A late report about an old attempt changes nothing.
-    assert store.finish_attempt(job_id, 1, exit_code=0).state is State.SYSTEM_ERROR
+    assert _exit(store, job_id, 1, 0).state is State.SYSTEM_ERROR
 
 
 def test_stdin_gates_dispatch(store: Store) -> None:
@@ -87,23 +101,22 @@ def test_idempotency(store: Store) -> None:
 
 def test_cancel(store: Store) -> None:
     queued = _job(store)
-    assert store.request_cancel(queued).state is State.CANCELED
+    assert _cancel(store, queued).state is State.CANCELED
     running = _job(store)
     attempt = store.start_attempt(running)
-    assert store.request_cancel(running).state is State.CANCELING
-    assert store.finish_attempt(running, attempt.number,
-                                failure=FailureKind.LOST).state is State.CANCELED
+    assert _cancel(store, running).state is State.CANCELING
+    assert _lost(store, running, attempt.number).state is State.CANCELED
     done = _job(store)
     a = store.start_attempt(done)
-    store.finish_attempt(done, a.number, exit_code=0)
+    _exit(store, done, a.number, 0)
     with pytest.raises(Conflict):
-        store.request_cancel(done)
+        _cancel(store, done)
 
 
 def test_illegal_transition_is_refused_and_rolled_back(store: Store) -> None:
     job_id = _job(store)
     a = store.start_attempt(job_id)
-    store.finish_attempt(job_id, a.number, exit_code=1)
+    _exit(store, job_id, a.number, 1)
     with pytest.raises(Conflict):
         store.start_attempt(job_id)
     assert store.get(job_id).state is State.EXECUTOR_ERROR
@@ -133,28 +146,45 @@ def test_unknown_job(store: Store) -> None:
 
 
 def test_canceling_job_is_never_retried(store: Store) -> None:
-    job_id = _job(store)
+    retried = JobSpec(command="false", retry=RetryPolicy(on=frozenset({FailureKind.EXIT})))
+    job_id = store.create_job(retried, "local", job_id=new_job_id())[0].id
     attempt = store.start_attempt(job_id)
-    store.request_cancel(job_id)
-    job = store.finish_attempt(job_id, attempt.number, exit_code=1,
-                               failure=FailureKind.EXIT, retry=True)
+    _cancel(store, job_id)
+    job = _exit(store, job_id, attempt.number, 1)
     assert job.state is State.EXECUTOR_ERROR and job.exit_code == 1
     other = _job(store)
     attempt = store.start_attempt(other)
-    store.request_cancel(other)
-    job = store.finish_attempt(other, attempt.number, failure=FailureKind.LOST, retry=True)
+    _cancel(store, other)
+    job = _lost(store, other, attempt.number)
     assert job.state is State.CANCELED
 
 
-def test_a_new_attempt_clears_the_previous_exit_status(store: Store) -> None:
+def test_the_end_is_decided_on_the_job_as_it_is_in_the_transaction(store: Store) -> None:
+    """A decision function sees the job as committed when the end is recorded, so a
+    cancel that came after the caller looked is never overridden."""
     job_id = _job(store)
+    attempt = store.start_attempt(job_id)
+    _cancel(store, job_id)
+    seen: list[State] = []
+
+    def decide(job: Job) -> lifecycle.AttemptEnd:
+        seen.append(job.state)
+        return lifecycle.conclude(job, lifecycle.Failed(FailureKind.LOST, "lost"))
+
+    assert store.end_attempt(job_id, attempt.number, decide).state is State.CANCELED
+    assert seen == [State.CANCELING]
+
+
+def test_a_new_attempt_clears_the_previous_exit_status(store: Store) -> None:
+    policy = RetryPolicy(max_attempts=2, on=frozenset({FailureKind.EXIT, FailureKind.LOST}))
+    job_id = store.create_job(JobSpec(command="exit 3", retry=policy), "local",
+                              job_id=new_job_id())[0].id
     first = store.start_attempt(job_id)
-    job = store.finish_attempt(job_id, first.number, exit_code=3, failure=FailureKind.EXIT,
-                               retry=True)
+    job = _exit(store, job_id, first.number, 3)
     assert job.state is State.PREEMPTED and job.exit_code == 3
     second = store.start_attempt(job_id)
     assert store.get(job_id).exit_code is None
-    job = store.finish_attempt(job_id, second.number, failure=FailureKind.LOST)
+    job = _lost(store, job_id, second.number)
     assert job.state is State.SYSTEM_ERROR and job.exit_code is None
 
 

@@ -1,5 +1,6 @@
 """Compute backends: where jobs run. See :mod:`acjob.backends.base` for the contract."""
 
-from .base import Backend, Observation, load_backend
+from ..model import Observation
+from .base import Backend, load_backend
 
 __all__ = ["Backend", "Observation", "load_backend"]

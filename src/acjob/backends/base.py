@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
-from ..model import Attempt, FailureKind, Job, JobSpec
-from ..spool import ExitRecord, Spool
+from ..model import Attempt, ExitRecord, Job, JobSpec, Observation
+from ..spool import Spool
 
 #: Variables of the daemon's environment that jobs never inherit.
 SECRET_VARIABLES = frozenset({"ACJOB_TOKEN"})
@@ -34,27 +33,6 @@ SECRET_VARIABLES = frozenset({"ACJOB_TOKEN"})
 def job_environment() -> dict[str, str]:
     """Return the environment jobs start from: the daemon's, without its secrets."""
     return {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
-
-
-ObservedState = Literal["pending", "running", "gone", "failed", "canceled"]
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What a backend sees of one submitted attempt.
-
-    Attributes:
-        state: ``pending`` (queued by the resource), ``running``, ``gone`` (the
-            resource no longer knows it: it ended, or was lost), ``failed`` (the
-            resource says infrastructure failed it: see ``failure``) or
-            ``canceled`` (someone canceled it outside acjob).
-        failure: For ``failed``: which kind of failure.
-        reason: The resource's own words, for people.
-    """
-
-    state: ObservedState
-    failure: FailureKind | None = None
-    reason: str | None = None
 
 
 @runtime_checkable

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..errors import BackendUnavailable, ConfigError, InvalidRequest, SubmitFailed
-from ..model import Attempt, Job, JobSpec, Resources
-from ..spool import ExitRecord, Spool
-from .base import Observation, job_environment
+from ..model import Attempt, ExitRecord, Job, JobSpec, Observation, Resources
+from ..spool import Spool
+from .base import job_environment
 
 log = logging.getLogger("acjob.backends")
 

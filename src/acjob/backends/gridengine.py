@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest, TransientError
-from ..model import Attempt, FailureKind, Job, Resources
-from ..spool import ExitRecord, Spool
-from .base import Observation
+from ..model import Attempt, AttemptState, ExitRecord, FailureKind, Job, Observation, Resources
+from ..spool import Spool
 from .batch import ArraySubmission, BatchBackend, BatchOptions, ErrorKind, Submission, tag_for
 
 _PENDING = Observation("pending")
@@ -428,10 +427,11 @@ class GridEngineBackend(BatchBackend):
             return None
         found = await self._accounting(job, attempt)
         if found is None:
-            if record is None and attempt.state == "submitted" \
-                    and self._spool.fence(job.id, attempt.number):
-                return Observation("canceled",
-                                   reason="deleted in Grid Engine before it started")
+            if record is None and attempt.state is AttemptState.SUBMITTED:
+                # Gone with no record and no sign of a start: deleted while pending,
+                # if it never started. The monitor fences it to be sure.
+                return Observation("canceled", reason="deleted in Grid Engine before it started",
+                                   if_never_started=True)
             return None
         explained = accounting_observation(found)
         if explained is not None:

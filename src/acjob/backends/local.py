@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InvalidRequest, SubmitFailed
-from ..model import Attempt, Job, JobSpec
-from ..spool import ExitRecord, Spool
-from .base import Observation, job_environment
+from ..model import Attempt, ExitRecord, Job, JobSpec, Observation
+from ..spool import Spool
+from .base import job_environment
 
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 

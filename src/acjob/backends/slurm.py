@@ -20,9 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..model import FailureKind, Resources
+from ..model import FailureKind, Observation, Resources
 from ..spool import Spool
-from .base import Observation
 from .batch import ArraySubmission, BatchBackend, BatchOptions, ErrorKind, Submission
 
 #: The squeue columns acjob reads: id, state, reason, name, comment.

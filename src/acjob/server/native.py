@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import Conflict, Gone, InvalidRequest
+from ..lifecycle import after_cancel_request
 from ..model import Job, JobSpec, State, check_job_id, new_job_id
 from ..spool import Stream
 from ..store import NewJob
@@ -229,7 +230,7 @@ async def get_job(
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, tags=["jobs"])
 async def cancel(job_id: JobId, svc: Svc) -> dict[str, Any]:
     """Cancel the job; a running job passes through CANCELING to CANCELED."""
-    job = svc.store.request_cancel(job_id)
+    job = svc.store.change_state(job_id, after_cancel_request, "canceled by request")
     svc.monitor.wake(job.backend)
     return job.public()
 

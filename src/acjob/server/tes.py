@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from .. import __version__
 from ..config import TesConfig
 from ..errors import AcjobError, Conflict, InvalidRequest, NotFound
+from ..lifecycle import after_cancel_request
 from ..model import JobSpec, Resources, State, check_job_id, describe_errors, new_job_id
 from ..store import NewJob
 from ..tes.model import Task, View
@@ -228,7 +229,7 @@ def cancel_task(task_id: str, svc: Svc) -> dict[str, Any]:
     job, _ = _document(svc, task_id)
     if job.state is not State.CANCELED:
         try:
-            job = svc.store.request_cancel(job.id)
+            job = svc.store.change_state(job.id, after_cancel_request, "canceled by request")
         except Conflict:
             raise Conflict(f"the task already ended ({job.state.value})",
                            code="task_final") from None
