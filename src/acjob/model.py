@@ -339,46 +339,56 @@ class Job:
     ended_at: float | None = None
     purged_at: float | None = None
     attempts: tuple[Attempt, ...] = field(default=())
-    deliveries: tuple[dict[str, Any], ...] = field(default=())
+    deliveries: tuple[DeliveryRecord, ...] = field(default=())
 
-    def public(self) -> dict[str, Any]:
-        """Return the JSON form served by the native API."""
-        return {
-            "id": self.id,
-            "state": self.state.value,
-            "command": self.spec.command,
-            "name": self.spec.name,
-            "backend": self.backend,
-            "labels": self.spec.labels,
-            "resources": self.spec.resources.model_dump(exclude_none=True,
-                                                        exclude_defaults=True),
-            "retry": {
-                "max_attempts": self.spec.retry.max_attempts,
-                "on": sorted(k.value for k in self.spec.retry.on),
-            },
-            "attempt": self.attempt,
-            "exit_code": self.exit_code,
-            "reason": self.reason,
-            "stdin": {"mode": self.spec.stdin, "closed": self.stdin_closed,
-                      "bytes": self.stdin_bytes},
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "ended_at": self.ended_at,
-            "files_removed_at": self.purged_at,
-            "deliveries": list(self.deliveries),
-            "seq": self.seq,
-            "attempts": [
-                {
-                    "number": a.number,
-                    "native_id": a.native_id,
-                    "state": a.state,
-                    "exit_code": a.exit_code,
-                    "failure": a.failure.value if a.failure else None,
-                    "reason": a.reason,
-                    "started_at": a.started_at,
-                    "ended_at": a.ended_at,
-                }
-                for a in self.attempts
-            ],
-        }
 
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to record, as the store takes it (see ``Store.create_jobs``).
+
+    Attributes:
+        document: A document kept with the job, such as the TES task it came from:
+            ``(kind, JSON text)``.
+    """
+
+    spec: JobSpec
+    backend: str
+    job_id: str
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    document: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery of a final job's result (a row of the outbox).
+
+    Attributes:
+        id: Stable across retries, so receivers can drop duplicates.
+        kind: The channel: ``email`` or ``webhook``.
+        target: The address or URL.
+        state: ``pending``, ``sent`` or ``failed``.
+    """
+
+    id: str
+    job_id: str
+    kind: str
+    target: str
+    state: str
+    attempts: int
+    created_at: float
+    next_at: float
+    sent_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a job's history: a state change, or a note (``detail``)."""
+
+    seq: int
+    job_id: str
+    at: float
+    state: State
+    attempt: int
+    detail: str | None

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from .config import DeliveryConfig
 from .delivery.base import Channel
 from .errors import AcjobError, TransientError
-from .model import State
-from .store import DeliveryRecord, Store
+from .model import DeliveryRecord, State
+from .store import Store
 
 log = logging.getLogger("acjob.sender")
 
@@ -52,14 +52,14 @@ class Sender:
         """Deliver until cancelled."""
         while True:
             try:
-                due = self._store.due_deliveries(time.time(), _BATCH)
+                due = self._store.outbox.due(time.time(), _BATCH)
                 await asyncio.gather(*(self._try(d) for d in due))
             except Exception:
                 log.exception("sender round failed; trying again")
                 due = []
             if len(due) == _BATCH:
                 continue
-            nxt = self._store.next_delivery_at()
+            nxt = self._store.outbox.next_at()
             timeout = 3600.0 if nxt is None else max(0.0, nxt - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout)
@@ -68,7 +68,7 @@ class Sender:
     async def _try(self, delivery: DeliveryRecord) -> None:
         channel = self._channels.get(delivery.kind)
         if channel is None:
-            self._store.delivery_failed(delivery.id, f"no {delivery.kind} channel", None)
+            self._store.outbox.failed(delivery.id, f"no {delivery.kind} channel", None)
             return
         job = self._store.get(delivery.job_id)
         try:
@@ -77,13 +77,13 @@ class Sender:
             self._retry_later(delivery, str(exc))
         except AcjobError as exc:
             log.warning("delivery %s to %s failed for good: %s", delivery.id, delivery.kind, exc)
-            self._store.delivery_failed(delivery.id, str(exc), None)
+            self._store.outbox.failed(delivery.id, str(exc), None)
         except Exception as exc:  # a bug in a channel must not stop the others
             log.exception("delivery %s failed unexpectedly", delivery.id)
             self._retry_later(delivery, f"internal error: {type(exc).__name__}")
         else:
             log.info("delivered job %s by %s", job.id, delivery.kind)
-            self._store.delivery_done(delivery.id)
+            self._store.outbox.done(delivery.id)
 
     def _retry_later(self, delivery: DeliveryRecord, error: str) -> None:
         cfg = self._config
@@ -92,8 +92,8 @@ class Sender:
         if retry_at > delivery.created_at + cfg.deadline_hours * 3600:
             log.warning("delivery %s gave up after %d tries: %s", delivery.id,
                         delivery.attempts + 1, error)
-            self._store.delivery_failed(
+            self._store.outbox.failed(
                 delivery.id, f"gave up after {delivery.attempts + 1} tries: {error}", None)
         else:
             log.info("delivery %s failed (%s); next try in %.0f s", delivery.id, error, delay)
-            self._store.delivery_failed(delivery.id, error, retry_at)
+            self._store.outbox.failed(delivery.id, error, retry_at)

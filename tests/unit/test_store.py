@@ -8,8 +8,8 @@ import pytest
 
 from acjob import lifecycle
 from acjob.errors import Conflict, InvalidRequest, NotFound
-from acjob.model import FailureKind, Job, JobSpec, RetryPolicy, State, new_job_id
-from acjob.store import NewJob, Store
+from acjob.model import FailureKind, Job, JobSpec, NewJob, RetryPolicy, State, new_job_id
+from acjob.store import Store
 
 
 @pytest.fixture

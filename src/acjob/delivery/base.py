@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..model import Job
+from ..model import DeliveryRecord, Job
 from ..spool import Spool, Stream
-from ..store import DeliveryRecord
 
 
 class Channel(Protocol):

@@ -18,9 +18,8 @@ from typing import BinaryIO
 
 from ..config import MailConfig
 from ..errors import InvalidRequest, PermanentError, TransientError
-from ..model import Job, State
+from ..model import DeliveryRecord, Job, State
 from ..spool import Spool, Stream
-from ..store import DeliveryRecord
 from .base import output_file_size, read_output
 
 #: Headers that carry the result in machine-readable form.

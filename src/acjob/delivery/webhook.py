@@ -22,9 +22,8 @@ import httpx
 
 from ..config import WebhookConfig
 from ..errors import PermanentError, TransientError
-from ..model import Job
+from ..model import DeliveryRecord, Job
 from ..spool import Spool
-from ..store import DeliveryRecord
 from .base import output_file_size
 
 DELIVERY_HEADER = "X-Acjob-Delivery"

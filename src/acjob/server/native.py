@@ -21,9 +21,9 @@ from starlette.requests import ClientDisconnect
 from .. import __version__
 from ..errors import Conflict, Gone, InvalidRequest
 from ..lifecycle import after_cancel_request
-from ..model import Job, JobSpec, State, check_job_id, new_job_id
+from ..model import Job, JobSpec, NewJob, State, check_job_id, new_job_id
 from ..spool import Stream
-from ..store import NewJob
+from ..wire import job_json
 from .app import Services
 from .stream import event_stream, output_stream
 
@@ -163,7 +163,7 @@ async def submit(spec: JobSpec, svc: Svc, response: Response,
     [(job, created)] = _accept(svc, [spec], idempotency_key)
     if not created:
         response.status_code = 200
-    return job.public()
+    return job_json(job)
 
 
 @router.post("/v1/jobs/batch", status_code=201, tags=["jobs"],
@@ -178,7 +178,7 @@ async def submit_batch(batch: JobBatch, svc: Svc, response: Response,
     accepted = _accept(svc, batch.jobs, idempotency_key)
     if not any(created for _, created in accepted):
         response.status_code = 200
-    return {"jobs": [job.public() for job, _ in accepted]}
+    return {"jobs": [job_json(job) for job, _ in accepted]}
 
 
 @router.get("/v1/jobs", tags=["jobs"])
@@ -202,7 +202,7 @@ async def list_jobs(
         states=state or (), labels=labels, name_prefix=name_prefix, limit=limit,
         cursor=cursor,
     )
-    return {"jobs": [j.public() for j in jobs], "next_cursor": next_cursor}
+    return {"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor}
 
 
 @router.get("/v1/jobs/{job_id}", tags=["jobs"])
@@ -224,7 +224,7 @@ async def get_job(
             break
         await svc.hub.wait(job_id, left)
         job = svc.store.get(job_id)
-    return job.public()
+    return job_json(job)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, tags=["jobs"])
@@ -232,7 +232,7 @@ async def cancel(job_id: JobId, svc: Svc) -> dict[str, Any]:
     """Cancel the job; a running job passes through CANCELING to CANCELED."""
     job = svc.store.change_state(job_id, after_cancel_request, "canceled by request")
     svc.monitor.wake(job.backend)
-    return job.public()
+    return job_json(job)
 
 
 @router.get("/v1/jobs/{job_id}/stdin", tags=["jobs"])

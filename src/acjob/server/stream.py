@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator
 
 from ..spool import Stream
+from ..wire import event_json
 from .app import Services
 
 CHUNK = 1 << 20
@@ -72,7 +73,7 @@ async def event_stream(svc: Services, job_id: str, after: int, follow: bool) -> 
         job = svc.store.get(job_id)
         for event in svc.store.events(job_id, after):
             after = event.seq
-            data = json.dumps(event.public())
+            data = json.dumps(event_json(event))
             yield f"id: {event.seq}\nevent: {event.state.value}\ndata: {data}\n\n"
         if not follow or (job.state.is_final and job.seq <= after):
             return

@@ -22,8 +22,7 @@ from .. import __version__
 from ..config import TesConfig
 from ..errors import AcjobError, Conflict, InvalidRequest, NotFound
 from ..lifecycle import after_cancel_request
-from ..model import JobSpec, Resources, State, check_job_id, describe_errors, new_job_id
-from ..store import NewJob
+from ..model import JobSpec, NewJob, Resources, State, check_job_id, describe_errors, new_job_id
 from ..tes.model import Task, View
 from ..tes.runner import PROTECTED_ROOTS, roots_of
 from ..tes.view import DOCUMENT, task_document

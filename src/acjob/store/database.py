@@ -1,0 +1,167 @@
+"""The SQLite database under the store: its schema, its settings and its transactions.
+
+WAL mode with one writer (the daemon). :meth:`Database.transaction` is ``BEGIN
+IMMEDIATE`` … ``COMMIT``: what a store method returns is committed. Listeners hear of
+a transaction's events only after its commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import ConfigError, InvalidRequest
+from ..model import State
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ended_at REAL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER,
+    reason TEXT,
+    stdin_closed INTEGER NOT NULL,
+    stdin_bytes INTEGER,
+    idem_key TEXT UNIQUE,
+    idem_hash TEXT,
+    seq INTEGER NOT NULL DEFAULT 0,
+    purged_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_unpurged ON jobs(ended_at) WHERE purged_at IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs(state, pos)
+    WHERE state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');
+CREATE TABLE IF NOT EXISTS documents (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id),
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    native_id TEXT,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    failure TEXT,
+    reason TEXT,
+    started_at REAL,
+    ended_at REAL,
+    PRIMARY KEY (job_id, number)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    sent_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id, position);
+"""
+
+Listener = Callable[[str, int, State], None]
+
+
+class Database:
+    """One connection to the store's file. Not thread-safe: use it from one thread."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        """Open (and if need be create) the database at ``path``.
+
+        Args:
+            path: The SQLite file; its directory must exist.
+            synchronous: SQLite's ``synchronous`` setting. ``NORMAL`` survives any
+                crash of the process; ``FULL`` also a power cut, at the cost of an
+                fsync per commit.
+
+        Raises:
+            InvalidRequest: an unknown ``synchronous`` mode.
+            ConfigError: the file is not a usable store, or a newer acjob wrote it.
+        """
+        if synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
+            raise InvalidRequest(f"unknown synchronous mode {synchronous!r}")
+        self.path = path
+        self._listeners: list[Listener] = []
+        self._pending: list[tuple[str, int, State]] = []
+        try:
+            self.conn = self._open(path, synchronous)
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"cannot open the store {path}: {exc}",
+                hint="if it was written by a pre-release acjob, move it (and the spool) aside",
+                code="store_unusable",
+            ) from exc
+
+    def _open(self, path: Path, synchronous: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        self.conn = conn
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if int(row[0]) > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the store at {path} was written by a newer acjob (schema {row[0]})",
+                hint="upgrade acjob, or point the daemon at another state directory",
+            )
+        return conn
+
+    def close(self) -> None:
+        """Close the database; committed data is safe."""
+        self.conn.close()
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(job_id, seq, state)`` after each committed event."""
+        self._listeners.append(listener)
+
+    def announce(self, job_id: str, seq: int, state: State) -> None:
+        """Queue an event for the listeners, told once the transaction commits."""
+        self._pending.append((job_id, seq, state))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction: committed if it
+        returns, rolled back (events unannounced) if it raises."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            self._pending.clear()
+            raise
+        self.conn.execute("COMMIT")
+        pending, self._pending = self._pending, []
+        for job_id, seq, state in pending:
+            for listener in self._listeners:
+                listener(job_id, seq, state)
