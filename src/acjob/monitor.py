@@ -9,7 +9,10 @@ due poll of a backend. A cycle
 3. moves jobs on: running, ended, lost (after the backend's grace), retried;
 4. heals attempts whose submission a crash interrupted (find by tag, else fence);
 5. sends pending cancellations; and
-6. starts queued jobs while the backends have room.
+6. starts queued jobs while the backends have room (:mod:`acjob.dispatcher`).
+
+What an attempt's end means is decided by :mod:`acjob.lifecycle`; the monitor does
+the I/O around those decisions.
 
 Every decision is committed to the store before anything else depends on it, and
 the loop holds no state that a restart cannot rebuild from the store and spool.
@@ -23,33 +26,23 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from . import lifecycle
-from .backends.base import ArrayBackend, Backend
+from .backends.base import Backend
+from .dispatcher import Dispatcher
 from .errors import AcjobError, TransientError
 from .model import Attempt, AttemptState, FailureKind, Job, Observation, State
 from .spool import Spool
 from .store import Store
-from .wrapper import render_wrapper
 
 log = logging.getLogger("acjob.monitor")
 
-#: How long to wait before submitting again to a backend that was unavailable; the
-#: wait doubles with each failure in a row, up to MAX_SUBMIT_BACKOFF.
-SUBMIT_BACKOFF = 5.0
-#: The longest wait between two submissions to an unavailable backend. Each try
-#: abandons one fenced attempt, so a day's outage costs a job a few hundred of them,
-#: not tens of thousands.
-MAX_SUBMIT_BACKOFF = 300.0
 #: How soon to look again at an attempt whose state is not yet known.
 RECHECK = 1.0
 #: How often exit files are looked for when a backend does not notify exits.
 EXIT_CHECK = 1.0
 #: Below this many free bytes the spool counts as full.
 SPOOL_FULL_BYTES = 1 << 20
-
-_DISPATCH_BATCH = 200
 
 
 class Monitor:
@@ -58,16 +51,11 @@ class Monitor:
     def __init__(self, store: Store, spool: Spool, backends: Mapping[str, Backend], *,
                  job_umask: int = 0o022, hold: bool = False) -> None:
         self._store = store
-        self._job_umask = job_umask
-        # Held: accept and watch jobs, start none (maintenance, or fuzzing the API).
-        self._hold = hold
         self._spool = spool
         self._backends = dict(backends)
         self._kick = asyncio.Event()
         self._woken: set[str] = set(self._backends)
         self._next_poll: dict[str, float] = {}
-        self._hold_until: dict[str, float] = {}
-        self._submit_failures: dict[str, int] = {}
         self._gone_since: dict[tuple[str, int], float] = {}
         self._cancel_sent: set[tuple[str, int]] = set()
         self._last_submit: dict[str, float] = {}
@@ -75,6 +63,8 @@ class Monitor:
         self._timed_out: set[tuple[str, int]] = set()
         self._asked: set[tuple[str, int]] = set()
         self._wake_at: float | None = None
+        self._dispatcher = Dispatcher(store, spool, self._backends, job_umask=job_umask,
+                                      hold=hold, submitted=self._submitted, kick=self.kick)
 
     @property
     def backends(self) -> Mapping[str, Backend]:
@@ -119,7 +109,8 @@ class Monitor:
     async def _sleep(self) -> None:
         now = time.monotonic()
         times = [t for name, t in self._next_poll.items() if name not in self._polling]
-        times += self._hold_until.values()
+        if (resume := self._dispatcher.resumes_at()) is not None:
+            times.append(resume)
         if self._wake_at is not None:
             times.append(self._wake_at)
         timeout = max(0.0, min(times) - now) if times else 3600.0
@@ -172,7 +163,7 @@ class Monitor:
         for name in set(self._backends) - set(to_poll):
             self._next_poll.pop(name, None)
             self._woken.discard(name)
-        await self._dispatch()
+        await self._dispatcher.dispatch()
 
     def _soon(self, delay: float) -> None:
         """Make sure a cycle runs within ``delay`` seconds."""
@@ -310,6 +301,12 @@ class Monitor:
         self._timed_out.discard(key)
         self._asked.discard(key)
 
+    def _submitted(self, backend: str) -> None:
+        """Poll a backend that was just given attempts soon, and often for a while."""
+        self._last_submit[backend] = time.monotonic()
+        self._woken.add(backend)
+        self.kick()
+
     # -- healing and cancelling -------------------------------------------------------
 
     async def _heal(self, job: Job, attempt: Attempt, backend: Backend) -> None:
@@ -369,138 +366,4 @@ class Monitor:
                 self._cancel_sent.add(key)
                 self._woken.add(backend.name)
                 self.kick()
-
-    # -- starting ---------------------------------------------------------------------
-
-    async def _dispatch(self) -> None:
-        if self._hold:
-            return
-        now = time.monotonic()
-        counts = self._store.count_started_by_backend()
-        for name, backend in self._backends.items():
-            if now < self._hold_until.get(name, 0.0):
-                continue
-            self._hold_until.pop(name, None)
-            room = _DISPATCH_BATCH
-            if backend.capacity is not None:
-                room = min(room, backend.capacity - counts.get(name, 0))
-            if room <= 0:
-                continue
-            jobs = self._store.dispatchable(room, backend=name)
-            if isinstance(backend, ArrayBackend) and len(jobs) > 1:
-                if not await self._submit_arrays(jobs, backend):
-                    continue
-                if len(jobs) == room:
-                    self.kick()
-                continue
-            for job in jobs:
-                if backend.capacity is not None:
-                    # A slot per cpu; first come, first served (no overtaking).
-                    need = job.spec.resources.cpus or 1
-                    if need > backend.capacity:
-                        self._fail(job.id, f"the job asks for {need} cpus; the "
-                                   f"{name} backend has {backend.capacity} slots")
-                        continue
-                    if need > room:
-                        break
-                    room -= need
-                if not await self._submit(job, backend):
-                    break
-            if len(jobs) == room and backend.capacity is None:
-                self.kick()
-
-    def _prepare(self, job: Job, backend: Backend) -> tuple[int, Path] | None:
-        """Record the intent to submit the job's next attempt and write its wrapper.
-
-        Returns the attempt number and the wrapper, or ``None`` if the spool failed
-        (the attempt is then ended as a submission failure).
-        """
-        number = self._store.start_attempt(job.id).number
-        try:
-            self._spool.create_job(job.id)
-            workdir = self._spool.work_dir(job.id)
-            if job.spec.workdir is not None:
-                workdir = Path(job.spec.workdir)
-            script = render_wrapper(
-                job_id=job.id, attempt=number,
-                attempt_dir=self._spool.attempt_dir(job.id, number), workdir=workdir,
-                command=job.spec.command,
-                stdin=self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None,
-                env=job.spec.env, umask=self._job_umask, ignore=backend.ignored_signals,
-            )
-            return number, self._spool.create_attempt(job.id, number, script)
-        except OSError as exc:
-            reason = f"cannot prepare the job's files in the spool: {exc.strerror or exc}"
-            self._store.end_attempt(job.id, number,
-                                    lambda current: lifecycle.conclude_unprepared(current, reason))
-            return None
-
-    async def _submit(self, job: Job, backend: Backend) -> bool:
-        """Submit the job's next attempt; return False if the backend should be left alone."""
-        prepared = self._prepare(job, backend)
-        if prepared is None:
-            return True
-        number, wrapper = prepared
-        try:
-            native_id = await backend.submit(job, number, wrapper)
-        except AcjobError as exc:
-            return self._submit_failed(backend, [(job, number)], exc)
-        self._submitted(backend, [(job, number, native_id)])
-        return True
-
-    async def _submit_arrays(self, jobs: list[Job], backend: ArrayBackend) -> bool:
-        """Submit jobs that share their resources as job arrays, one array per kind."""
-        groups: dict[str, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(job.spec.resources.model_dump_json(), []).append(job)
-        for group in groups.values():
-            items = [(job, *p) for job in group if (p := self._prepare(job, backend)) is not None]
-            if not items:
-                continue
-            try:
-                if len(items) == 1:
-                    ids = [await backend.submit(*items[0])]
-                else:
-                    ids = await backend.submit_array(items)
-            except AcjobError as exc:
-                if not self._submit_failed(backend, [(j, n) for j, n, _ in items], exc):
-                    return False
-                continue
-            self._submitted(backend, [(j, n, i) for (j, n, _), i in zip(items, ids, strict=True)])
-        return True
-
-    def _submitted(self, backend: Backend, done: list[tuple[Job, int, str]]) -> None:
-        for job, number, native_id in done:
-            self._store.attempt_submitted(job.id, number, native_id)
-        self._last_submit[backend.name] = time.monotonic()
-        self._submit_failures.pop(backend.name, None)
-        self._woken.add(backend.name)
-        self.kick()
-
-    def _submit_failed(self, backend: Backend, attempts: list[tuple[Job, int]],
-                       exc: AcjobError) -> bool:
-        """Settle attempts whose submission failed; return False to leave the backend be."""
-        if isinstance(exc, TransientError):
-            log.warning("cannot submit to %s now: %s", backend.name, exc)
-            for job, number in attempts:
-                # The scheduler may have queued it after all: the fence makes it a no-op.
-                if self._spool.fence(job.id, number):
-                    self._store.abandon_attempt(job.id, number, f"backend unavailable: {exc}",
-                                                lifecycle.after_abandon)
-            failures = self._submit_failures.get(backend.name, 0) + 1
-            self._submit_failures[backend.name] = failures
-            self._hold_until[backend.name] = time.monotonic() + submit_backoff(failures)
-            return False
-        for job, number in attempts:
-            ended = self._store.end_attempt(
-                job.id, number, lambda current: lifecycle.conclude_refusal(current, str(exc)))
-            if ended.state is State.PREEMPTED:
-                self.kick()
-        return True
-
-
-def submit_backoff(failures: int) -> float:
-    """Return the wait before the next submission after ``failures`` transient ones in a
-    row: 5 s, 10 s, 20 s… up to :data:`MAX_SUBMIT_BACKOFF`."""
-    return min(MAX_SUBMIT_BACKOFF, SUBMIT_BACKOFF * 2.0 ** min(failures - 1, 32))
 

@@ -128,7 +128,7 @@ def test_without_an_explanation_the_grace_ends_it_as_lost(tmp_path: Path) -> Non
 
 
 def test_submissions_to_an_unavailable_backend_back_off() -> None:
-    from acjob.monitor import MAX_SUBMIT_BACKOFF, SUBMIT_BACKOFF, submit_backoff
+    from acjob.dispatcher import MAX_SUBMIT_BACKOFF, SUBMIT_BACKOFF, submit_backoff
 
     waits = [submit_backoff(n) for n in range(1, 12)]
     assert waits[0] == SUBMIT_BACKOFF
