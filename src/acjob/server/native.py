@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
 from ..errors import Conflict, Gone, InvalidRequest
 from ..model import Job, JobSpec, State, check_job_id, new_job_id
 from ..spool import Stream
 from ..store import NewJob
+from ..version import __version__
 from .app import Services
 from .stream import event_stream, output_stream
 
