@@ -120,3 +120,64 @@ class SubmitFailed(PermanentError):
     """A backend refused a job for a reason that retrying will not change."""
 
     code = "submit_failed"
+
+
+# Every error class, for the mapping below; derived from the classes themselves so that
+# a new class (with its own ``code`` and ``http_status``) joins the mapping by itself.
+_CLASSES: tuple[type[AcjobError], ...] = tuple(
+    cls for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, AcjobError)
+)
+_BY_CODE: dict[str, type[AcjobError]] = {cls.code: cls for cls in _CLASSES}
+
+
+def _declared_status(cls: type[AcjobError]) -> int | None:
+    """Return the status ``cls`` declares itself (``None`` if it only inherits one)."""
+    status = cls.__dict__.get("http_status")
+    return status if isinstance(status, int) else None
+
+
+def _class_for_status(status: int) -> type[AcjobError]:
+    if status >= 500:
+        # Every 5xx is worth retrying (except 501, which the client decides), so each
+        # maps to the transient branch; a known code may refine it below.
+        return TransientError
+    if status == 422:
+        # Validation failures: the daemon's web framework answers them with 422.
+        return InvalidRequest
+    # The most derived permanent class declaring this status (400: InvalidRequest,
+    # not its base PermanentError).
+    declared = [cls for cls in _CLASSES
+                if issubclass(cls, PermanentError) and _declared_status(cls) == status]
+    for cls in declared:
+        if not any(other is not cls and issubclass(other, cls) for other in declared):
+            return cls
+    return PermanentError
+
+
+def error_from_response(status: int, message: str, hint: str | None = None,
+                        code: str | None = None) -> AcjobError:
+    """Rebuild the error a daemon answered with, from its HTTP status and JSON body.
+
+    The status picks the class: 400 and 422 :class:`InvalidRequest`, 401
+    :class:`Unauthorized`, 404 :class:`NotFound`, 409 :class:`Conflict`, 410
+    :class:`Gone`, 413 :class:`PayloadTooLarge`, any other 4xx :class:`PermanentError`,
+    any 5xx :class:`TransientError`. A known ``code`` refines that class to its own
+    (``storage_full`` gives :class:`StorageFull`) only when it is a subclass of it, so
+    an ``except`` clause that matches the status always matches the error, and a 5xx
+    stays transient whatever its code.
+
+    Args:
+        status: The HTTP status, 400 or above.
+        message: The body's ``message``.
+        hint: The body's ``hint``.
+        code: The body's ``code``; kept on the error as it came, even when unknown.
+
+    Returns:
+        The error, ready to raise.
+    """
+    cls = _class_for_status(status)
+    refined = _BY_CODE.get(code) if code is not None else None
+    if refined is not None and issubclass(refined, cls):
+        cls = refined
+    return cls(message, hint=hint, code=code)

@@ -103,8 +103,9 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
         if not command:
             raise click.UsageError("no command given")
     job_command: str | list[str] = list(command) if argv_mode else " ".join(command)
-    resources = {k: options.pop(k) for k in ("cpus", "memory_mb", "time_limit_s")
-                 if options.get(k) is not None}
+    # Popped even when unset: what stays in options are the client's own keywords.
+    resources = {k: v for k in ("cpus", "memory_mb", "time_limit_s")
+                 if (v := options.pop(k)) is not None}
     max_attempts = options.pop("max_attempts")
     spec: dict[str, Any] = {
         "env": _pairs(env, "--env") or None,

@@ -23,7 +23,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
 from ..config import TesConfig
 from ..errors import AcjobError, StorageFull
 from ..hub import Hub
@@ -31,6 +30,7 @@ from ..model import describe_errors
 from ..monitor import Monitor
 from ..spool import Spool
 from ..store import Store
+from ..version import __version__
 
 log = logging.getLogger("acjob.server")
 

@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
 from ..errors import Conflict, Gone, InvalidRequest
 from ..lifecycle import after_cancel_request
 from ..model import Job, JobSpec, NewJob, State, check_job_id, new_job_id
 from ..spool import Stream
+from ..version import __version__
 from ..wire import job_json
 from .app import Services
 from .stream import event_stream, output_stream

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ValidationError
 
-from .. import __version__
 from ..config import TesConfig
 from ..errors import AcjobError, Conflict, InvalidRequest, NotFound
 from ..lifecycle import after_cancel_request
@@ -26,6 +25,7 @@ from ..model import JobSpec, NewJob, Resources, State, check_job_id, describe_er
 from ..tes.model import Task, View
 from ..tes.runner import PROTECTED_ROOTS, roots_of
 from ..tes.view import DOCUMENT, task_document
+from ..version import __version__
 from .app import Services
 from .native import ErrorBody, Svc
 

@@ -1,0 +1,37 @@
+"""The Python client: submit a job in one call, then ask its handle for the rest.
+
+```python
+import acjob
+
+with acjob.Client() as client:
+    job = client.submit("sort", stdin=b"b\\na\\n")
+    info = job.wait()
+    print(info.state, b"".join(job.stdout()))
+```
+
+:class:`Client` is synchronous, :class:`AsyncClient` its ``async`` twin, with the same
+methods and arguments. Both find the daemon as the command-line tools do (``url``
+argument, ``ACJOB_URL``, the configuration file, else the private per-user daemon,
+started on demand), retry on lost connections with capped backoff, and resume
+streams and uploads at the byte offset they had reached: nothing is lost or repeated.
+
+Each operation is written once, as a plan free of I/O (:mod:`.plans`, on
+:mod:`.core`); :mod:`.sync` and :mod:`.aio` run the plans with httpx.
+"""
+
+from __future__ import annotations
+
+from .aio import AsyncClient, AsyncJobHandle
+from .core import UPLOAD_CHUNK, JobInfo, Stdin, Which
+from .sync import Client, JobHandle
+
+__all__ = [
+    "UPLOAD_CHUNK",
+    "AsyncClient",
+    "AsyncJobHandle",
+    "Client",
+    "JobHandle",
+    "JobInfo",
+    "Stdin",
+    "Which",
+]

@@ -1,0 +1,408 @@
+"""The client's core, free of I/O: effects, the job snapshot, backoff, stdin chunks.
+
+Every client operation is written once, in :mod:`.plans`, as a *plan*: a generator
+that yields *effects* (make a request, open a stream, pull its next chunk, hand a
+chunk to the caller, sleep, read stdin) and receives each effect's result; a failure
+is thrown into it where the effect was yielded. The plans hold the whole protocol
+and its policy (retries, backoff, resumption); the drivers in :mod:`.sync` and
+:mod:`.aio` only perform effects with httpx, so the two clients cannot drift apart.
+This is the sans-I/O style of h11 and httpx.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
+
+from ..config import load_config, parse_endpoint, private_socket
+from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
+from ..model import State
+
+Stdin = bytes | str | Path | IO[bytes] | Iterable[bytes] | None
+Which = Literal["stdout", "stderr"]
+
+UPLOAD_CHUNK = 8 << 20
+_BACKOFF_START = 0.1
+_BACKOFF_MAX = 5.0
+
+T = TypeVar("T")
+
+
+# -- effects ----------------------------------------------------------------------------
+
+
+class Timeout(enum.Enum):
+    """Timeouts other than a number of seconds."""
+
+    CLIENT = "client"
+    """The ``timeout`` the client was made with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Make one request; the answer is its :class:`Response`, body read whole.
+
+    ``timeout`` is in seconds, ``None`` for none, or :attr:`Timeout.CLIENT`.
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    content: bytes | None = None
+    headers: Mapping[str, str] | None = None
+    timeout: float | Timeout | None = Timeout.CLIENT
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Send a GET whose body is then read by :class:`Pull`; the answer is its
+    :class:`Response` with an empty body. A stream opened before is closed first.
+
+    ``timeout`` bounds all but the wait for body bytes, which is unbounded: a job may
+    be silent for hours.
+    """
+
+    path: str
+    params: Mapping[str, Any]
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pull:
+    """Read the next raw chunk of the open stream; the answer is ``b""`` at its end
+    (the stream is then closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Hand ``data`` to the caller (only a streaming operation emits); no answer."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait ``seconds``; no answer."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStdin:
+    """Read the next upload chunk, ``next(chunks, None)``: it may block on a file or
+    pipe, so an event loop reads it in a thread."""
+
+    chunks: Iterator[tuple[bytes, bool]]
+
+
+Effect: TypeAlias = Call | Open | Pull | Emit | Sleep | ReadStdin
+Plan: TypeAlias = Generator[Effect, Any, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A daemon's answer: status, headers (looked up by lower-case name) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+class TransportError(Exception):
+    """The connection failed before a whole answer came (refused, reset, timed out).
+
+    Drivers throw this into a plan in place of their HTTP library's error, which is
+    kept as ``__cause__``.
+    """
+
+    @classmethod
+    def wrapping(cls, error: Exception) -> TransportError:
+        """Return a :class:`TransportError` that says and chains ``error``."""
+        wrapped = cls(str(error))
+        wrapped.__cause__ = error
+        return wrapped
+
+
+# Failures that the same request may not meet again.
+RETRIABLE = (TransportError, TransientError)
+
+
+def call(effect: Call) -> Generator[Effect, Any, Response]:
+    """Yield ``effect`` and return its answer, typed (``yield from call(...)``)."""
+    response: Response = yield effect
+    return response
+
+
+def open_stream(effect: Open) -> Generator[Effect, Any, Response]:
+    """Yield ``effect`` and return its answer, typed."""
+    response: Response = yield effect
+    return response
+
+
+def pull() -> Generator[Effect, Any, bytes]:
+    """Yield :class:`Pull` and return the chunk (``b""`` at the end)."""
+    chunk: bytes = yield Pull()
+    return chunk
+
+
+def read_stdin(chunks: Iterator[tuple[bytes, bool]]) -> Generator[
+    Effect, Any, tuple[bytes, bool] | None
+]:
+    """Yield :class:`ReadStdin` and return the chunk and whether it is the last."""
+    item: tuple[bytes, bool] | None = yield ReadStdin(chunks)
+    return item
+
+
+class Run(Generic[T]):
+    """Steps one plan for a driver: hands out its effects, takes back their outcomes.
+
+    A driver loops ``while (effect := run.next()) is not None``, performing each
+    effect and reporting it with :meth:`send` or :meth:`throw`; once ``next`` returns
+    ``None``, :attr:`result` holds what the plan returned. An error the plan does not
+    handle propagates out of :meth:`next`.
+    """
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self._plan = plan
+        self._reply: Any = None
+        self._error: Exception | None = None
+        self.result: T
+
+    def next(self) -> Effect | None:
+        """Resume the plan with the last outcome; return its next effect, or ``None``."""
+        reply, error = self._reply, self._error
+        self._reply, self._error = None, None
+        try:
+            if error is not None:
+                return self._plan.throw(error)
+            return self._plan.send(reply)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+    def send(self, reply: Any) -> None:
+        """Record the answer to the current effect."""
+        self._reply = reply
+
+    def throw(self, error: Exception) -> None:
+        """Record that the current effect failed with ``error``."""
+        self._error = error
+
+    def close(self) -> None:
+        """Abandon the plan (its ``finally`` clauses run)."""
+        self._plan.close()
+
+
+def error_of(response: Response) -> AcjobError:
+    """Return the error an answer of status 400 or more stands for."""
+    try:
+        body = json.loads(response.body)["error"]
+        message, hint, code = body["message"], body.get("hint"), body.get("code")
+    except (ValueError, KeyError, TypeError):
+        message, hint, code = f"HTTP {response.status}", None, None
+    return error_from_response(response.status, message, hint, code)
+
+
+# -- what the plans work with -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A snapshot of a job, as the daemon described it.
+
+    Attributes:
+        id: The job id.
+        state: Its state.
+        exit_code: The command's exit status once it ran (``None`` before).
+        reason: Why it is in this state, for people (``None`` if nothing to say).
+        attempt: The current attempt number (0 before the first).
+        seq: The sequence number of its latest event.
+        data: The whole JSON document.
+    """
+
+    id: str
+    state: State
+    exit_code: int | None
+    reason: str | None
+    attempt: int
+    seq: int
+    data: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobInfo:
+        """Build from the API's JSON form."""
+        return cls(id=data["id"], state=State(data["state"]), exit_code=data.get("exit_code"),
+                   reason=data.get("reason"), attempt=data.get("attempt", 0),
+                   seq=data.get("seq", 0), data=data)
+
+    @property
+    def is_final(self) -> bool:
+        """True once the job will not change any more."""
+        return self.state.is_final
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """The optional fields of a job spec, as :meth:`Client.submit` takes them."""
+
+    env: Mapping[str, str] | None = None
+    workdir: str | None = None
+    backend: str | None = None
+    resources: Mapping[str, Any] | None = None
+    retry: Mapping[str, Any] | None = None
+    labels: Mapping[str, str] | None = None
+    name: str | None = None
+    deliveries: Iterable[Mapping[str, str]] | None = None
+
+    def body(self, command: str | list[str], has_stdin: bool) -> dict[str, Any]:
+        """Return the JSON body of ``POST /v1/jobs``; empty and unset fields are left
+        out, so the daemon's defaults apply."""
+        fields: dict[str, Any] = {
+            "env": dict(self.env) if self.env else None, "workdir": self.workdir,
+            "backend": self.backend,
+            "resources": dict(self.resources) if self.resources else None,
+            "retry": dict(self.retry) if self.retry else None,
+            "labels": dict(self.labels) if self.labels else None, "name": self.name,
+            "deliveries": [dict(d) for d in self.deliveries] if self.deliveries else None,
+        }
+        body: dict[str, Any] = {"command": command, "stdin": "upload" if has_stdin else "none"}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a client sends its requests.
+
+    Attributes:
+        base_url: The URL requests are relative to.
+        transport_uds: The Unix socket to connect to, if any.
+        token: The bearer token, if any.
+        autostart: The private daemon's socket, when the client starts it on demand.
+    """
+
+    base_url: str
+    transport_uds: str | None
+    token: str | None
+    autostart: Path | None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers sent with every request."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+def resolve(url: str | None, token: str | None, autostart: bool = True) -> Target:
+    """Find the daemon as the command-line tools do: ``url``, ``ACJOB_URL``, the
+    configuration file, else the private per-user daemon.
+
+    Raises:
+        ConfigError: the configuration file or the URL is invalid.
+    """
+    config = load_config()
+    text = url or os.environ.get("ACJOB_URL") or config.client.url or config.server.listen
+    token = (token or os.environ.get("ACJOB_TOKEN") or config.client.token
+             or config.server.token)
+    if not text:
+        path = private_socket()
+        return Target("http://acjob", str(path), token, path if autostart else None)
+    endpoint = parse_endpoint(text)
+    if endpoint.unix is not None:
+        return Target("http://acjob", str(endpoint.unix), token, None)
+    return Target(endpoint.url, None, token, None)
+
+
+def _chunks(stdin: Stdin) -> Iterator[bytes]:
+    """Yield stdin in upload-sized chunks, whatever form it was given in."""
+    if stdin is None:
+        return
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    if isinstance(stdin, bytes):
+        for start in range(0, len(stdin), UPLOAD_CHUNK):
+            yield stdin[start:start + UPLOAD_CHUNK]
+        return
+    if isinstance(stdin, Path):
+        with stdin.open("rb") as f:
+            yield from _chunks(f)
+        return
+    if hasattr(stdin, "read"):
+        reader: Any = stdin
+        while True:
+            chunk = reader.read(UPLOAD_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+    else:
+        yield from stdin
+
+
+def _with_lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Pair each chunk with whether it is the last (so the last upload also closes)."""
+    previous: bytes | None = None
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if previous is not None:
+            yield previous, False
+        previous = chunk
+    yield previous or b"", True
+
+
+def _resume_at(status: Mapping[str, Any], start: int, length: int) -> int | None:
+    """Return where in the current chunk a broken upload resumes (``None``: it completed).
+
+    Raises:
+        ConnectionFailed: the daemon holds fewer bytes than were acknowledged before
+            (its disk lost them): the upload cannot resume.
+    """
+    size = int(status["bytes"])
+    if status.get("closed"):
+        return None
+    if not start <= size <= start + length:
+        raise ConnectionFailed(
+            f"the daemon holds {size} stdin bytes, but {start} were acknowledged",
+            hint="submit the job again", code="stdin_lost",
+        )
+    return size - start
+
+
+class Backoff:
+    """Capped exponential delays between tries, until a deadline.
+
+    Starts at 0.1 s and doubles up to 5 s; gives up once the next delay would end
+    past ``retry_for`` seconds from the start (or the last :meth:`reset`).
+    """
+
+    def __init__(self, retry_for: float) -> None:
+        self.deadline = time.monotonic() + retry_for
+        self.delay = _BACKOFF_START
+
+    def next(self, error: Exception) -> float:
+        """Return how long to wait before trying again after ``error``.
+
+        Raises:
+            AcjobError: ``error`` itself when it is one and time is up.
+            ConnectionFailed: time is up after a transport error.
+        """
+        if time.monotonic() + self.delay > self.deadline:
+            if isinstance(error, AcjobError):
+                raise error
+            raise ConnectionFailed(
+                f"cannot reach the acjob daemon: {error}",
+                hint="check that it runs (ac serve) and that ACJOB_URL points at it",
+            ) from error
+        delay, self.delay = self.delay, min(self.delay * 2, _BACKOFF_MAX)
+        return delay
+
+    def reset(self, retry_for: float) -> None:
+        """Start over: a full ``retry_for`` from now, the shortest delay first."""
+        self.deadline = time.monotonic() + retry_for
+        self.delay = _BACKOFF_START

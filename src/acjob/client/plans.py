@@ -1,0 +1,245 @@
+"""Every client operation, written once as a plan (see :mod:`.core`).
+
+A plan is a generator of effects that a driver performs; it returns the operation's
+result or raises its error. :class:`Client` and :class:`AsyncClient` both run these,
+so they behave alike by construction.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..errors import Conflict
+from .core import (
+    RETRIABLE,
+    Backoff,
+    Call,
+    Emit,
+    JobInfo,
+    JobOptions,
+    Open,
+    Plan,
+    Response,
+    Sleep,
+    Stdin,
+    Which,
+    _chunks,
+    _resume_at,
+    _with_lookahead,
+    call,
+    error_of,
+    open_stream,
+    pull,
+    read_stdin,
+)
+
+
+class Plans:
+    """The plans of one client.
+
+    Attributes:
+        retry_for: How many seconds a request whose connection fails (or that meets a
+            transient error) is retried, with backoff, before its error is raised.
+    """
+
+    def __init__(self, retry_for: float) -> None:
+        self.retry_for = retry_for
+
+    def request(self, effect: Call, *, retry: bool = True) -> Plan[Any]:
+        """Make a request; return its JSON answer.
+
+        Connection failures and 5xx answers other than 501 (which will not change)
+        are retried for :attr:`retry_for` seconds; with ``retry=False`` they are
+        raised at once, for a caller that resumes by itself.
+
+        Raises:
+            ConnectionFailed: the daemon could not be reached in time.
+            TransientError: it kept answering 5xx (or answered 501).
+            PermanentError: it answered 4xx (the subclass by status and code).
+        """
+        backoff = Backoff(self.retry_for)
+        while True:
+            try:
+                response = yield from call(effect)
+                if response.status >= 500 and response.status != 501:
+                    raise error_of(response)
+            except RETRIABLE as exc:
+                if not retry:
+                    raise
+                yield Sleep(backoff.next(exc))
+                continue
+            if response.status >= 400:
+                raise error_of(response)
+            return json.loads(response.body)
+
+    def create(self, command: str | list[str], options: JobOptions, *,
+               stdin_upload: bool = False, idempotency_key: str | None = None) -> Plan[JobInfo]:
+        """Create a job; with ``stdin_upload`` it waits for :meth:`upload_stdin`.
+
+        One idempotency key (``idempotency_key``, else a fresh one) serves every
+        retry, so a lost answer never makes two jobs.
+        """
+        key = idempotency_key or uuid.uuid4().hex
+        data = yield from self.request(Call("POST", "/v1/jobs",
+                                            json=options.body(command, stdin_upload),
+                                            headers={"Idempotency-Key": key}))
+        return JobInfo.from_json(data)
+
+    def submit(self, command: str | list[str], options: JobOptions, *, stdin: Stdin = None,
+               idempotency_key: str | None = None) -> Plan[str]:
+        """Create a job and upload its stdin; return its id once both are durable."""
+        info = yield from self.create(command, options, stdin_upload=stdin is not None,
+                                      idempotency_key=idempotency_key)
+        # A retried submission may find its job's stdin already closed.
+        if stdin is not None and not info.data["stdin"]["closed"]:
+            yield from self.upload_stdin(info.id, stdin)
+        return info.id
+
+    def submit_many(self, jobs: Iterable[Mapping[str, Any]], *,
+                    idempotency_key: str | None = None) -> Plan[builtins.list[str]]:
+        """Create several jobs in one transaction; return their ids in order."""
+        key = idempotency_key or uuid.uuid4().hex
+        data = yield from self.request(Call("POST", "/v1/jobs/batch",
+                                            json={"jobs": [dict(j) for j in jobs]},
+                                            headers={"Idempotency-Key": key}))
+        return [j["id"] for j in data["jobs"]]
+
+    def upload_stdin(self, job_id: str, stdin: Stdin) -> Plan[int]:
+        """Upload ``stdin`` in chunks and close it; return the bytes uploaded.
+
+        A chunk whose upload fails is resumed at the byte the daemon reached (asked
+        with ``GET .../stdin``), so no byte is sent twice into the job's stdin.
+
+        Raises:
+            ConnectionFailed: the daemon stayed unreachable for :attr:`retry_for`
+                seconds during one chunk, or (``stdin_lost``) lost acknowledged bytes.
+        """
+        path = f"/v1/jobs/{job_id}/stdin"
+        chunks = _with_lookahead(_chunks(stdin))
+        offset = 0
+        while (item := (yield from read_stdin(chunks))) is not None:
+            chunk, last = item
+            backoff = Backoff(self.retry_for)
+            done = 0
+            while True:
+                params = {"offset": offset + done, "final": "true" if last else "false"}
+                try:
+                    result = yield from self.request(
+                        Call("PUT", path, params=params, content=chunk[done:] if done else chunk,
+                             timeout=None), retry=False)
+                    break
+                except RETRIABLE as exc:
+                    yield Sleep(backoff.next(exc))
+                    status = yield from self.request(Call("GET", path))
+                    resume = _resume_at(status, offset, len(chunk))
+                    if resume is None:
+                        result = status
+                        break
+                    done = resume
+            offset = result["bytes"]
+        return offset
+
+    def get(self, job_id: str, *, wait: float = 0, since: int | None = None) -> Plan[JobInfo]:
+        """Return the job; with ``wait``, as soon as it passes event ``since`` (at most
+        ``wait`` seconds)."""
+        params: dict[str, Any] = {"wait": wait}
+        if since is not None:
+            params["since"] = since
+        data = yield from self.request(Call("GET", f"/v1/jobs/{job_id}", params=params,
+                                            timeout=wait + 30.0))
+        return JobInfo.from_json(data)
+
+    def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
+             limit: int = 100, cursor: str | None = None) -> Plan[
+        tuple[builtins.list[JobInfo], str | None]
+    ]:
+        """Return one page of jobs (newest first) and the cursor of the next page."""
+        params: dict[str, Any] = {"state": builtins.list(state), "limit": limit,
+                                  "label": [f"{k}={v}" for k, v in (label or {}).items()]}
+        if cursor:
+            params["cursor"] = cursor
+        data = yield from self.request(Call("GET", "/v1/jobs", params=params))
+        return [JobInfo.from_json(j) for j in data["jobs"]], data["next_cursor"]
+
+    def cancel(self, job_id: str) -> Plan[JobInfo]:
+        """Cancel the job (idempotent); return it."""
+        return JobInfo.from_json((yield from self.request(Call("POST",
+                                                              f"/v1/jobs/{job_id}/cancel"))))
+
+    def shutdown(self) -> Plan[None]:
+        """Ask the daemon to stop (running jobs go on)."""
+        yield from self.request(Call("POST", "/v1/shutdown"))
+
+    def wait(self, job_id: str, timeout: float | None = None,
+             poll: float = 60.0) -> Plan[JobInfo]:
+        """Long-poll until the job is final or ``timeout`` seconds passed; return it.
+
+        Each long-poll lasts at most ``poll`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        info = yield from self.get(job_id)
+        while not info.is_final:
+            left = poll if deadline is None else min(poll, deadline - time.monotonic())
+            if left <= 0:
+                break
+            info = yield from self.get(job_id, wait=left, since=info.seq)
+        return info
+
+    def stream(self, job_id: str, which: Which = "stdout", *, offset: int = 0,
+               follow: bool = True, attempt: int | None = None) -> Plan[None]:
+        """Emit one attempt's output from ``offset``, resuming after broken connections.
+
+        Follows the latest attempt unless ``attempt`` is given; with ``follow`` it
+        ends once the job is over and every byte was emitted. The retry deadline
+        starts over with each chunk received.
+
+        Raises:
+            Conflict: (``attempt_retried``) following the latest attempt, the attempt
+                whose bytes were already emitted failed and a retry started over:
+                its output would not continue what was emitted.
+            ConnectionFailed: the daemon stayed unreachable for :attr:`retry_for` s.
+            PermanentError: the job does not exist, its output expired, …
+        """
+        pinned, emitted = attempt is not None, False
+        backoff = Backoff(self.retry_for)
+        while True:
+            params: dict[str, Any] = {"offset": offset, "follow": follow}
+            if attempt is not None:
+                params["attempt"] = attempt
+            try:
+                response = yield from open_stream(Open(f"/v1/jobs/{job_id}/{which}", params))
+                if response.status >= 400:
+                    body = b""
+                    while chunk := (yield from pull()):
+                        body += chunk
+                    # Any 5xx, 501 included, is retried here, as it always was.
+                    raise error_of(Response(response.status, response.headers, body))
+                attempt = int(response.headers.get("x-acjob-attempt", "0"))
+                while chunk := (yield from pull()):
+                    offset += len(chunk)
+                    emitted = True
+                    backoff.reset(self.retry_for)
+                    yield Emit(chunk)
+            except RETRIABLE as exc:
+                yield Sleep(backoff.next(exc))
+                continue
+            if not follow or attempt == 0:
+                return
+            info = yield from self.get(job_id)
+            if (info.attempt == attempt and info.is_final) or pinned:
+                return
+            if info.attempt != attempt:
+                if emitted:
+                    raise Conflict(
+                        f"attempt {attempt} of job {job_id} failed after its output began "
+                        f"({info.reason}); attempt {info.attempt} starts over",
+                        hint=f"read the final output once the job has ended: acpoll {job_id}",
+                        code="attempt_retried",
+                    )
+                attempt, offset = info.attempt, 0
+            # Otherwise the daemon ended the stream early (it was stopping): resume.

@@ -1,0 +1,318 @@
+"""The synchronous client: the plans of :mod:`.plans`, run with ``httpx.Client``."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import httpx
+
+from ..private import ensure_private_daemon
+from .core import (
+    Call,
+    Emit,
+    JobInfo,
+    JobOptions,
+    Open,
+    Plan,
+    Pull,
+    ReadStdin,
+    Response,
+    Run,
+    Sleep,
+    Stdin,
+    Timeout,
+    TransportError,
+    Which,
+    resolve,
+)
+from .plans import Plans
+
+T = TypeVar("T")
+
+
+class Client:
+    """A synchronous connection to an acjob daemon.
+
+    Finds the daemon as the command-line tools do (``url``, ``ACJOB_URL``, the
+    configuration file, else the private per-user daemon, started before each request
+    if it is not running), retries on lost connections and transient errors with
+    capped backoff, and resumes uploads and streams at the byte they had reached:
+    nothing is lost or repeated.
+
+    Args:
+        url: ``unix:/path.sock`` or ``http://host:port``.
+        token: The bearer token for TCP daemons (default ``ACJOB_TOKEN``).
+        retry_for: How many seconds to keep retrying a call whose connection fails.
+        timeout: Seconds to wait for an ordinary answer.
+        autostart: Start the private daemon when it is the target and not running.
+
+    Raises:
+        ConfigError: the configuration file or ``url`` is invalid.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, *,
+                 retry_for: float = 60.0, timeout: float = 30.0,
+                 autostart: bool = True) -> None:
+        self._target = resolve(url, token, autostart)
+        self._plans = Plans(retry_for)
+        # acjob speaks plain HTTP only (TLS belongs to a reverse proxy), so no
+        # certificate store is loaded: that alone would cost a tenth of a second.
+        transport = httpx.HTTPTransport(uds=self._target.transport_uds, verify=False)
+        self._http = httpx.Client(base_url=self._target.base_url, transport=transport,
+                                  headers=self._target.headers, timeout=timeout)
+
+    @property
+    def retry_for(self) -> float:
+        """How many seconds a failing call is retried."""
+        return self._plans.retry_for
+
+    @retry_for.setter
+    def retry_for(self, seconds: float) -> None:
+        self._plans.retry_for = seconds
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    # -- the driver -----------------------------------------------------------------------
+
+    def _steps(self, run: Run[Any]) -> Generator[bytes, None, None]:
+        """Perform the plan's effects until it returns (into ``run.result``); yield
+        what it emits. The open stream, if any, is closed however it ends."""
+        streams = contextlib.ExitStack()
+        raw: Iterator[bytes] = iter(())
+        try:
+            while (effect := run.next()) is not None:
+                if isinstance(effect, Emit):
+                    yield effect.data
+                    continue
+                try:
+                    if isinstance(effect, Call):
+                        self._ensure_daemon()
+                        response = self._http.request(
+                            effect.method, effect.path, params=effect.params, json=effect.json,
+                            content=effect.content, headers=effect.headers,
+                            timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
+                            else effect.timeout)
+                        run.send(Response(response.status_code, response.headers,
+                                          response.content))
+                    elif isinstance(effect, Open):
+                        streams.close()
+                        self._ensure_daemon()
+                        response = streams.enter_context(self._http.stream(
+                            "GET", effect.path, params=effect.params,
+                            timeout=httpx.Timeout(effect.timeout, read=None)))
+                        raw = response.iter_raw()
+                        run.send(Response(response.status_code, response.headers))
+                    elif isinstance(effect, Pull):
+                        chunk = next(raw, b"")
+                        if not chunk:
+                            streams.close()
+                        run.send(chunk)
+                    elif isinstance(effect, Sleep):
+                        time.sleep(effect.seconds)
+                    elif isinstance(effect, ReadStdin):
+                        run.send(next(effect.chunks, None))
+                except Exception as exc:
+                    if isinstance(effect, Open | Pull):
+                        streams.close()
+                    run.throw(TransportError.wrapping(exc)
+                              if isinstance(exc, httpx.TransportError) else exc)
+        finally:
+            streams.close()
+            run.close()
+
+    def _run(self, plan: Plan[T]) -> T:
+        run = Run(plan)
+        for _ in self._steps(run):
+            pass  # only stream() emits, and it is iterated, not run
+        return run.result
+
+    def _ensure_daemon(self) -> None:
+        if self._target.autostart is not None:
+            ensure_private_daemon(self._target.autostart)
+
+    # -- the API ----------------------------------------------------------------------
+
+    def submit(
+        self,
+        command: str | list[str],
+        *,
+        stdin: Stdin = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        backend: str | None = None,
+        resources: Mapping[str, Any] | None = None,
+        retry: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        name: str | None = None,
+        deliveries: Iterable[Mapping[str, str]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobHandle:
+        """Submit a job and upload its stdin; return its handle once both are durable.
+
+        ``command`` is a shell string, or an argv list that no shell sees. ``stdin``
+        may be bytes, text, a path, a binary file or an iterable of byte chunks.
+        ``deliveries`` push the result when the job ends:
+        ``{"type": "email", "to": ADDRESS}`` or ``{"type": "webhook", "url": URL}``.
+        The submission is retried with one idempotency key, so it never makes two
+        jobs; a broken upload resumes where the daemon's copy ends.
+
+        Raises:
+            InvalidRequest: the daemon refused the spec (e.g. an unknown backend).
+            ConnectionFailed: the daemon stayed unreachable for ``retry_for`` seconds.
+        """
+        options = JobOptions(env, workdir, backend, resources, retry, labels, name, deliveries)
+        return JobHandle(self, self._run(self._plans.submit(
+            command, options, stdin=stdin, idempotency_key=idempotency_key)))
+
+    def create(
+        self,
+        command: str | list[str],
+        *,
+        stdin_upload: bool = False,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        backend: str | None = None,
+        resources: Mapping[str, Any] | None = None,
+        retry: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        name: str | None = None,
+        deliveries: Iterable[Mapping[str, str]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobInfo:
+        """Create a job without sending its stdin: the first half of :meth:`submit`.
+
+        With ``stdin_upload`` the job waits until :meth:`upload_stdin` closes its
+        stdin (or it is canceled). Retried with one idempotency key; raises as
+        :meth:`submit` does.
+        """
+        options = JobOptions(env, workdir, backend, resources, retry, labels, name, deliveries)
+        return self._run(self._plans.create(command, options, stdin_upload=stdin_upload,
+                                            idempotency_key=idempotency_key))
+
+    def submit_many(self, jobs: Iterable[Mapping[str, Any]], *,
+                    idempotency_key: str | None = None) -> list[JobHandle]:
+        """Submit several jobs in one call and one transaction: all, or none.
+
+        Each item holds the fields of one job (``command``, ``env``, ``resources``,
+        …; no stdin). A batch scheduler runs jobs submitted together, with equal
+        resources, as one job array.
+        """
+        ids = self._run(self._plans.submit_many(jobs, idempotency_key=idempotency_key))
+        return [JobHandle(self, job_id) for job_id in ids]
+
+    def upload_stdin(self, job_id: str, stdin: Stdin) -> int:
+        """Upload ``stdin`` for a job created with ``stdin_upload`` and close it.
+
+        A chunk whose connection breaks is resumed at the byte the daemon reached.
+        Returns the number of bytes uploaded.
+
+        Raises:
+            ConnectionFailed: the daemon stayed unreachable, or lost bytes it had
+                acknowledged (``stdin_lost``: submit again).
+            Conflict: the job's stdin was closed already, or it takes none.
+        """
+        return self._run(self._plans.upload_stdin(job_id, stdin))
+
+    def job(self, job_id: str) -> JobHandle:
+        """Return the handle of an existing job (no request is made)."""
+        return JobHandle(self, job_id)
+
+    def get(self, job_id: str, *, wait: float = 0, since: int | None = None) -> JobInfo:
+        """Return the job; with ``wait``, as soon as it changes (at most ``wait`` s).
+
+        Raises:
+            NotFound: no such job.
+        """
+        return self._run(self._plans.get(job_id, wait=wait, since=since))
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Cancel the job (idempotent); return it.
+
+        Raises:
+            Conflict: (``job_final``) it ended otherwise before.
+        """
+        return self._run(self._plans.cancel(job_id))
+
+    def shutdown(self) -> None:
+        """Ask the daemon to stop (running jobs go on)."""
+        self._run(self._plans.shutdown())
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 60.0) -> JobInfo:
+        """Block until the job is final (or ``timeout`` seconds passed); return it.
+
+        Each long-poll lasts at most ``poll`` seconds.
+        """
+        return self._run(self._plans.wait(job_id, timeout, poll))
+
+    def stream(self, job_id: str, which: Which = "stdout", *, offset: int = 0,
+               follow: bool = True, attempt: int | None = None) -> Iterator[bytes]:
+        """Yield one attempt's output from ``offset``, resuming after broken connections.
+
+        Follows the latest attempt unless ``attempt`` is given; with ``follow`` it
+        ends once the job is over and every byte was yielded. Nothing is requested
+        before the first chunk is asked for.
+
+        Raises:
+            Conflict: (``attempt_retried``) following the latest attempt, the attempt
+                whose bytes were already yielded failed and a retry started over:
+                its output would not continue what was yielded. Read the output once
+                the job is final, or follow attempts one by one.
+            Gone: (``output_expired``) the job's output was removed.
+        """
+        return self._steps(Run(self._plans.stream(job_id, which, offset=offset,
+                                                  follow=follow, attempt=attempt)))
+
+    def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
+             limit: int = 100, cursor: str | None = None,
+             ) -> tuple[builtins.list[JobInfo], str | None]:
+        """Return one page of jobs (newest first) and the cursor of the next page."""
+        return self._run(self._plans.list(state=state, label=label, limit=limit,
+                                          cursor=cursor))
+
+
+class JobHandle:
+    """One job, seen through a :class:`Client`.
+
+    Attributes:
+        client: The client it was made by.
+        id: The job id.
+    """
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id}>"
+
+    def status(self) -> JobInfo:
+        """Return the job's current state."""
+        return self.client.get(self.id)
+
+    def wait(self, timeout: float | None = None, poll: float = 60.0) -> JobInfo:
+        """Block until the job is final (or ``timeout`` seconds passed); return it."""
+        return self.client.wait(self.id, timeout, poll)
+
+    def stdout(self, *, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
+        """Yield the job's stdout (the latest attempt's), live while it runs."""
+        return self.client.stream(self.id, "stdout", offset=offset, follow=follow)
+
+    def stderr(self, *, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
+        """Yield the job's stderr (the latest attempt's), live while it runs."""
+        return self.client.stream(self.id, "stderr", offset=offset, follow=follow)
+
+    def cancel(self) -> JobInfo:
+        """Cancel the job."""
+        return self.client.cancel(self.id)
