@@ -4,6 +4,7 @@ the official OpenAPI document (closed schemas: no field the spec does not define
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import jsonschema
 import pytest
 import tes
 
+from acjob.tes.view import LIST_BUDGET, TASK_BUDGET
 from tests.conftest import Daemon, free_port, tool_env, wait_for
 from tests.integration.schedulers import SLURM
 from tests.integration.tes_schema import validate
@@ -248,6 +250,34 @@ def test_a_task_survives_kill9_of_the_daemon(tes_daemon: Daemon, api: httpx.Clie
     task = _wait(api, task_id)
     assert task["state"] == "COMPLETE", task
     assert task["logs"][0]["logs"][1]["stdout"] == "first\n"
+
+
+def test_a_forged_runner_log_cannot_grow_a_response(api: httpx.Client) -> None:
+    """An executor can rewrite the runner's record once the runner has exited (it lies
+    in the task's area); the daemon serves no more executors than the task has, and no
+    more of their output than its budget, however the record points."""
+    task_id = api.post("/tasks", json={"executors": [
+        {"image": "x", "command": ["pwd"]},
+        {"image": "x", "command": ["sh", "-c", "head -c 65536 /dev/zero > big"]}]}).json()["id"]
+    done = _wait(api, task_id)
+    assert done["state"] == "COMPLETE", done
+    root = Path(done["logs"][0]["logs"][0]["stdout"].strip())  # the executors' directory
+    big = str(root / "big")  # 64 KiB of NULs, six bytes each in JSON
+    forged = {"executors": [{"exit_code": 0, "stdout_file": big, "stderr_file": big}] * 40,
+              "outputs": [{"url": "file:///" + "u" * 4000, "path": "/p", "size_bytes": "1"}]
+              * 2000, "system_logs": ["s" * 100_000] * 50}
+    (root.parent / "logs" / "attempt-1.json").write_text(json.dumps(forged))
+    response = api.get(f"/tasks/{task_id}", params={"view": "FULL"})
+    assert response.status_code == 200
+    assert len(response.content) <= TASK_BUDGET + (64 << 10)
+    task = response.json()
+    validate(task, "tesTask")
+    assert len(task["logs"][0]["logs"]) == 2  # the task's executors, not the record's
+    listed = api.get("/tasks", params={"view": "FULL", "page_size": 2047})
+    assert listed.status_code == 200
+    assert len(listed.content) <= min(TASK_BUDGET, LIST_BUDGET) + (64 << 10)
+    validate(listed.json(), "tesListTasksResponse")
+    assert [len(t["logs"][0]["logs"]) for t in listed.json()["tasks"]] == [2]
 
 
 def test_a_task_on_slurm(short_tmp: Path) -> None:

@@ -25,7 +25,7 @@ from ..model import JobSpec, Resources, State, check_job_id, describe_errors, ne
 from ..store import NewJob
 from ..tes.model import Task, View
 from ..tes.runner import PROTECTED_ROOTS, roots_of
-from ..tes.view import DOCUMENT, task_document
+from ..tes.view import DOCUMENT, LIST_BUDGET, Budget, task_document
 from .app import Services
 from .native import ErrorBody, Svc
 
@@ -183,7 +183,9 @@ def list_tasks(
     """List tasks, newest first, filtered by name prefix, state and tags.
 
     A page may hold fewer than ``page_size`` tasks while ``next_page_token`` says more
-    may follow (a state filter is checked after the page is read).
+    may follow (a state filter is checked after the page is read). What the tasks carry
+    from their runners' records is bounded by :data:`~acjob.tes.view.LIST_BUDGET` in all
+    (once it is spent, later tasks' logs have empty stdout and stderr, and no outputs).
     """
     keys, values = tag_key or [], tag_value or []
     if len(values) > len(keys):
@@ -201,10 +203,11 @@ def list_tasks(
                                        limit=page_size, cursor=page_token,
                                        document=DOCUMENT, tags=tags)
     tasks = []
+    budget = Budget(LIST_BUDGET)
     for job in jobs:
         body = svc.store.document(job.id, DOCUMENT)
         if body is not None:
-            document = task_document(job, json.loads(body), svc.spool, view)
+            document = task_document(job, json.loads(body), svc.spool, view, budget)
             if state is None or document["state"] == state:
                 tasks.append(document)
     result: dict[str, Any] = {"tasks": tasks}

@@ -44,6 +44,9 @@ from .model import Executor, Task
 SYSTEM_ERROR_EXIT = 250
 #: How much of an executor's stdout and stderr the task log carries.
 LOG_TAIL_BYTES = 64 * 1024
+#: The most copied files an attempt's record lists (the rest are counted in a system
+#: log): the daemon refuses to parse a record much larger (see :mod:`acjob.tes.view`).
+MAX_LISTED_OUTPUTS = 10_000
 #: Top-level directories a task may not map: rewriting them would break the host's tools.
 PROTECTED_ROOTS = frozenset({"/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/etc",
                              "/proc", "/sys", "/dev", "/boot", "/run"})
@@ -89,6 +92,7 @@ class Runner:
         self.attempt = attempt
         self.log: dict[str, Any] = {"attempt": attempt, "start_time": rfc3339(time.time()),
                                     "executors": [], "outputs": [], "system_logs": []}
+        self.unlisted = 0  # files copied beyond MAX_LISTED_OUTPUTS
         paths = [i.path for i in self.task.inputs] + list(self.task.volumes)
         paths += [o.path for o in self.task.outputs]
         for e in self.task.executors:
@@ -166,10 +170,16 @@ class Runner:
                 status = code
                 break
         if status == 0:
+            failure = None
             try:
                 self._collect()
             except (StagingError, OSError) as exc:
-                return self._system_error(f"cannot copy the outputs: {exc}")
+                failure = f"cannot copy the outputs: {exc}"
+            if self.unlisted:
+                self.log["system_logs"].append(
+                    f"{self.unlisted} more output files were copied (not listed)")
+            if failure:
+                return self._system_error(failure)
         self.log["end_time"] = rfc3339(time.time())
         self._save()
         return status
@@ -328,6 +338,9 @@ class Runner:
         with self.open_inside(source, "rb") as reader, tmp.open("wb") as writer:
             shutil.copyfileobj(reader, writer, 1 << 20)
         tmp.replace(destination)  # readers never see half a file
+        if len(self.log["outputs"]) >= MAX_LISTED_OUTPUTS:
+            self.unlisted += 1
+            return
         self.log["outputs"].append({"url": f"file://{destination}", "path": container_path,
                                     "size_bytes": str(destination.stat().st_size)})
 
