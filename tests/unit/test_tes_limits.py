@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from acjob.model import Attempt, Job, JobSpec, State
 from acjob.spool import Spool
+from acjob.tes.model import Task
+from acjob.tes.runner import PROTECTED_ROOTS, Runner, rewrite, roots_of
 from acjob.tes.view import (
     MAX_FIELD_CHARS,
     MAX_LOG_VALUES,
@@ -139,3 +142,42 @@ def test_the_runner_lists_a_bounded_number_of_outputs(
     assert [o["path"] for o in log["outputs"]] == ["/out/a", "/out/b"]
     assert log["system_logs"] == ["1 more output files were copied (not listed)"]
     assert sorted(p.name for p in (tmp_path / "copied").iterdir()) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("path", ["//etc/x", "/./etc/x", "///etc//x/", "/etc/./x"])
+def test_every_spelling_of_a_path_is_checked_as_the_path_used(path: str) -> None:
+    """``//etc/x`` and ``/./etc/x`` are ``/etc/x``: they map ``/etc`` like it does."""
+    task = Task.model_validate({
+        "executors": [{"image": "x", "command": ["true"], "stdout": path}],
+        "inputs": [{"path": path, "content": "x"}], "volumes": [path],
+        "outputs": [{"path": path + "/*", "path_prefix": path, "url": "file:///tmp/o"}]})
+    assert task.inputs[0].path == task.volumes[0] == task.executors[0].stdout == "/etc/x"
+    assert (task.outputs[0].path, task.outputs[0].path_prefix) == ("/etc/x/*", "/etc/x")
+    assert roots_of([path]) == ["/etc"]
+    assert set(roots_of([path])) & PROTECTED_ROOTS
+
+
+@pytest.mark.parametrize("path", ["//../etc", "/./../etc", "/data/./../../etc"])
+def test_dot_dot_is_refused_however_it_is_spelled(path: str) -> None:
+    with pytest.raises(ValidationError, match=r"\.\."):
+        Task.model_validate({"executors": [{"image": "x", "command": ["true"]}],
+                             "volumes": [path]})
+
+
+@pytest.mark.parametrize("roots", [["/data", "/scratch"], ["/scratch", "/data"]])
+def test_host_paths_are_rewritten_once(roots: list[str]) -> None:
+    """The area's own path may contain a task root (a spool under ``/scratch``)."""
+    for area in (Path("/scratch/spool/j/work/root"), Path("/data/spool/j/work/root")):
+        assert rewrite("cp /data/x /scratch/y", roots, area) == (
+            f"cp {area}/data/x {area}/scratch/y")
+
+
+def test_the_runner_rewrites_each_path_once(tmp_path: Path) -> None:
+    top = "/" + tmp_path.parts[1]  # the area lies under this root: make it a task root too
+    longer = "/" + "v" * len(top)
+    plan = {"task": {"volumes": [top + "/in", longer],
+                     "executors": [{"image": "x", "command": ["cat", f"{longer}/x",
+                                                              f"{top}/in/y"]}]}}
+    runner = Runner(plan, tmp_path, 1)
+    assert runner._argv(runner.task.executors[0]) == [
+        "cat", f"{tmp_path}/root{longer}/x", f"{tmp_path}/root{top}/in/y"]

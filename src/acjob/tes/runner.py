@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Literal
 
 import httpx
 
-from .model import Executor, Task
+from .model import Executor, Task, normalize
 
 #: The exit status for a failure of the runner itself (inputs, outputs), not an executor's.
 SYSTEM_ERROR_EXIT = 250
@@ -62,21 +62,28 @@ def rfc3339(t: float) -> str:
 
 
 def roots_of(paths: list[str]) -> list[str]:
-    """Return the top-level directories of container paths, longest first."""
-    roots = {"/" + p.split("/")[1] for p in paths if p.split("/")[1:2] != [""]}
-    return sorted(roots, key=len, reverse=True)
+    """Return the top-level directories of container paths, longest first.
+
+    Paths are normalized first (``//etc/x`` and ``/./etc/x`` are under ``/etc``), so
+    that no spelling of a path hides its root from the protected-roots check.
+    """
+    roots = {"/" + first for p in paths if (first := normalize(p).split("/")[1])}
+    return sorted(roots, key=lambda r: (-len(r), r))
 
 
 def rewrite(text: str, roots: list[str], root_dir: Path) -> str:
     """Replace container paths under ``roots`` in ``text`` by the area's host paths.
 
     A root matches only as a whole path component (``/data`` in ``/data/x`` and
-    ``--in=/data``, not in ``/database`` or ``/usr/data``).
+    ``--in=/data``, not in ``/database`` or ``/usr/data``). All roots are replaced in
+    one pass, each occurrence once: the area's own path may contain a root (a spool
+    under ``/scratch`` with ``/scratch`` a task volume), and must not be rewritten again.
     """
-    for root in roots:
-        pattern = re.compile(r"(?<![\w./-])" + re.escape(root) + r"(?=/|$|[^\w.-])")
-        text = pattern.sub(str(root_dir).replace("\\", "\\\\") + root, text)
-    return text
+    if not roots:
+        return text
+    alternatives = "|".join(re.escape(r) for r in sorted(roots, key=len, reverse=True))
+    pattern = re.compile(r"(?<![\w./-])(?:" + alternatives + r")(?=/|$|[^\w.-])")
+    return pattern.sub(lambda match: str(root_dir) + match.group(0), text)
 
 
 class Runner:
