@@ -283,6 +283,34 @@ def test_a_forged_runner_log_cannot_grow_a_response(api: httpx.Client) -> None:
     assert [len(t["logs"][0]["logs"]) for t in listed.json()["tasks"]] == [2]
 
 
+def test_in_a_container_runtime_task_values_never_become_its_options(short_tmp: Path) -> None:
+    d = _daemon(short_tmp, '[tes]\nruntime = ["podman", "run", "--rm", "-i", "{mounts}", '
+                           '"-w", "{workdir}", "{image}"]\n')
+    d.start()
+    try:
+        with httpx.Client(base_url=d.url + "/ga4gh/tes/v1", timeout=30,
+                          headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            for body, needle in [
+                ({"executors": [{"image": "--privileged",
+                                 "command": ["--volume=/:/host", "sh"]}]}, "executors[0].image"),
+                ({"executors": [{"image": "alpine", "command": ["true"]},
+                                {"image": "alpine --rm", "command": ["true"]}]},
+                 "executors[1].image"),
+                ({"executors": [{"image": "alpine", "command": ["true"]}],
+                  "volumes": ["/a:/b"]}, "cannot be mounted"),
+            ]:
+                response = api.post("/tasks", json=body)
+                assert response.status_code == 400, response.text
+                assert response.json()["error"]["code"] == "invalid_request"
+                assert needle in response.json()["error"]["message"]
+            assert api.get("/tasks").json() == {"tasks": []}
+            accepted = api.post("/tasks", json={"executors": [
+                {"image": "quay.io/org/tool:1.0", "command": ["true"]}]})
+            assert accepted.status_code == 200, accepted.text
+    finally:
+        d.stop()
+
+
 def test_a_task_on_slurm(short_tmp: Path) -> None:
     SLURM.require()
     d = _daemon(short_tmp, "[backends.slurm]\npoll_interval = 0.2\nmax_poll_interval = 2\n")

@@ -38,7 +38,7 @@ def test_runtime_template_mounts_instead_of_rewriting(tmp_path: Path) -> None:
     runner = Runner(plan, tmp_path, 1)
     argv = runner._argv(runner.task.executors[0])
     assert argv == ["apptainer", "exec", "--bind", f"{tmp_path}/root/data:/data", "--pwd",
-                    "/data", "docker://biocontainers/samtools", "cat", "/data/x"]
+                    "/data", "--", "docker://biocontainers/samtools", "cat", "/data/x"]
     host = Runner({**plan, "runtime": None}, tmp_path, 1)
     assert host._argv(host.task.executors[0]) == ["cat", f"{tmp_path}/root/data/x"]
 

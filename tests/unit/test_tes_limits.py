@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from acjob.model import Attempt, Job, JobSpec, State
 from acjob.spool import Spool
+from acjob.tes.container import image_problem, runtime_argv, task_problem
 from acjob.tes.model import Task
 from acjob.tes.runner import PROTECTED_ROOTS, Runner, rewrite, roots_of
 from acjob.tes.view import (
@@ -181,3 +182,87 @@ def test_the_runner_rewrites_each_path_once(tmp_path: Path) -> None:
     runner = Runner(plan, tmp_path, 1)
     assert runner._argv(runner.task.executors[0]) == [
         "cat", f"{tmp_path}/root{longer}/x", f"{tmp_path}/root{top}/in/y"]
+
+
+PODMAN = ["podman", "run", "--rm", "-i", "{mounts}", "-w", "{workdir}", "{image}"]
+DOCKER = ["docker", "run", "--rm", "-i", "{mounts}", "-w", "{workdir}", "{image}"]
+APPTAINER = ["apptainer", "exec", "{mounts}", "--pwd", "{workdir}", "docker://{image}"]
+REFERENCES = ["alpine", "alpine:3.20", "docker.io/library/ubuntu:22.04", "localhost:5000/a/b",
+              "quay.io/biocontainers/samtools:1.17--h00cdaf9_0", "ubuntu@sha256:" + "a" * 64]
+NOT_REFERENCES = ["--privileged", "-v", "--volume=/:/host", "alpine --privileged", "Alpine",
+                  "alpine:", "", "a b", "alpine\n", "alp\u0131ne", "alpine:-x", ":tag",
+                  "docker://--privileged", "/x/../y.sif", "/etc/passwd", "-/x.sif", "x" * 300]
+
+
+@pytest.mark.parametrize("image", REFERENCES)
+def test_image_references_are_accepted(image: str) -> None:
+    for runtime in (PODMAN, DOCKER, APPTAINER):
+        assert image_problem(image, runtime) is None
+
+
+@pytest.mark.parametrize("image", NOT_REFERENCES)
+def test_an_image_that_is_no_reference_is_refused(image: str) -> None:
+    for runtime in (PODMAN, DOCKER, APPTAINER):
+        assert image_problem(image, runtime) is not None
+    assert image_problem(image, ["runner-without-images"]) is None  # the image is unused
+
+
+def test_uris_and_local_images_only_where_the_runtime_reads_the_image_itself() -> None:
+    standalone = ["apptainer", "exec", "{mounts}", "{image}"]
+    for image in ("docker://alpine:3.20", "oras://ghcr.io/org/tool:1", "/images/tool.sif",
+                  "library://sylabsed/examples/lolcow:latest", "shub://org/tool"):
+        assert image_problem(image, standalone) is None
+        assert image_problem(image, APPTAINER) is not None  # docker://docker://… is no image
+
+
+@pytest.mark.parametrize("runtime", [PODMAN, DOCKER, APPTAINER])
+def test_neither_image_nor_command_can_become_a_runtime_option(runtime: list[str]) -> None:
+    """podman run, docker run and apptainer exec read [OPTIONS] IMAGE [COMMAND...]: '--'
+    ends the options before the image, and the command follows the image."""
+    command = ["--volume=/:/host", "--privileged", "sh"]
+    argv = runtime_argv(runtime, "-v", ["/data"], lambda root: "/area/root" + root,
+                        "alpine:3.20", None, command)
+    options: list[str] = []  # the template's own, in its order
+    for item in runtime[:-1]:
+        options += ["-v", "/area/root/data:/data"] if item == "{mounts}" else [
+            item.replace("{workdir}", "/")]
+    image = runtime[-1].replace("{image}", "alpine:3.20")
+    assert argv == [*options, "--", image, *command]
+
+
+def test_the_end_of_options_goes_before_the_image_operand_only() -> None:
+    argv = runtime_argv(["podman", "run", "--label=image={image}", "{image}"], "-v", [],
+                        str, "alpine", "/w", ["ls"])
+    assert argv == ["podman", "run", "--label=image=alpine", "--", "alpine", "ls"]
+    assert runtime_argv(["wrapper", "--"], "-v", [], str, "x", None, ["ls"]) == [
+        "wrapper", "--", "ls"]  # no operand: the template ends its options itself
+
+
+def test_a_path_that_would_change_a_mount_spec_is_refused() -> None:
+    task = Task.model_validate({"executors": [{"image": "alpine", "command": ["true"]}],
+                                "volumes": ["/a:b/x"]})
+    problem = task_problem(task, PODMAN, roots_of(["/a:b/x"]))
+    assert problem is not None and "'/a:b'" in problem
+    assert task_problem(task, PODMAN, ["/a,b"]) is not None
+    assert task_problem(task, PODMAN, ["/data"]) is None
+    bad = Task.model_validate({"executors": [{"image": "x", "command": ["true"]},
+                                             {"image": "--privileged", "command": ["true"]}]})
+    assert "executors[1].image" in (task_problem(bad, PODMAN, []) or "")
+
+
+def test_the_runner_never_starts_a_runtime_with_a_bad_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan written before the daemon checked images: the executor fails, the runtime
+    is never run."""
+    started: list[list[str]] = []
+    monkeypatch.setattr(Runner, "_spawn", staticmethod(
+        lambda argv, *rest: started.append(argv) or 0))
+    plan = {"runtime": PODMAN, "task": {"executors": [
+        {"image": "--privileged", "command": ["--volume=/:/host", "sh"]}]}}
+    assert Runner(plan, tmp_path, 1).run() == 1
+    assert started == []
+    log = json.loads((tmp_path / "logs" / "attempt-1.json").read_text())
+    assert "image" in log["system_logs"][0]
+    good = {**plan, "task": {"executors": [{"image": "alpine", "command": ["true"]}]}}
+    assert Runner(good, tmp_path, 2).run() == 0
+    assert started[0][-3:] == ["--", "alpine", "true"]

@@ -23,7 +23,8 @@ from ..config import TesConfig
 from ..errors import AcjobError, Conflict, InvalidRequest, NotFound
 from ..model import JobSpec, Resources, State, check_job_id, describe_errors, new_job_id
 from ..store import NewJob
-from ..tes.model import Task, View
+from ..tes.container import task_problem
+from ..tes.model import Task, View, declared_paths
 from ..tes.runner import PROTECTED_ROOTS, roots_of
 from ..tes.view import DOCUMENT, LIST_BUDGET, Budget, task_document
 from .app import Services
@@ -139,15 +140,16 @@ def create_task(task: Task, svc: Svc) -> CreateTaskResponse:
     """Accept a task: it is committed (and will run) before the answer."""
     settings: TesConfig = svc.tes
     params = _backend_parameters(task)
+    roots = roots_of(declared_paths(task))
     if settings.runtime is None:
-        paths = [i.path for i in task.inputs] + [o.path for o in task.outputs]
-        paths += list(task.volumes) + [p for e in task.executors
-                                       for p in (e.workdir, e.stdin, e.stdout, e.stderr) if p]
-        clash = sorted(set(roots_of(paths)) & PROTECTED_ROOTS)
+        clash = sorted(set(roots) & PROTECTED_ROOTS)
         if clash:
             raise InvalidRequest(
                 f"paths under {', '.join(clash)} cannot be mapped while executors run on "
                 "the host", hint="use task paths such as /data or /outputs")
+    elif (problem := task_problem(task, settings.runtime, roots)) is not None:
+        raise InvalidRequest(problem, hint="executors run in a container runtime here: "
+                             "images must be image references, paths plain names")
     job_id = new_job_id()
     area = svc.spool.work_dir(job_id)
     plan = svc.spool.job_dir(job_id) / "tes-plan.json"

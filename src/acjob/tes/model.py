@@ -169,9 +169,11 @@ class Task(BaseModel):
 
 
 def declared_paths(task: Task) -> list[str]:
-    """Return every container path the task names (inputs, outputs, volumes, executors)."""
+    """Return every container path the task names (inputs, outputs and their prefixes,
+    volumes, executors' files and working directories): what the runner maps, and the
+    daemon checks."""
     paths = [i.path for i in task.inputs] + list(task.volumes)
-    paths += [o.path_prefix if o.is_glob and o.path_prefix else o.path for o in task.outputs]
+    paths += [p for o in task.outputs for p in (o.path, o.path_prefix) if p]
     for executor in task.executors:
         paths += [p for p in (executor.workdir, executor.stdin, executor.stdout,
                               executor.stderr) if p]

@@ -38,7 +38,8 @@ from typing import Any, BinaryIO, Literal
 
 import httpx
 
-from .model import Executor, Task, normalize
+from .container import image_problem, runtime_argv
+from .model import Executor, Task, declared_paths, normalize
 
 #: The exit status for a failure of the runner itself (inputs, outputs), not an executor's.
 SYSTEM_ERROR_EXIT = 250
@@ -100,11 +101,7 @@ class Runner:
         self.log: dict[str, Any] = {"attempt": attempt, "start_time": rfc3339(time.time()),
                                     "executors": [], "outputs": [], "system_logs": []}
         self.unlisted = 0  # files copied beyond MAX_LISTED_OUTPUTS
-        paths = [i.path for i in self.task.inputs] + list(self.task.volumes)
-        paths += [o.path for o in self.task.outputs]
-        for e in self.task.executors:
-            paths += [p for p in (e.workdir, e.stdin, e.stdout, e.stderr) if p]
-        self.roots = roots_of(paths)
+        self.roots = roots_of(declared_paths(self.task))
 
     def host(self, path: str) -> Path:
         """Return the host path of a container path."""
@@ -244,17 +241,21 @@ class Runner:
     # -- executors -----------------------------------------------------------------
 
     def _argv(self, executor: Executor) -> list[str]:
+        """Return the executor's argv: on the host, its command with the task's paths
+        rewritten; else the runtime template around it.
+
+        Raises:
+            StagingError: the image is not one the template can take (the daemon
+                refuses such a task; this guards a plan written before it did).
+        """
         if self.runtime is None:
             return [rewrite(a, self.roots, self.root) for a in executor.command]
-        argv: list[str] = []
-        for item in self.runtime:
-            if item == "{mounts}":
-                for root in self.roots:
-                    argv += [self.mount_flag, f"{self.host(root)}:{root}"]
-            else:
-                argv.append(item.replace("{image}", executor.image)
-                            .replace("{workdir}", executor.workdir or "/"))
-        return argv + executor.command
+        problem = image_problem(executor.image, self.runtime)
+        if problem is not None:
+            raise StagingError(f"the image {executor.image[:100]!r} {problem}")
+        return runtime_argv(self.runtime, self.mount_flag, self.roots,
+                            lambda root: str(self.host(root)), executor.image,
+                            executor.workdir, executor.command)
 
     def _execute(self, index: int, executor: Executor) -> int:
         own = self.logs / f"attempt-{self.attempt}"
@@ -270,9 +271,11 @@ class Runner:
                 if executor.workdir and self.runtime is None:
                     cwd = self._task_file(executor.workdir)
                     cwd.mkdir(parents=True, exist_ok=True)
+                argv = self._argv(executor)
             except (StagingError, OSError) as exc:
-                # The executor's own doing (a missing stdin, a link an earlier one left):
-                # it fails, as a command that cannot open its files does.
+                # The executor's own doing (a missing stdin, a link an earlier one left,
+                # an image the runtime cannot take): it fails, as a command that cannot
+                # open its files does.
                 self.log["system_logs"].append(f"executor {index}: {exc}")
                 entry.update(exit_code=1, end_time=rfc3339(time.time()))
                 self._save()
@@ -282,7 +285,7 @@ class Runner:
             for key, value in executor.env.items():
                 env[key] = value if self.runtime else rewrite(value, self.roots, self.root)
             self._save()
-            code = self._spawn(executor, stdin, out, err, cwd, env)
+            code = self._spawn(argv, stdin, out, err, cwd, env)
         # A command killed by signal N reports -N; a shell would say 128+N.
         entry.update(exit_code=128 - code if code < 0 else code, end_time=rfc3339(time.time()))
         self._save()
@@ -303,14 +306,14 @@ class Runner:
         host.parent.mkdir(parents=True, exist_ok=True)
         return host
 
-    def _spawn(self, executor: Executor, stdin: BinaryIO | None, out: BinaryIO,
-               err: BinaryIO, cwd: Path, env: dict[str, str]) -> int:
+    @staticmethod
+    def _spawn(argv: list[str], stdin: BinaryIO | None, out: BinaryIO, err: BinaryIO,
+               cwd: Path, env: dict[str, str]) -> int:
         try:
-            return subprocess.run(self._argv(executor), stdin=stdin or subprocess.DEVNULL,
-                                  stdout=out, stderr=err, cwd=cwd, env=env,
-                                  check=False).returncode
+            return subprocess.run(argv, stdin=stdin or subprocess.DEVNULL, stdout=out,
+                                  stderr=err, cwd=cwd, env=env, check=False).returncode
         except OSError as exc:
-            err.write(f"acjob tes: cannot run {executor.command[0]}: {exc}\n".encode())
+            err.write(f"acjob tes: cannot run {argv[0]}: {exc}\n".encode())
             return 127
 
     # -- outputs -------------------------------------------------------------------
