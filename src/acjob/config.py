@@ -87,7 +87,9 @@ class TesConfig(BaseModel):
 
     #: None: executors run on the host, ``image`` ignored. Else the command that runs
     #: one executor, e.g. ``["apptainer", "exec", "{mounts}", "--pwd", "{workdir}",
-    #: "docker://{image}"]``; ``{mounts}`` becomes ``mount_flag HOST:CONTAINER`` pairs.
+    #: "docker://{image}"]``; ``{mounts}`` becomes ``mount_flag HOST:CONTAINER`` pairs,
+    #: ``--`` is put before the item holding ``{image}`` (the image ends the runtime's
+    #: options), and the executor's command follows (see acjob.tes.container).
     runtime: Annotated[list[str], Field(min_length=1)] | None = None
     mount_flag: str = "-v"
     #: The backend for tasks that name none (default: ``[server] backend``).

@@ -4,6 +4,7 @@ the official OpenAPI document (closed schemas: no field the spec does not define
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import jsonschema
 import pytest
 import tes
 
+from acjob.tes.view import LIST_BUDGET, TASK_BUDGET
 from tests.conftest import Daemon, free_port, tool_env, wait_for
 from tests.integration.schedulers import SLURM
 from tests.integration.tes_schema import validate
@@ -139,6 +141,9 @@ def test_every_response_matches_the_official_document(api: httpx.Client,
     ({"executors": [{"image": "x", "command": ["true"]}],
       "outputs": [{"path": "/usr/x", "url": "file:///tmp/x"}]}, "/usr"),
     ({"executors": [{"image": "x", "command": ["true"]}],
+      "inputs": [{"path": "//etc/x", "content": "x"}]}, "/etc"),
+    ({"executors": [{"image": "x", "command": ["true"], "stdout": "/./etc/x"}]}, "/etc"),
+    ({"executors": [{"image": "x", "command": ["true"]}],
       "resources": {"backend_parameters": {"VmSize": "big"},
                     "backend_parameters_strict": True}}, "vmsize"),
 ])
@@ -248,6 +253,62 @@ def test_a_task_survives_kill9_of_the_daemon(tes_daemon: Daemon, api: httpx.Clie
     task = _wait(api, task_id)
     assert task["state"] == "COMPLETE", task
     assert task["logs"][0]["logs"][1]["stdout"] == "first\n"
+
+
+def test_a_forged_runner_log_cannot_grow_a_response(api: httpx.Client) -> None:
+    """An executor can rewrite the runner's record once the runner has exited (it lies
+    in the task's area); the daemon serves no more executors than the task has, and no
+    more of their output than its budget, however the record points."""
+    task_id = api.post("/tasks", json={"executors": [
+        {"image": "x", "command": ["pwd"]},
+        {"image": "x", "command": ["sh", "-c", "head -c 65536 /dev/zero > big"]}]}).json()["id"]
+    done = _wait(api, task_id)
+    assert done["state"] == "COMPLETE", done
+    root = Path(done["logs"][0]["logs"][0]["stdout"].strip())  # the executors' directory
+    big = str(root / "big")  # 64 KiB of NULs, six bytes each in JSON
+    forged = {"executors": [{"exit_code": 0, "stdout_file": big, "stderr_file": big}] * 40,
+              "outputs": [{"url": "file:///" + "u" * 4000, "path": "/p", "size_bytes": "1"}]
+              * 2000, "system_logs": ["s" * 100_000] * 50}
+    (root.parent / "logs" / "attempt-1.json").write_text(json.dumps(forged))
+    response = api.get(f"/tasks/{task_id}", params={"view": "FULL"})
+    assert response.status_code == 200
+    assert len(response.content) <= TASK_BUDGET + (64 << 10)
+    task = response.json()
+    validate(task, "tesTask")
+    assert len(task["logs"][0]["logs"]) == 2  # the task's executors, not the record's
+    listed = api.get("/tasks", params={"view": "FULL", "page_size": 2047})
+    assert listed.status_code == 200
+    assert len(listed.content) <= min(TASK_BUDGET, LIST_BUDGET) + (64 << 10)
+    validate(listed.json(), "tesListTasksResponse")
+    assert [len(t["logs"][0]["logs"]) for t in listed.json()["tasks"]] == [2]
+
+
+def test_in_a_container_runtime_task_values_never_become_its_options(short_tmp: Path) -> None:
+    d = _daemon(short_tmp, '[tes]\nruntime = ["podman", "run", "--rm", "-i", "{mounts}", '
+                           '"-w", "{workdir}", "{image}"]\n')
+    d.start()
+    try:
+        with httpx.Client(base_url=d.url + "/ga4gh/tes/v1", timeout=30,
+                          headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            for body, needle in [
+                ({"executors": [{"image": "--privileged",
+                                 "command": ["--volume=/:/host", "sh"]}]}, "executors[0].image"),
+                ({"executors": [{"image": "alpine", "command": ["true"]},
+                                {"image": "alpine --rm", "command": ["true"]}]},
+                 "executors[1].image"),
+                ({"executors": [{"image": "alpine", "command": ["true"]}],
+                  "volumes": ["/a:/b"]}, "cannot be mounted"),
+            ]:
+                response = api.post("/tasks", json=body)
+                assert response.status_code == 400, response.text
+                assert response.json()["error"]["code"] == "invalid_request"
+                assert needle in response.json()["error"]["message"]
+            assert api.get("/tasks").json() == {"tasks": []}
+            accepted = api.post("/tasks", json={"executors": [
+                {"image": "quay.io/org/tool:1.0", "command": ["true"]}]})
+            assert accepted.status_code == 200, accepted.text
+    finally:
+        d.stop()
 
 
 def test_a_task_on_slurm(short_tmp: Path) -> None:

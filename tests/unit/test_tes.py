@@ -38,7 +38,7 @@ def test_runtime_template_mounts_instead_of_rewriting(tmp_path: Path) -> None:
     runner = Runner(plan, tmp_path, 1)
     argv = runner._argv(runner.task.executors[0])
     assert argv == ["apptainer", "exec", "--bind", f"{tmp_path}/root/data:/data", "--pwd",
-                    "/data", "docker://biocontainers/samtools", "cat", "/data/x"]
+                    "/data", "--", "docker://biocontainers/samtools", "cat", "/data/x"]
     host = Runner({**plan, "runtime": None}, tmp_path, 1)
     assert host._argv(host.task.executors[0]) == ["cat", f"{tmp_path}/root/data/x"]
 
@@ -154,7 +154,7 @@ def test_a_spoiled_runner_log_never_breaks_the_view(tmp_path: Path) -> None:
     """The log lies in the task's area, where the task could rewrite it."""
     import os
 
-    from acjob.tes.view import _executor_logs, _output_logs, runner_log
+    from acjob.tes.view import Budget, _executor_logs, _output_logs, runner_log
 
     spool = Spool(tmp_path)
     job = _job(State.RUNNING)
@@ -165,14 +165,16 @@ def test_a_spoiled_runner_log_never_breaks_the_view(tmp_path: Path) -> None:
 
     (logs / "attempt-1.json").write_text(json.dumps({"executors": 5, "outputs": "x"}))
     assert runner_log(spool, job, 1) == {"executors": 5, "outputs": "x"}
-    assert _executor_logs(spool.work_dir(job.id), {"executors": 5}, True) == []
+    assert _executor_logs(spool.work_dir(job.id), {"executors": 5}, 4, True, Budget(1 << 20)) \
+        == []
     spoiled = {"executors": [{"exit_code": 0, "stdout_file": str(fifo), "start_time": 3},
                              {"exit_code": True}, {"exit_code": 1 << 40}, "x"],
                "outputs": [{"url": "file:///o", "path": "/o", "size_bytes": "1", "x": 1},
                            {"url": 5, "path": "/o", "size_bytes": "1"}, 7]}
-    assert _executor_logs(spool.work_dir(job.id), spoiled, True) == [
+    assert _executor_logs(spool.work_dir(job.id), spoiled, 4, True, Budget(1 << 20)) == [
         {"exit_code": 0, "stdout": "", "stderr": ""}]  # the FIFO is never opened for reading
-    assert _output_logs(spoiled) == [{"url": "file:///o", "path": "/o", "size_bytes": "1"}]
+    assert _output_logs(spoiled, Budget(1 << 20)) == [
+        {"url": "file:///o", "path": "/o", "size_bytes": "1"}]
     os.unlink(logs / "attempt-1.json")
     os.mkfifo(logs / "attempt-1.json")
     assert runner_log(spool, job, 1) is None

@@ -22,9 +22,10 @@ from ..config import TesConfig
 from ..errors import AcjobError, Conflict, InvalidRequest, NotFound
 from ..lifecycle import after_cancel_request
 from ..model import JobSpec, NewJob, Resources, State, check_job_id, describe_errors, new_job_id
-from ..tes.model import Task, View
+from ..tes.container import task_problem
+from ..tes.model import Task, View, declared_paths
 from ..tes.runner import PROTECTED_ROOTS, roots_of
-from ..tes.view import DOCUMENT, task_document
+from ..tes.view import DOCUMENT, LIST_BUDGET, Budget, task_document
 from ..version import __version__
 from .app import Services
 from .native import ErrorBody, Svc
@@ -139,15 +140,16 @@ def create_task(task: Task, svc: Svc) -> CreateTaskResponse:
     """Accept a task: it is committed (and will run) before the answer."""
     settings: TesConfig = svc.tes
     params = _backend_parameters(task)
+    roots = roots_of(declared_paths(task))
     if settings.runtime is None:
-        paths = [i.path for i in task.inputs] + [o.path for o in task.outputs]
-        paths += list(task.volumes) + [p for e in task.executors
-                                       for p in (e.workdir, e.stdin, e.stdout, e.stderr) if p]
-        clash = sorted(set(roots_of(paths)) & PROTECTED_ROOTS)
+        clash = sorted(set(roots) & PROTECTED_ROOTS)
         if clash:
             raise InvalidRequest(
                 f"paths under {', '.join(clash)} cannot be mapped while executors run on "
                 "the host", hint="use task paths such as /data or /outputs")
+    elif (problem := task_problem(task, settings.runtime, roots)) is not None:
+        raise InvalidRequest(problem, hint="executors run in a container runtime here: "
+                             "images must be image references, paths plain names")
     job_id = new_job_id()
     area = svc.spool.work_dir(job_id)
     plan = svc.spool.job_dir(job_id) / "tes-plan.json"
@@ -183,7 +185,9 @@ def list_tasks(
     """List tasks, newest first, filtered by name prefix, state and tags.
 
     A page may hold fewer than ``page_size`` tasks while ``next_page_token`` says more
-    may follow (a state filter is checked after the page is read).
+    may follow (a state filter is checked after the page is read). What the tasks carry
+    from their runners' records is bounded by :data:`~acjob.tes.view.LIST_BUDGET` in all
+    (once it is spent, later tasks' logs have empty stdout and stderr, and no outputs).
     """
     keys, values = tag_key or [], tag_value or []
     if len(values) > len(keys):
@@ -201,10 +205,11 @@ def list_tasks(
                                        limit=page_size, cursor=page_token,
                                        document=DOCUMENT, tags=tags)
     tasks = []
+    budget = Budget(LIST_BUDGET)
     for job in jobs:
         body = svc.store.document(job.id, DOCUMENT)
         if body is not None:
-            document = task_document(job, json.loads(body), svc.spool, view)
+            document = task_document(job, json.loads(body), svc.spool, view, budget)
             if state is None or document["state"] == state:
                 tasks.append(document)
     result: dict[str, Any] = {"tasks": tasks}

@@ -3,11 +3,13 @@
 Only what acjob reads is modelled; the read-only fields a client may echo back (``id``,
 ``state``, ``logs``, ``creation_time``) are ignored. Every path must be absolute and
 free of ``..`` so that, mapped into the task's own directory, it can never point
-outside it.
+outside it; it is kept in canonical form (:func:`normalize`), so that every check on a
+path sees the path that is used.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Annotated, Literal
 
@@ -19,12 +21,27 @@ View = Literal["MINIMAL", "BASIC", "FULL"]
 _WILDCARD = re.compile(r"[*?\[]")
 
 
+def normalize(path: str) -> str:
+    """Return an absolute path in canonical form: no ``.`` components, no repeated or
+    trailing slashes (``//etc/x`` and ``/./etc/x`` are ``/etc/x``).
+
+    ``..`` is left alone (callers refuse it). :func:`posixpath.normpath` alone is not
+    enough: POSIX lets a path start with exactly two slashes, and normpath keeps them.
+    """
+    return "/" + posixpath.normpath(path).lstrip("/")
+
+
 def _container_path(value: str) -> str:
+    """Return ``value`` normalized.
+
+    Raises:
+        ValueError: it is not absolute, holds a NUL, or has a ``..`` component.
+    """
     if not value.startswith("/") or "\0" in value:
         raise ValueError("must be an absolute path")
     if ".." in value.split("/"):
         raise ValueError("must not contain '..'")
-    return value
+    return normalize(value)
 
 
 ContainerPath = Annotated[str, Field(min_length=1, max_length=4096),
@@ -105,7 +122,7 @@ class Output(BaseModel):
         if not self.path_prefix:
             raise ValueError("an output path with wildcards needs a path_prefix")
         try:
-            _container_path(self.path_prefix)
+            self.path_prefix = _container_path(self.path_prefix)
         except ValueError as exc:
             raise ValueError(f"path_prefix {exc}") from None
         if not self.path.startswith(self.path_prefix.rstrip("/") + "/"):
@@ -152,9 +169,11 @@ class Task(BaseModel):
 
 
 def declared_paths(task: Task) -> list[str]:
-    """Return every container path the task names (inputs, outputs, volumes, executors)."""
+    """Return every container path the task names (inputs, outputs and their prefixes,
+    volumes, executors' files and working directories): what the runner maps, and the
+    daemon checks."""
     paths = [i.path for i in task.inputs] + list(task.volumes)
-    paths += [o.path_prefix if o.is_glob and o.path_prefix else o.path for o in task.outputs]
+    paths += [p for o in task.outputs for p in (o.path, o.path_prefix) if p]
     for executor in task.executors:
         paths += [p for p in (executor.workdir, executor.stdin, executor.stdout,
                               executor.stderr) if p]

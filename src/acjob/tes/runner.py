@@ -38,12 +38,16 @@ from typing import Any, BinaryIO, Literal
 
 import httpx
 
-from .model import Executor, Task
+from .container import image_problem, runtime_argv
+from .model import Executor, Task, declared_paths, normalize
 
 #: The exit status for a failure of the runner itself (inputs, outputs), not an executor's.
 SYSTEM_ERROR_EXIT = 250
 #: How much of an executor's stdout and stderr the task log carries.
 LOG_TAIL_BYTES = 64 * 1024
+#: The most copied files an attempt's record lists (the rest are counted in a system
+#: log): the daemon refuses to parse a record much larger (see :mod:`acjob.tes.view`).
+MAX_LISTED_OUTPUTS = 10_000
 #: Top-level directories a task may not map: rewriting them would break the host's tools.
 PROTECTED_ROOTS = frozenset({"/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/etc",
                              "/proc", "/sys", "/dev", "/boot", "/run"})
@@ -59,21 +63,28 @@ def rfc3339(t: float) -> str:
 
 
 def roots_of(paths: list[str]) -> list[str]:
-    """Return the top-level directories of container paths, longest first."""
-    roots = {"/" + p.split("/")[1] for p in paths if p.split("/")[1:2] != [""]}
-    return sorted(roots, key=len, reverse=True)
+    """Return the top-level directories of container paths, longest first.
+
+    Paths are normalized first (``//etc/x`` and ``/./etc/x`` are under ``/etc``), so
+    that no spelling of a path hides its root from the protected-roots check.
+    """
+    roots = {"/" + first for p in paths if (first := normalize(p).split("/")[1])}
+    return sorted(roots, key=lambda r: (-len(r), r))
 
 
 def rewrite(text: str, roots: list[str], root_dir: Path) -> str:
     """Replace container paths under ``roots`` in ``text`` by the area's host paths.
 
     A root matches only as a whole path component (``/data`` in ``/data/x`` and
-    ``--in=/data``, not in ``/database`` or ``/usr/data``).
+    ``--in=/data``, not in ``/database`` or ``/usr/data``). All roots are replaced in
+    one pass, each occurrence once: the area's own path may contain a root (a spool
+    under ``/scratch`` with ``/scratch`` a task volume), and must not be rewritten again.
     """
-    for root in roots:
-        pattern = re.compile(r"(?<![\w./-])" + re.escape(root) + r"(?=/|$|[^\w.-])")
-        text = pattern.sub(str(root_dir).replace("\\", "\\\\") + root, text)
-    return text
+    if not roots:
+        return text
+    alternatives = "|".join(re.escape(r) for r in sorted(roots, key=len, reverse=True))
+    pattern = re.compile(r"(?<![\w./-])(?:" + alternatives + r")(?=/|$|[^\w.-])")
+    return pattern.sub(lambda match: str(root_dir) + match.group(0), text)
 
 
 class Runner:
@@ -89,11 +100,8 @@ class Runner:
         self.attempt = attempt
         self.log: dict[str, Any] = {"attempt": attempt, "start_time": rfc3339(time.time()),
                                     "executors": [], "outputs": [], "system_logs": []}
-        paths = [i.path for i in self.task.inputs] + list(self.task.volumes)
-        paths += [o.path for o in self.task.outputs]
-        for e in self.task.executors:
-            paths += [p for p in (e.workdir, e.stdin, e.stdout, e.stderr) if p]
-        self.roots = roots_of(paths)
+        self.unlisted = 0  # files copied beyond MAX_LISTED_OUTPUTS
+        self.roots = roots_of(declared_paths(self.task))
 
     def host(self, path: str) -> Path:
         """Return the host path of a container path."""
@@ -166,10 +174,16 @@ class Runner:
                 status = code
                 break
         if status == 0:
+            failure = None
             try:
                 self._collect()
             except (StagingError, OSError) as exc:
-                return self._system_error(f"cannot copy the outputs: {exc}")
+                failure = f"cannot copy the outputs: {exc}"
+            if self.unlisted:
+                self.log["system_logs"].append(
+                    f"{self.unlisted} more output files were copied (not listed)")
+            if failure:
+                return self._system_error(failure)
         self.log["end_time"] = rfc3339(time.time())
         self._save()
         return status
@@ -227,17 +241,21 @@ class Runner:
     # -- executors -----------------------------------------------------------------
 
     def _argv(self, executor: Executor) -> list[str]:
+        """Return the executor's argv: on the host, its command with the task's paths
+        rewritten; else the runtime template around it.
+
+        Raises:
+            StagingError: the image is not one the template can take (the daemon
+                refuses such a task; this guards a plan written before it did).
+        """
         if self.runtime is None:
             return [rewrite(a, self.roots, self.root) for a in executor.command]
-        argv: list[str] = []
-        for item in self.runtime:
-            if item == "{mounts}":
-                for root in self.roots:
-                    argv += [self.mount_flag, f"{self.host(root)}:{root}"]
-            else:
-                argv.append(item.replace("{image}", executor.image)
-                            .replace("{workdir}", executor.workdir or "/"))
-        return argv + executor.command
+        problem = image_problem(executor.image, self.runtime)
+        if problem is not None:
+            raise StagingError(f"the image {executor.image[:100]!r} {problem}")
+        return runtime_argv(self.runtime, self.mount_flag, self.roots,
+                            lambda root: str(self.host(root)), executor.image,
+                            executor.workdir, executor.command)
 
     def _execute(self, index: int, executor: Executor) -> int:
         own = self.logs / f"attempt-{self.attempt}"
@@ -253,9 +271,11 @@ class Runner:
                 if executor.workdir and self.runtime is None:
                     cwd = self._task_file(executor.workdir)
                     cwd.mkdir(parents=True, exist_ok=True)
+                argv = self._argv(executor)
             except (StagingError, OSError) as exc:
-                # The executor's own doing (a missing stdin, a link an earlier one left):
-                # it fails, as a command that cannot open its files does.
+                # The executor's own doing (a missing stdin, a link an earlier one left,
+                # an image the runtime cannot take): it fails, as a command that cannot
+                # open its files does.
                 self.log["system_logs"].append(f"executor {index}: {exc}")
                 entry.update(exit_code=1, end_time=rfc3339(time.time()))
                 self._save()
@@ -265,7 +285,7 @@ class Runner:
             for key, value in executor.env.items():
                 env[key] = value if self.runtime else rewrite(value, self.roots, self.root)
             self._save()
-            code = self._spawn(executor, stdin, out, err, cwd, env)
+            code = self._spawn(argv, stdin, out, err, cwd, env)
         # A command killed by signal N reports -N; a shell would say 128+N.
         entry.update(exit_code=128 - code if code < 0 else code, end_time=rfc3339(time.time()))
         self._save()
@@ -286,14 +306,14 @@ class Runner:
         host.parent.mkdir(parents=True, exist_ok=True)
         return host
 
-    def _spawn(self, executor: Executor, stdin: BinaryIO | None, out: BinaryIO,
-               err: BinaryIO, cwd: Path, env: dict[str, str]) -> int:
+    @staticmethod
+    def _spawn(argv: list[str], stdin: BinaryIO | None, out: BinaryIO, err: BinaryIO,
+               cwd: Path, env: dict[str, str]) -> int:
         try:
-            return subprocess.run(self._argv(executor), stdin=stdin or subprocess.DEVNULL,
-                                  stdout=out, stderr=err, cwd=cwd, env=env,
-                                  check=False).returncode
+            return subprocess.run(argv, stdin=stdin or subprocess.DEVNULL, stdout=out,
+                                  stderr=err, cwd=cwd, env=env, check=False).returncode
         except OSError as exc:
-            err.write(f"acjob tes: cannot run {executor.command[0]}: {exc}\n".encode())
+            err.write(f"acjob tes: cannot run {argv[0]}: {exc}\n".encode())
             return 127
 
     # -- outputs -------------------------------------------------------------------
@@ -328,6 +348,9 @@ class Runner:
         with self.open_inside(source, "rb") as reader, tmp.open("wb") as writer:
             shutil.copyfileobj(reader, writer, 1 << 20)
         tmp.replace(destination)  # readers never see half a file
+        if len(self.log["outputs"]) >= MAX_LISTED_OUTPUTS:
+            self.unlisted += 1
+            return
         self.log["outputs"].append({"url": f"file://{destination}", "path": container_path,
                                     "size_bytes": str(destination.stat().st_size)})
 
