@@ -1,0 +1,67 @@
+"""Findings of the security review (issue 12), each kept by a test over the real daemon."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Daemon, tool_env, wait_for
+
+
+@pytest.fixture
+def held(short_tmp: Path) -> Iterator[Daemon]:
+    """A daemon on a Unix socket that accepts jobs but starts none."""
+    state = short_tmp / "held-state"
+    sock = short_tmp / "h.sock"
+    config = short_tmp / "held.toml"
+    config.write_text(f'[server]\nstate_dir = "{state}"\nhold = true\n')
+    d = Daemon(state_dir=state, url=f"unix:{sock}",
+               env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"), config=config)
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture
+def http(held: Daemon) -> Iterator[httpx.Client]:
+    transport = httpx.HTTPTransport(uds=held.url.removeprefix("unix:"))
+    with httpx.Client(base_url="http://acjob", transport=transport, timeout=60) as client:
+        yield client
+
+
+def _gauges(http: httpx.Client) -> tuple[int, int]:
+    """Return (hub waiters, requests in flight), this scrape included."""
+    text = http.get("/metrics").text
+    found = dict(re.findall(r"^(acjob_waiters|acjob_http_requests_in_flight) (\S+)$", text,
+                            re.MULTILINE))
+    return int(float(found["acjob_waiters"])), int(float(found["acjob_http_requests_in_flight"]))
+
+
+def test_requests_whose_clients_left_stop_waiting(held: Daemon, http: httpx.Client) -> None:
+    job = http.post("/v1/jobs", json={"command": "true"}).json()
+    assert job["attempt"] == 0  # held: it never starts, so every wait below lasts
+    # Before the response starts (a follow of a job with no attempt yet, a long-poll) and
+    # after it started (the event stream has sent the job's first event).
+    paths = [f"/v1/jobs/{job['id']}/stdout?follow=true",
+             f"/v1/jobs/{job['id']}/stderr?follow=true",
+             f"/v1/jobs/{job['id']}?wait=600",
+             f"/v1/jobs/{job['id']}/events"] * 5
+    clients = []
+    for path in paths:
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(held.url.removeprefix("unix:"))
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: acjob\r\n\r\n".encode())
+        clients.append(client)
+    waiting = (len(paths), len(paths) + 1)
+    wait_for(lambda: _gauges(http) == waiting, what=f"{waiting} waiters and requests")
+    for client in clients:
+        client.close()
+    wait_for(lambda: _gauges(http) == (0, 1), what="no waiter and no request but this one")
+    assert http.get(f"/v1/jobs/{job['id']}").json()["state"] == "QUEUED"
