@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from .address import check_mail_address
 from .errors import InvalidRequest
 
 
@@ -196,6 +197,12 @@ class MailDelivery(BaseModel):
 
     type: Literal["email"] = "email"
     to: Annotated[str, Field(pattern=_EMAIL, max_length=320)]
+
+    @field_validator("to")
+    @classmethod
+    def _sendable(cls, value: str) -> str:
+        # The pattern is the schema's summary; the mail code itself has the last word.
+        return check_mail_address(value)
 
 
 class WebhookDelivery(BaseModel):

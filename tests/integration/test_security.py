@@ -65,3 +65,15 @@ def test_requests_whose_clients_left_stop_waiting(held: Daemon, http: httpx.Clie
         client.close()
     wait_for(lambda: _gauges(http) == (0, 1), what="no waiter and no request but this one")
     assert http.get(f"/v1/jobs/{job['id']}").json()["state"] == "QUEUED"
+
+
+@pytest.mark.parametrize("address", ["=?utf-8?q?a=0ABcc:=20evil?=@x.com", "a\u0000b@x.com"])
+def test_mail_addresses_that_cannot_be_sent_are_refused(http: httpx.Client,
+                                                         address: str) -> None:
+    response = http.post("/v1/jobs", json={"command": "true",
+                                           "deliveries": [{"type": "email", "to": address}]})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"]["code"] == "invalid_request"
+    assert body["error"]["message"].startswith("body.deliveries.0.email.to: ")
+    assert http.get("/v1/jobs").json()["jobs"] == []
