@@ -55,6 +55,17 @@ def test_tcp_needs_the_token(tcp_daemon: Daemon) -> None:
     assert tcp_daemon.run("acjob", "echo ${ACJOB_TOKEN:-none}").stdout == b"none\n"
 
 
+def test_the_bearer_scheme_is_case_insensitive(tcp_daemon: Daemon) -> None:
+    # RFC 7235: the scheme is case-insensitive; the token itself is not.
+    with httpx.Client(base_url=tcp_daemon.url) as http:
+        for given in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"bEaReR  {TOKEN}"):
+            assert http.get("/v1/jobs", headers={"Authorization": given}).status_code == 200
+        for given in (f"bearer {TOKEN.upper()}", f"Basic {TOKEN}", f"bearer{TOKEN}",
+                      f"bearer {TOKEN}x", f"bearer x{TOKEN}", "bearer", f"{TOKEN} bearer"):
+            response = http.get("/v1/jobs", headers={"Authorization": given})
+            assert response.status_code == 401, given
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
 def test_refuses_tcp_without_token(short_tmp: Path, host: str) -> None:
     env = tool_env(short_tmp)

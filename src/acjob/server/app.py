@@ -85,9 +85,7 @@ class Guard:
         services = self.services
         if services.token is not None and scope["path"] not in PUBLIC_PATHS:
             headers = dict(scope["headers"])
-            given = headers.get(b"authorization", b"")
-            expected = b"Bearer " + services.token.encode()
-            if not hmac.compare_digest(given, expected):
+            if not _authorized(headers.get(b"authorization", b""), services.token.encode()):
                 await _reply(send, 401, error_body(
                     "unauthorized", "a valid bearer token is required",
                     "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools)"))
@@ -112,6 +110,17 @@ class Guard:
         finally:
             services.in_flight -= 1
             services.last_activity = time.monotonic()
+
+
+def _authorized(header: bytes, token: bytes) -> bool:
+    """Tell whether an ``Authorization`` header carries ``Bearer TOKEN``.
+
+    The scheme is case-insensitive and one or more spaces follow it (RFC 7235). The
+    token is compared in constant time, and compared even when the scheme is wrong.
+    """
+    scheme, _, credentials = header.partition(b" ")
+    same = hmac.compare_digest(credentials.lstrip(b" "), token)
+    return same and scheme.lower() == b"bearer"
 
 
 #: Methods whose requests have no body for the application to read.
