@@ -15,11 +15,12 @@ from tests.conftest import Daemon, tool_env, wait_for
 
 @pytest.fixture
 def held(short_tmp: Path) -> Iterator[Daemon]:
-    """A daemon on a Unix socket that accepts jobs but starts none."""
+    """A daemon on a Unix socket that accepts jobs but starts none (so it never calls back)."""
     state = short_tmp / "held-state"
     sock = short_tmp / "h.sock"
     config = short_tmp / "held.toml"
-    config.write_text(f'[server]\nstate_dir = "{state}"\nhold = true\n')
+    config.write_text(f'[server]\nstate_dir = "{state}"\nhold = true\n'
+                      '[webhook]\nsecret = "held-webhook-secret"\n')
     d = Daemon(state_dir=state, url=f"unix:{sock}",
                env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"), config=config)
     d.start()
@@ -77,3 +78,26 @@ def test_mail_addresses_that_cannot_be_sent_are_refused(http: httpx.Client,
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["message"].startswith("body.deliveries.0.email.to: ")
     assert http.get("/v1/jobs").json()["jobs"] == []
+
+
+@pytest.mark.parametrize("url", ["https://user:pw-secret@hooks.example.org/done",
+                                 "http://user@hooks.example.org/", "http://:pw-secret@h/",
+                                 "https://a@b@hooks.example.org/"])
+def test_webhook_urls_with_credentials_are_refused(http: httpx.Client, url: str) -> None:
+    response = http.post("/v1/jobs", json={"command": "true",
+                                           "deliveries": [{"type": "webhook", "url": url}]})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["message"].startswith("body.deliveries.0.webhook.url: ")
+    assert "credentials" in error["message"] and "[webhook] secret" in error["message"]
+    assert "pw-secret" not in response.text
+    assert http.get("/v1/jobs").json()["jobs"] == []
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.org/a@b", "http://h:8080/?to=a@b",
+                                 "https://h/#a@b"])
+def test_an_at_sign_outside_the_authority_is_no_credential(http: httpx.Client,
+                                                           url: str) -> None:
+    response = http.post("/v1/jobs", json={"command": "true",
+                                           "deliveries": [{"type": "webhook", "url": url}]})
+    assert response.status_code == 201, response.text
