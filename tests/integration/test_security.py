@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Daemon, tool_env, wait_for
+import acjob
+from tests.conftest import Daemon, free_port, tool_env, wait_for
 
 
 @pytest.fixture
@@ -101,3 +102,64 @@ def test_an_at_sign_outside_the_authority_is_no_credential(http: httpx.Client,
     response = http.post("/v1/jobs", json={"command": "true",
                                            "deliveries": [{"type": "webhook", "url": url}]})
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("url", ["http://h/\r\nX-Evil: 1", "http://h/x\nHost: evil",
+                                 "file:///etc/passwd", "ftp://h/x", "gopher://h:70/_x",
+                                 "http://h/a b", "http://h/\u00e9", "HTTP://h/"])
+def test_webhook_urls_that_are_not_plain_http_are_refused(http: httpx.Client,
+                                                          url: str) -> None:
+    response = http.post("/v1/jobs", json={"command": "true",
+                                           "deliveries": [{"type": "webhook", "url": url}]})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["message"].startswith("body.deliveries.0.webhook.url: ")
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch"])
+def test_deeply_nested_bodies_are_400_not_500(held: Daemon, http: httpx.Client,
+                                              path: str) -> None:
+    depth = 200_000  # far beyond any recursion limit, within the size limit
+    body = '{"command": "x", "labels": ' + "[" * depth + "]" * depth + "}"
+    response = http.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"]
+    assert http.get("/v1/health").status_code == 200
+    held.stop()
+    assert "internal error" not in held.log.read_text()
+
+
+def test_no_secret_in_metrics_openapi_service_info_or_a_jobs_environment(
+        short_tmp: Path) -> None:
+    token, hook, password = "tok-5e1f-secret", "hook-9b2e-secret", "smtp-7d3a-secret"
+    port = free_port()
+    config = short_tmp / "secrets.toml"
+    config.write_text(f'[server]\nstate_dir = "{short_tmp}/st"\ntoken = "{token}"\n'
+                      f'[webhook]\nsecret = "{hook}"\n'
+                      f'[mail]\nhost = "127.0.0.1"\nport = {free_port()}\nuser = "u"\n'
+                      f'password = "{password}"\n')
+    url = f"http://127.0.0.1:{port}"
+    # The token is in the daemon's own environment too, as a user's shell would have it.
+    d = Daemon(state_dir=short_tmp / "st", url=url, config=config,
+               env=tool_env(short_tmp, ACJOB_URL=url, ACJOB_TOKEN=token))
+    d.start()
+    try:
+        with acjob.Client(url, token) as client:
+            job = client.submit("env", deliveries=[
+                {"type": "email", "to": "a@b.org"},
+                {"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/hook"}])
+            client.wait(job.id, timeout=60)
+            seen = [b"".join(client.stream(job.id, "stdout")).decode(),
+                    b"".join(client.stream(job.id, "stderr")).decode()]
+        assert "ACJOB_JOB_ID=" in seen[0]  # the job's environment was printed
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+            for path in ("/metrics", "/openapi.json", "/docs", "/v1/health",
+                         "/ga4gh/tes/v1/service-info", f"/v1/jobs/{job.id}",
+                         f"/v1/jobs/{job.id}/events?follow=false", "/v1/jobs"):
+                response = http.get(path)
+                assert response.status_code == 200, path
+                seen.append(response.text)
+    finally:
+        d.stop()
+    for text in seen:
+        for secret in (token, hook, password):
+            assert secret not in text
