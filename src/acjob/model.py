@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -24,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from .address import check_mail_address
 from .errors import InvalidRequest
 
 
@@ -197,6 +199,12 @@ class MailDelivery(BaseModel):
     type: Literal["email"] = "email"
     to: Annotated[str, Field(pattern=_EMAIL, max_length=320)]
 
+    @field_validator("to")
+    @classmethod
+    def _sendable(cls, value: str) -> str:
+        # The pattern is the schema's summary; the mail code itself has the last word.
+        return check_mail_address(value)
+
 
 class WebhookDelivery(BaseModel):
     """POST the result, signed, to ``url`` when the job ends."""
@@ -205,6 +213,18 @@ class WebhookDelivery(BaseModel):
 
     type: Literal["webhook"] = "webhook"
     url: Annotated[str, Field(pattern=r"^https?://[\x21-\x7e]+$", max_length=2048)]
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        # user:password@ would be sent as Basic auth and shown to every client in the
+        # job document; the signature is how a receiver knows a callback is genuine.
+        if "@" in urlsplit(value).netloc:
+            raise ValueError("a webhook URL cannot carry credentials (user:password@): "
+                             "it is shown in the job to every client; the receiver checks "
+                             "the X-Acjob-Signature made with the daemon's [webhook] secret "
+                             "instead")
+        return value
 
 
 Delivery = Annotated[MailDelivery | WebhookDelivery, Field(discriminator="type")]

@@ -20,6 +20,13 @@ wrapper exits with the command's status too (a scheduler's accounting shows it),
 except 99 and 100, which Grid Engine would take as orders: the wrapper exits 1.
 Rendering is pure and the same for every backend but for the signals it ignores; a
 batch scheduler runs the very same file as its job script.
+
+Everything the script holds that comes from a job (paths, the command, the
+environment) is data, never code: each value is one single-quoted shell word, and
+what the wrapper prints is printed by ``printf '%s'``, so no ``$(…)``, backtick or
+quote in a value is ever interpreted by the wrapper. Names that must be bare words
+(environment variable names, signal names, the job id) are checked, and anything
+else is refused with :class:`ValueError` rather than rendered.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ STDERR_FILE = "stderr"
 WRAPPER_FILE = "job.sh"
 
 _SIGNAL_NAME = re.compile(r"[A-Z][A-Z0-9]{1,15}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The job id is written into a comment and the scheduler's view of the script.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: Status written when the working directory cannot be entered (as ``sh`` does
 #: for a command that cannot be executed).
@@ -70,7 +80,14 @@ def render_wrapper(
             whatever it is.
         ignore: Signal names (``USR1``) the wrapper ignores, and the command with it:
             a scheduler's mere warnings, which must not kill the job.
+
+    Raises:
+        ValueError: if the job id, an environment variable name or a signal name is
+            not a plain word, or any value holds a NUL byte (a shell script cannot
+            carry one). The job model refuses all of these at submission already.
     """
+    _check(job_id=job_id, attempt=attempt, attempt_dir=attempt_dir, workdir=workdir,
+           command=command, stdin=stdin, env=env, umask=umask, ignore=ignore)
     q = shlex.quote
     a = q(str(attempt_dir))
     if isinstance(command, str):
@@ -82,9 +99,6 @@ def render_wrapper(
     # sets (PATH, or a name the wrapper uses) can change what the wrapper does.
     exports = "".join(f"export {name}={q(value)}; " for name, value in env.items())
     source = q(str(stdin)) if stdin is not None else "/dev/null"
-    for name in ignore:
-        if not _SIGNAL_NAME.fullmatch(name):
-            raise ValueError(f"not a signal name: {name!r}")
     ignores = "".join(
         "# The scheduler sends it as a warning (Grid Engine: before a suspension); an\n"
         "# ignored signal stays ignored in the command.\n"
@@ -102,12 +116,14 @@ trap 'sig=INT' INT
 trap 'sig=HUP' HUP
 trap 'sig=USR2' USR2
 {ignores}echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
-export ACJOB_JOB_ID={job_id} ACJOB_ATTEMPT={attempt}
-if cd {q(str(workdir))} 2>/dev/null; then
+export ACJOB_JOB_ID={q(job_id)} ACJOB_ATTEMPT={attempt:d}
+W={q(str(workdir))}
+if cd "$W" 2>/dev/null; then
     ( umask {umask:04o}; {exports}{run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"
     rc=$?
 else
-    echo "acjob: cannot enter the working directory {q(str(workdir))}" > "$A/{STDERR_FILE}"
+    # printf prints the path as data: nothing in it is expanded or executed.
+    printf '%s %s\\n' 'acjob: cannot enter the working directory' "$W" > "$A/{STDERR_FILE}"
     : > "$A/{STDOUT_FILE}"
     rc={CANNOT_ENTER_WORKDIR}
 fi
@@ -117,3 +133,30 @@ printf '%d %s\\n' "$rc" "$sig" > "$A/{EXIT_FILE}.tmp" && mv -f "$A/{EXIT_FILE}.t
 case $rc in 99|100) exit 1 ;; esac
 exit "$rc"
 """
+
+
+def _check(*, job_id: str, attempt: int, attempt_dir: Path, workdir: Path,
+           command: str | list[str], stdin: Path | None, env: Mapping[str, str],
+           umask: int, ignore: Sequence[str]) -> None:
+    """Refuse what :func:`render_wrapper` could not render as plain data.
+
+    Raises:
+        ValueError: as documented by :func:`render_wrapper`.
+    """
+    if not _JOB_ID.fullmatch(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    # bool is an int, and "%d" of a str raises TypeError: both are programming errors.
+    if type(attempt) is not int or type(umask) is not int or not 0 <= umask <= 0o777:
+        raise ValueError("attempt and umask must be integers (umask 0 to 0o777)")
+    for name in env:
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"not an environment variable name: {name!r}")
+    for name in ignore:
+        if not _SIGNAL_NAME.fullmatch(name):
+            raise ValueError(f"not a signal name: {name!r}")
+    words = [str(attempt_dir), str(workdir), *env.values()]
+    words += [command] if isinstance(command, str) else command
+    if stdin is not None:
+        words.append(str(stdin))
+    if any("\0" in word for word in words):
+        raise ValueError("a NUL byte cannot be passed through a shell script")

@@ -52,9 +52,12 @@ class SMTP:
 
 
 class Receiver:
-    """An HTTP callback receiver answering the statuses it is given, then 200."""
+    """An HTTP callback receiver answering the statuses it is given, then 200.
 
-    def __init__(self, statuses: list[int]) -> None:
+    With ``location``, every answer carries that ``Location`` header (a redirect).
+    """
+
+    def __init__(self, statuses: list[int], location: str | None = None) -> None:
         self.statuses = list(statuses)
         self.requests: list[tuple[dict[str, str], bytes]] = []
         receiver = self
@@ -66,6 +69,8 @@ class Receiver:
                                           body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if location is not None:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -253,6 +258,23 @@ def test_webhook_404_is_not_retried(ddaemon: Daemon) -> None:
         assert len(receiver.requests) == 2
     finally:
         receiver.stop()
+
+
+def test_webhook_redirects_are_not_followed(ddaemon: Daemon) -> None:
+    target = Receiver([])
+    # 307 keeps the method and body: followed, it would post the result elsewhere.
+    redirect = Receiver([307, 307], location=target.url)
+    try:
+        with client_for(ddaemon) as client:
+            job = client.submit("true", deliveries=[{"type": "webhook", "url": redirect.url}])
+            client.wait(job.id, timeout=60)
+            wait_for(lambda: _delivery(client, job.id)["state"] == "failed", what="failure")
+            delivery = _delivery(client, job.id)
+        assert delivery["attempts"] == 1 and "307" in delivery["last_error"]
+        assert len(redirect.requests) == 1 and target.requests == []
+    finally:
+        redirect.stop()
+        target.stop()
 
 
 def test_mail_with_a_pipe(ddaemon: Daemon, smtp: SMTP) -> None:

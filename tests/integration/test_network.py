@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,37 @@ def test_tcp_needs_the_token(tcp_daemon: Daemon) -> None:
     assert tcp_daemon.run("acjob", "echo ok").stdout == b"ok\n"
     # The daemon's token (in its environment) never reaches a job.
     assert tcp_daemon.run("acjob", "echo ${ACJOB_TOKEN:-none}").stdout == b"none\n"
+
+
+def _raw_get(url: str, target: str) -> int:
+    """Send ``GET target`` exactly as given (no client normalises it); return the status."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=60) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: acjob\r\nConnection: close\r\n\r\n"
+                     .encode())
+        head = conn.makefile("rb").readline()
+    return int(head.split()[1])
+
+
+@pytest.mark.parametrize("target", [
+    "/v1/health/../jobs", "/v1/health/..%2Fjobs", "/v1/health%2F..%2Fjobs", "//v1/jobs",
+    "/v1/./jobs", "/v1/health/", "/v1/health;/../jobs", "/V1/HEALTH", "/v1/jobs?/v1/health",
+    "/v1/jobs#/v1/health", "/v1/health%00", "/./v1/health/../../metrics",
+])
+def test_path_tricks_do_not_pass_the_token_check(tcp_daemon: Daemon, target: str) -> None:
+    assert _raw_get(tcp_daemon.url, "/v1/health") == 200
+    assert _raw_get(tcp_daemon.url, target) == 401
+
+
+def test_the_bearer_scheme_is_case_insensitive(tcp_daemon: Daemon) -> None:
+    # RFC 7235: the scheme is case-insensitive; the token itself is not.
+    with httpx.Client(base_url=tcp_daemon.url) as http:
+        for given in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"bEaReR  {TOKEN}"):
+            assert http.get("/v1/jobs", headers={"Authorization": given}).status_code == 200
+        for given in (f"bearer {TOKEN.upper()}", f"Basic {TOKEN}", f"bearer{TOKEN}",
+                      f"bearer {TOKEN}x", f"bearer x{TOKEN}", "bearer", f"{TOKEN} bearer"):
+            response = http.get("/v1/jobs", headers={"Authorization": given})
+            assert response.status_code == 401, given
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
@@ -116,7 +148,11 @@ def test_another_local_user_cannot_connect(daemon, short_tmp: Path) -> None:  # 
         subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
     user = pwd.getpwnam(name)
     sock = daemon.url.removeprefix("unix:")
-    probe = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+    # The probe first proves that it runs as nobody privileged: not root, and not in
+    # root's groups either (which a plain setuid would keep).
+    probe = ("import os,socket,sys\n"
+             "if os.geteuid() == 0 or os.getegid() == 0 or 0 in os.getgroups(): sys.exit(3)\n"
+             "s=socket.socket(socket.AF_UNIX)\n"
              f"try:\n s.connect({sock!r})\nexcept PermissionError:\n sys.exit(13)\n"
              "sys.exit(0)\n")
     # Let the user reach the socket's directory, so only the socket's own mode decides.
@@ -125,10 +161,12 @@ def test_another_local_user_cannot_connect(daemon, short_tmp: Path) -> None:  # 
     python = "/usr/bin/python3"
     if not os.access(python, os.X_OK):
         pytest.skip("no system python3 to run as the second user")
-    result = subprocess.run([python, "-c", probe], user=user.pw_uid,
-                            group=user.pw_gid, capture_output=True, timeout=60)
+    result = subprocess.run([python, "-c", probe], user=user.pw_uid, group=user.pw_gid,
+                            extra_groups=[], capture_output=True, timeout=60)
     assert result.returncode == 13, result.stderr
-    assert subprocess.run([sys.executable, "-c", probe], timeout=60).returncode == 0
+    # The same probe as the daemon's own user (root here) connects: the socket is usable.
+    own = probe.replace("sys.exit(3)", "pass")
+    assert subprocess.run([sys.executable, "-c", own], timeout=60).returncode == 0
 
 
 def test_token_never_in_the_log(tcp_daemon: Daemon) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -119,7 +121,7 @@ def test_output_files_are_private_but_job_files_follow_umask(tmp_path: Path) -> 
     assert os.access(a / "exit", os.R_OK)
 
 
-@pytest.mark.parametrize("name", ["A", "PATH", "rc", "HOME"])
+@pytest.mark.parametrize("name", ["A", "W", "PATH", "rc", "sig", "HOME"])
 def test_job_environment_cannot_break_the_wrapper(tmp_path: Path, name: str) -> None:
     a = _run(tmp_path, f'echo "${name}"', env={name: "/nonexistent"})
     assert (a / "stdout").read_text() == "/nonexistent\n"
@@ -143,3 +145,108 @@ def test_a_signal_from_outside_is_noted_beside_the_status(tmp_path: Path) -> Non
     os.killpg(proc.pid, signal.SIGTERM)  # as a cancel or a scheduler does
     proc.wait(timeout=30)
     assert (attempt / "exit").read_text().split() == ["143", "TERM"]
+
+
+
+# Values a client controls, each a valid file name component (no "/", no NUL). Each
+# would run ``touch PWNED``, break the script's syntax or change the text, were it
+# ever taken for shell code instead of data.
+HOSTILE = [
+    "$(touch PWNED)", "`touch PWNED`", "'; touch PWNED; '", '"; touch PWNED; "',
+    "\ntouch PWNED\n", '\\"$(touch PWNED)\\"', "${x:=$(touch PWNED)}", "$((1+1))",
+    "-n", "%s%n%d\\n", " two  spaces ", "*", "a'b\"c`d$e\\f", "caf\u00e9\t\r",
+]
+
+
+def _render_and_run(tmp_path: Path, **fields: object) -> tuple[Path, int]:
+    """Render a wrapper with ``fields`` overriding harmless defaults and run it.
+
+    The script must pass ``sh -n``; it runs with ``tmp_path`` as its current
+    directory. Returns the attempt directory and the wrapper's exit status, and
+    checks that no payload in any value ran.
+    """
+    args: dict[str, object] = {
+        "job_id": "j" * 26, "attempt": 1, "attempt_dir": tmp_path / "1",
+        "workdir": tmp_path / "work", "command": ["true"], "stdin": None, "env": {},
+    }
+    if "workdir" not in fields:
+        (tmp_path / "work").mkdir(exist_ok=True)
+    args.update(fields)
+    attempt_dir = args["attempt_dir"]
+    assert isinstance(attempt_dir, Path)
+    attempt_dir.mkdir(parents=True)
+    script = render_wrapper(**args)  # type: ignore[arg-type]
+    (attempt_dir / "job.sh").write_text(script)
+    syntax = subprocess.run(["/bin/sh", "-n", str(attempt_dir / "job.sh")], check=False,
+                            capture_output=True, timeout=30)
+    assert syntax.returncode == 0, syntax.stderr
+    done = subprocess.run(["/bin/sh", str(attempt_dir / "job.sh")], check=False,
+                          cwd=tmp_path, timeout=30)
+    assert list(tmp_path.rglob("PWNED")) == []
+    return attempt_dir, done.returncode
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_missing_workdir_is_reported_as_its_literal_path(tmp_path: Path, value: str) -> None:
+    gone = tmp_path / f"w{value}" / value  # never created: the attempt cannot enter it
+    a, status = _render_and_run(tmp_path, workdir=gone)
+    assert status == 126
+    assert (a / "exit").read_text().split() == ["126"]
+    message = f"acjob: cannot enter the working directory {gone}\n"
+    assert (a / "stderr").read_bytes().decode() == message
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_workdir_attempt_dir_and_stdin_paths_are_data(tmp_path: Path,
+                                                              value: str) -> None:
+    work = tmp_path / f"w{value}"
+    work.mkdir()
+    stdin = tmp_path / f"in{value}"
+    stdin.write_text(value)
+    a, status = _render_and_run(tmp_path, attempt_dir=tmp_path / f"a{value}", workdir=work,
+                                stdin=stdin, command="pwd; cat")
+    assert status == 0
+    assert (a / "stdout").read_bytes().decode() == f"{work}\n{value}"
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_environment_values_argv_and_command_strings_are_data(
+        tmp_path: Path, value: str) -> None:
+    a, _ = _render_and_run(tmp_path, attempt_dir=tmp_path / "env",
+                           env={"V": value}, command='printf "%s|" "$V"')
+    assert (a / "stdout").read_bytes().decode() == f"{value}|"
+    a, _ = _render_and_run(tmp_path, attempt_dir=tmp_path / "argv",
+                           command=["printf", "%s|", value, value])
+    assert (a / "stdout").read_bytes().decode() == f"{value}|{value}|"
+    # A command string is the job's own shell code: it reaches sh -c unchanged.
+    a, _ = _render_and_run(tmp_path, attempt_dir=tmp_path / "string",
+                           command=f"printf '%s|' {shlex.quote(value)}")
+    assert (a / "stdout").read_bytes().decode() == f"{value}|"
+
+
+@pytest.mark.parametrize("field", ["job_id", "env_name", "ignore", "nul"])
+@pytest.mark.parametrize("value", HOSTILE)
+def test_names_that_must_be_bare_words_are_refused_not_rendered(
+        tmp_path: Path, field: str, value: str) -> None:
+    args: dict[str, object] = {
+        "job_id": "j" * 26, "attempt": 1, "attempt_dir": tmp_path, "workdir": tmp_path,
+        "command": ["true"], "stdin": None, "env": {},
+    }
+    if field == "job_id":
+        args["job_id"] = value
+    elif field == "env_name":
+        args["env"] = {value: "x"}
+    elif field == "ignore":
+        args["ignore"] = ("USR1", value)
+    else:
+        args["env"] = {"V": f"{value}\0"}
+    with pytest.raises(ValueError):
+        render_wrapper(**args)  # type: ignore[arg-type]
+
+
+def test_every_field_the_wrapper_renders_is_covered_above() -> None:
+    # Labels, the job's name and its deliveries are never rendered: the wrapper has
+    # no parameter for them. A new parameter needs a hostile test above first.
+    assert set(inspect.signature(render_wrapper).parameters) == {
+        "job_id", "attempt", "attempt_dir", "workdir", "command", "stdin", "env", "umask",
+        "ignore"}

@@ -16,6 +16,7 @@ from email import message_from_binary_file, policy
 from email.message import EmailMessage
 from typing import BinaryIO
 
+from ..address import MAIL_POLICY, check_mail_address
 from ..config import MailConfig
 from ..errors import InvalidRequest, PermanentError, TransientError
 from ..model import DeliveryRecord, Job, State
@@ -34,8 +35,7 @@ def build_message(delivery: DeliveryRecord, job: Job, spool: Spool,
     """Return the message for one delivery (pure but for reading the output files)."""
     ok = job.state is State.COMPLETE
     status = "" if job.exit_code is None else f", exit status {job.exit_code}"
-    # Lines up to RFC 5322's 998: a subject is never folded before its first word.
-    msg = EmailMessage(policy=policy.SMTP.clone(max_line_length=998))
+    msg = EmailMessage(policy=MAIL_POLICY)
     msg["From"] = config.sender
     msg["To"] = delivery.target
     msg["Subject"] = (f"acjob job {job.id} {'succeeded' if ok else 'failed'} "
@@ -78,7 +78,17 @@ class MailChannel:
         self._config = config
 
     async def send(self, delivery: DeliveryRecord, job: Job) -> None:
-        """Build the message and hand it to the SMTP server (in a worker thread)."""
+        """Build the message and hand it to the SMTP server (in a worker thread).
+
+        Raises:
+            PermanentError: the address cannot be sent to (an address accepted before
+                submissions were checked), or the server refused it for good.
+            TransientError: the server is unreachable or deferred the message.
+        """
+        try:
+            check_mail_address(delivery.target)
+        except ValueError as exc:
+            raise PermanentError(f"cannot mail to {delivery.target[:320]!r}: {exc}") from exc
         msg = build_message(delivery, job, self._spool, self._config)
         await asyncio.to_thread(self._send, msg)
 
@@ -110,6 +120,10 @@ class MailChannel:
             raise TransientError(f"the mail server said {exc.smtp_code}") from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"cannot reach the mail server {cfg.host}: {exc}") from exc
+        except ValueError as exc:
+            # The message itself cannot be written out (smtplib's own checks): sending
+            # it again changes nothing.
+            raise PermanentError(f"the message to {msg['To']} cannot be sent: {exc}") from exc
 
 
 def extract_stdout(source: BinaryIO) -> tuple[bytes | None, str | None, int | None, str | None]:

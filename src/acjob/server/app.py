@@ -64,11 +64,14 @@ def error_body(code: str, message: str, hint: str | None = None) -> dict[str, An
 
 
 class Guard:
-    """ASGI middleware: bearer token, body size limit, activity tracking.
+    """ASGI middleware: bearer token, body size limit, gone clients, activity tracking.
 
     JSON bodies are read here, up to the limit, before the application sees them,
     so an oversized body gets a clean 413 whatever the route. Stdin uploads are
     streamed through untouched (their limit is checked while they are written).
+    A request without a body (``GET``, ``HEAD``) is cancelled as soon as its client
+    disconnects, whether or not its response has started: no long-poll, follow or
+    event stream waits on for a client that left.
     """
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
@@ -82,9 +85,7 @@ class Guard:
         services = self.services
         if services.token is not None and scope["path"] not in PUBLIC_PATHS:
             headers = dict(scope["headers"])
-            given = headers.get(b"authorization", b"")
-            expected = b"Bearer " + services.token.encode()
-            if not hmac.compare_digest(given, expected):
+            if not _authorized(headers.get(b"authorization", b""), services.token.encode()):
                 await _reply(send, 401, error_body(
                     "unauthorized", "a valid bearer token is required",
                     "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools)"))
@@ -102,10 +103,69 @@ class Guard:
                         "send stdin as an upload (PUT /v1/jobs/ID/stdin), not inline"))
                     return
                 receive = _replay(body)
-            await self.app(scope, receive, send)
+            if scope["method"] in _BODYLESS:
+                await _cancel_when_gone(self.app, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
         finally:
             services.in_flight -= 1
             services.last_activity = time.monotonic()
+
+
+def _authorized(header: bytes, token: bytes) -> bool:
+    """Tell whether an ``Authorization`` header carries ``Bearer TOKEN``.
+
+    The scheme is case-insensitive and one or more spaces follow it (RFC 7235). The
+    token is compared in constant time, and compared even when the scheme is wrong.
+    """
+    scheme, _, credentials = header.partition(b" ")
+    same = hmac.compare_digest(credentials.lstrip(b" "), token)
+    return same and scheme.lower() == b"bearer"
+
+
+#: Methods whose requests have no body for the application to read.
+_BODYLESS = frozenset({"GET", "HEAD"})
+
+
+async def _cancel_when_gone(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run ``app`` for a request without a body, and cancel it once the client is gone.
+
+    Starlette notices a gone client only when a response sends, and a wait before the
+    response starts (a long-poll, a follow of a job not started yet) sends nothing for
+    minutes. So one watcher reads the real ``receive`` all along; the application reads
+    the same messages from it, ``http.disconnect`` last, and is cancelled at that one.
+    An exception of the application propagates; a cancelled application answers
+    nobody, so nothing is sent for it.
+    """
+    messages: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            messages.put_nowait(message)
+            if message["type"] == "http.disconnect":
+                return
+
+    async def app_receive() -> Message:
+        message = await messages.get()
+        if message["type"] == "http.disconnect":
+            messages.put_nowait(message)  # every later call hears it too
+        return message
+
+    watcher = asyncio.create_task(watch())
+    handler = asyncio.ensure_future(app(scope, app_receive, send))
+    try:
+        await asyncio.wait({watcher, handler}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server itself stops this request
+        watcher.cancel()
+        handler.cancel()
+        raise
+    watcher.cancel()
+    if not handler.done():
+        handler.cancel()  # the client is gone
+        await asyncio.wait({handler})
+    if not handler.cancelled():
+        handler.result()
 
 
 async def _read_limited(receive: Receive, limit: int) -> bytes | None:
