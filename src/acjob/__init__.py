@@ -6,7 +6,8 @@ job model and every error a client call can raise.
 
 from __future__ import annotations
 
-from .client import AsyncClient, AsyncJobHandle, Client, JobHandle, JobInfo
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AcjobError,
     BackendUnavailable,
@@ -23,8 +24,31 @@ from .errors import (
     TransientError,
     Unauthorized,
 )
-from .model import JobSpec, Resources, RetryPolicy, State
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .client import AsyncClient, AsyncJobHandle, Client, JobHandle, JobInfo
+    from .model import JobSpec, Resources, RetryPolicy, State
+
+# The clients and the job model load on first use: importing any part of acjob (the
+# daemon, the server, a backend) runs this file, and none of them needs the client.
+_LAZY = {
+    "AsyncClient": "client", "AsyncJobHandle": "client", "Client": "client",
+    "JobHandle": "client", "JobInfo": "client",
+    "JobSpec": "model", "Resources": "model", "RetryPolicy": "model", "State": "model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'acjob' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AcjobError",

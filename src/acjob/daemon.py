@@ -30,8 +30,10 @@ from .errors import ConfigError
 from .hub import Hub
 from .janitor import run_janitor
 from .monitor import Monitor
+from .receiver import Receiver, ReceiverSettings
 from .sender import Sender
-from .server.app import Services, create_app
+from .server.app import create_app
+from .server.services import Services
 from .spool import Spool
 from .store import Store
 
@@ -168,14 +170,16 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         log.warning("the spool %s is on a %s file system: cluster jobs can only reach it if "
                     "they run on this machine", spool.root, spool.file_system())
     sock = _bind(settings.endpoint)
-    services = Services(
-        store=store, spool=spool, hub=hub, monitor=monitor,
+    receiver = Receiver(store, spool, backends, ReceiverSettings(
         default_backend=settings.config.server.backend,
-        max_request_bytes=settings.config.server.max_request_bytes,
-        max_stdin_bytes=settings.config.server.max_stdin_bytes,
-        token=settings.token,
         webhook_signing=bool(settings.config.webhook.secret),
-        tes=settings.config.tes,
+        max_stdin_bytes=settings.config.server.max_stdin_bytes,
+    ), wake=monitor.wake)
+    stopping = asyncio.Event()
+    services = Services(
+        store=store, spool=spool, hub=hub, receiver=receiver, tes=settings.config.tes,
+        token=settings.token, max_request_bytes=settings.config.server.max_request_bytes,
+        shutdown=stopping.set,
     )
     mail = MailChannel(spool, settings.config.mail)
     webhook = WebhookChannel(spool, settings.config.webhook)
@@ -187,10 +191,11 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         http="httptools",
     ))
 
-    def shutdown() -> None:
+    async def stop_when_asked() -> None:
+        await stopping.wait()
         server.should_exit = True
 
-    services.shutdown = shutdown
+    stop_task = asyncio.create_task(stop_when_asked(), name="acjob-stop")
     monitor_task = asyncio.create_task(monitor.run(), name="acjob-monitor")
     sender_task = asyncio.create_task(sender.run(), name="acjob-sender")
     janitor_task = asyncio.create_task(
@@ -207,7 +212,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        for task in (monitor_task, sender_task, janitor_task, idle_task):
+        for task in (monitor_task, sender_task, janitor_task, idle_task, stop_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -228,10 +233,11 @@ async def _stop_when_idle(services: Services, idle_timeout: float) -> None:
     while True:
         await asyncio.sleep(check)
         store = services.store
-        busy = services.in_flight > 0 or store.active_jobs_exist() or store.deliveries_pending()
+        activity = services.activity
+        busy = activity.in_flight > 0 or store.active_jobs_exist() or store.deliveries_pending()
         if busy:
-            services.last_activity = time.monotonic()
-        elif time.monotonic() - services.last_activity >= idle_timeout:
+            activity.last_activity = time.monotonic()
+        elif time.monotonic() - activity.last_activity >= idle_timeout:
             log.info("idle for %.0f s: stopping", idle_timeout)
             services.shutdown()
             return

@@ -75,9 +75,13 @@ class Monitor:
         """Ask for a cycle soon (safe to call often: cycles coalesce)."""
         self._kick.set()
 
-    def wake(self, backend: str) -> None:
-        """Ask for a poll of ``backend`` (and so its pending cancellations) soon."""
-        self._wake_backend(backend)
+    def wake(self, backend: str | None = None) -> None:
+        """Ask for a poll of ``backend`` (and so its pending cancellations) soon; with
+        no backend, for a cycle soon (a new job, a closed stdin)."""
+        if backend is None:
+            self.kick()
+        else:
+            self._wake_backend(backend)
 
     def _wake_backend(self, name: str) -> None:
         self._woken.add(name)

@@ -15,6 +15,7 @@ client sends is ever used as a path here. Directories are 0700 and files 0600.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterable
 from pathlib import Path
@@ -27,6 +28,9 @@ from .wrapper import CLAIM_DIR, EXIT_FILE, PID_FILE, STDERR_FILE, STDOUT_FILE, W
 Stream = Literal["stdout", "stderr"]
 
 _COPY_CHUNK = 1 << 20
+#: Names of files of a job's own (its plan): plain names, never paths.
+_JOB_FILE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\.[a-z]+")
+_RESERVED = frozenset({"stdin", "work"})
 
 
 class Spool:
@@ -124,6 +128,23 @@ class Spool:
         """Create the job's directory and its working directory (both 0700)."""
         self.job_dir(job_id).mkdir(mode=0o700, exist_ok=True)
         self.work_dir(job_id).mkdir(mode=0o700, exist_ok=True)
+
+    def write_job_file(self, job_id: str, name: str, content: bytes) -> Path:
+        """Write a file of the job's own (a TES plan) atomically, mode 0600.
+
+        Raises:
+            ValueError: ``name`` is not a plain file name of its own (a bug: names
+                come from acjob, never from a client).
+        """
+        if not _JOB_FILE.fullmatch(name) or name in _RESERVED or name.isdigit():
+            raise ValueError(f"not a job file name: {name!r}")
+        path = self.job_dir(job_id) / name
+        tmp = path.with_name(name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(content)
+        tmp.replace(path)
+        return path
 
     def create_attempt(self, job_id: str, attempt: int, wrapper: str) -> Path:
         """Create the attempt's directory with its wrapper; return the wrapper's path."""

@@ -12,9 +12,8 @@ from acjob.address import check_mail_address
 from acjob.config import MailConfig
 from acjob.delivery.mail import MailChannel
 from acjob.errors import PermanentError
-from acjob.model import Job, JobSpec, MailDelivery, State
+from acjob.model import DeliveryRecord, Job, JobSpec, MailDelivery, State
 from acjob.spool import Spool
-from acjob.store import DeliveryRecord
 from tests.conftest import free_port
 
 GOOD = ["a@x.com", "first.last+tag@sub.example.org", "o'brien@x.com", "a%b@x.com",

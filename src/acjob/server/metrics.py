@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..model import State
-from .app import Services
+from .services import Services
 
 router = APIRouter()
 
@@ -45,7 +45,7 @@ class DaemonCollector(Collector):
             events.add_metric([name], n)
         yield events
         yield GaugeMetricFamily("acjob_http_requests_in_flight", "Requests being served.",
-                                value=svc.in_flight)
+                                value=svc.activity.in_flight)
         yield GaugeMetricFamily("acjob_waiters", "Long-polls and streams waiting for events.",
                                 value=svc.hub.waiting)
         try:

@@ -8,9 +8,7 @@ Submit (JSON, with ``Idempotency-Key``), upload stdin (resumable by offset), get
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -18,13 +16,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
-from ..errors import Conflict, Gone, InvalidRequest
-from ..lifecycle import after_cancel_request
-from ..model import Job, JobSpec, NewJob, State, check_job_id, new_job_id
+from ..errors import Gone, InvalidRequest
+from ..model import JobSpec, State, check_job_id
+from ..receiver import Submission
 from ..spool import Stream
 from ..version import __version__
 from ..wire import job_json
-from .app import Services
+from .services import Services
 from .stream import event_stream, output_stream
 
 
@@ -90,66 +88,6 @@ class JobBatch(BaseModel):
     jobs: Annotated[list[JobSpec], Field(min_length=1, max_length=1000)]
 
 
-def _accept(svc: Services, specs: list[JobSpec], key: str | None) -> list[tuple[Job, bool]]:
-    """Validate every job, then commit them all in one transaction (or none).
-
-    With an idempotency key, job ``i`` of the call is known by ``key`` (one job) or
-    ``key#i`` (a batch); a retry gets the jobs it made, even if the world changed
-    since (a working directory gone).
-    """
-    keys: list[str | None]
-    if key is None:
-        keys = [None] * len(specs)
-    elif len(specs) == 1:
-        keys = [key]
-    else:
-        keys = [f"{key}#{i}" for i in range(len(specs))]
-    new: list[NewJob] = []
-    for spec, job_key in zip(specs, keys, strict=True):
-        digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-        found = svc.store.job_for_key(job_key) if job_key is not None else None
-        if found is not None and found[1] != digest:
-            raise Conflict("this Idempotency-Key was already used for a different job",
-                           hint="use a new key for a new job", code="idempotency_conflict")
-        if found is None:
-            _check(svc, spec)
-        new.append(NewJob(spec, spec.backend or svc.default_backend, new_job_id(), job_key,
-                          digest))
-    accepted = svc.store.create_jobs(new)
-    for job, created in accepted:
-        if created:
-            svc.spool.create_job(job.id)
-    svc.monitor.kick()
-    return accepted
-
-
-def _check(svc: Services, spec: JobSpec) -> None:
-    backend = spec.backend or svc.default_backend
-    if backend not in svc.monitor.backends:
-        raise InvalidRequest(
-            f"no backend named {backend!r} is configured",
-            hint=f"use one of: {', '.join(sorted(svc.monitor.backends))}",
-            code="unknown_backend",
-        )
-    svc.monitor.backends[backend].validate(spec)
-    if not svc.webhook_signing and any(d.type == "webhook" for d in spec.deliveries):
-        raise InvalidRequest(
-            "this daemon has no webhook secret, so it cannot sign callbacks",
-            hint="set [webhook] secret in the daemon's configuration",
-            code="webhook_unavailable",
-        )
-    if spec.workdir is not None and not _is_dir(spec.workdir):
-        raise InvalidRequest(f"the working directory {spec.workdir[:256]} does not exist",
-                             code="invalid_workdir")
-
-
-def _is_dir(path: str) -> bool:
-    try:
-        return Path(path).is_dir()
-    except OSError:  # a name too long, a directory we may not search, …
-        return False
-
-
 @router.post("/v1/jobs", status_code=201, tags=["jobs"],
              responses={200: {"description": "The job made earlier with this Idempotency-Key"}})
 async def submit(spec: JobSpec, svc: Svc, response: Response,
@@ -160,7 +98,7 @@ async def submit(spec: JobSpec, svc: Svc, response: Response,
     a submission whose answer it lost. With ``stdin: "upload"`` the job waits until
     its stdin is uploaded and closed.
     """
-    [(job, created)] = _accept(svc, [spec], idempotency_key)
+    [(job, created)] = svc.receiver.accept([Submission(spec)], idempotency_key)
     if not created:
         response.status_code = 200
     return job_json(job)
@@ -175,7 +113,7 @@ async def submit_batch(batch: JobBatch, svc: Svc, response: Response,
     Jobs accepted together for a batch scheduler are submitted together as a job
     array where the scheduler has them.
     """
-    accepted = _accept(svc, batch.jobs, idempotency_key)
+    accepted = svc.receiver.accept([Submission(spec) for spec in batch.jobs], idempotency_key)
     if not any(created for _, created in accepted):
         response.status_code = 200
     return {"jobs": [job_json(job) for job, _ in accepted]}
@@ -230,18 +168,14 @@ async def get_job(
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, tags=["jobs"])
 async def cancel(job_id: JobId, svc: Svc) -> dict[str, Any]:
     """Cancel the job; a running job passes through CANCELING to CANCELED."""
-    job = svc.store.change_state(job_id, after_cancel_request, "canceled by request")
-    svc.monitor.wake(job.backend)
-    return job_json(job)
+    return job_json(svc.receiver.cancel(job_id))
 
 
 @router.get("/v1/jobs/{job_id}/stdin", tags=["jobs"])
 async def stdin_status(job_id: JobId, svc: Svc) -> dict[str, Any]:
     """Tell how many stdin bytes have arrived (where a broken upload resumes)."""
-    job = svc.store.get(job_id)
-    if job.stdin_closed:
-        return {"bytes": job.stdin_bytes or 0, "closed": True}
-    return {"bytes": svc.spool.stdin_size(job_id), "closed": False}
+    state = svc.receiver.stdin_state(job_id)
+    return {"bytes": state.bytes, "closed": state.closed}
 
 
 @router.put("/v1/jobs/{job_id}/stdin", tags=["jobs"])
@@ -259,36 +193,12 @@ async def upload_stdin(
     ``offset`` are discarded first). Closing flushes stdin to disk before the job
     may start.
     """
-    job = svc.store.get(job_id)
-    if job.spec.stdin != "upload":
-        raise Conflict("this job was submitted without stdin upload", code="no_stdin")
-    lock = svc.stdin_locks.setdefault(job_id, asyncio.Lock())
-    async with lock:
-        job = svc.store.get(job_id)
-        if job.stdin_closed:
-            if final and offset == job.stdin_bytes and not await _has_body(request):
-                return {"bytes": job.stdin_bytes, "closed": True}
-            raise Conflict(f"stdin is closed at {job.stdin_bytes} bytes", code="stdin_closed")
-        svc.spool.create_job(job_id)
-        try:
-            size = await svc.spool.write_stdin(job_id, offset, request.stream(),
-                                               svc.max_stdin_bytes)
-        except ClientDisconnect:
-            # The client resumes from what arrived (GET .../stdin); nothing to answer.
-            return {"bytes": svc.spool.stdin_size(job_id), "closed": False}
-        if final:
-            svc.spool.sync_stdin(job_id)
-            svc.store.close_stdin(job_id, size)
-            svc.monitor.kick()
-            svc.stdin_locks.pop(job_id, None)
-        return {"bytes": size, "closed": final}
-
-
-async def _has_body(request: Request) -> bool:
-    async for chunk in request.stream():
-        if chunk:
-            return True
-    return False
+    try:
+        state = await svc.receiver.write_stdin(job_id, offset, request.stream(), final=final)
+    except ClientDisconnect:
+        # The client resumes from what arrived (GET .../stdin); nothing to answer.
+        return {"bytes": svc.spool.stdin_size(job_id), "closed": False}
+    return {"bytes": state.bytes, "closed": state.closed}
 
 
 def _output_route(stream: Stream) -> Any:

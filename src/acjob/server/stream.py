@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from ..spool import Stream
 from ..wire import event_json
-from .app import Services
+from .services import Services
 
 CHUNK = 1 << 20
 _MIN_NAP = 0.02

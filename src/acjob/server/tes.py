@@ -20,19 +20,22 @@ from pydantic import BaseModel, ValidationError
 
 from ..config import TesConfig
 from ..errors import AcjobError, Conflict, InvalidRequest, NotFound
-from ..lifecycle import after_cancel_request
-from ..model import JobSpec, NewJob, Resources, State, check_job_id, describe_errors, new_job_id
+from ..model import JobSpec, Resources, State, check_job_id, describe_errors, new_job_id
+from ..receiver import Submission
 from ..tes.container import task_problem
 from ..tes.model import Task, View, declared_paths
 from ..tes.runner import PROTECTED_ROOTS, roots_of
 from ..tes.view import DOCUMENT, LIST_BUDGET, Budget, task_document
 from ..version import __version__
-from .app import Services
+from .errors import Status400Route
 from .native import ErrorBody, Svc
+from .services import Services
 
 PREFIXES = ("/ga4gh/tes/v1", "/v1")
 TesState = Literal["UNKNOWN", "QUEUED", "INITIALIZING", "RUNNING", "PAUSED", "COMPLETE",
                    "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED", "CANCELING"]
+#: The file in a task's job directory that tells the runner what to do.
+PLAN_FILE = "tes-plan.json"
 #: ``tesResources.backend_parameters`` acjob understands (keys are case-insensitive).
 BACKEND_PARAMETERS = ("backend", "queue", "account", "time_limit_s")
 
@@ -152,23 +155,17 @@ def create_task(task: Task, svc: Svc) -> CreateTaskResponse:
                              "images must be image references, paths plain names")
     job_id = new_job_id()
     area = svc.spool.work_dir(job_id)
-    plan = svc.spool.job_dir(job_id) / "tes-plan.json"
+    plan = svc.spool.job_dir(job_id) / PLAN_FILE
     spec = job_spec(task, params, [sys.executable, "-m", "acjob.tes.runner", str(plan),
                                    str(area)])
     if spec.backend is None and settings.backend is not None:
         spec = spec.model_copy(update={"backend": settings.backend})
-    backend = spec.backend or svc.default_backend
-    if backend not in svc.monitor.backends:
-        raise InvalidRequest(f"no backend named {backend!r} is configured",
-                             code="unknown_backend")
-    svc.monitor.backends[backend].validate(spec)
     document = stored_task(task, params)
-    svc.spool.create_job(job_id)
-    plan.write_text(json.dumps({"task": document, "runtime": settings.runtime,
-                                "mount_flag": settings.mount_flag}))
-    svc.store.create_jobs([NewJob(spec, backend, job_id,
-                                  document=(DOCUMENT, json.dumps(document)))])
-    svc.monitor.kick()
+    plan_text = json.dumps({"task": document, "runtime": settings.runtime,
+                            "mount_flag": settings.mount_flag})
+    svc.receiver.accept([Submission(spec, job_id=job_id,
+                                    document=(DOCUMENT, json.dumps(document)),
+                                    files=((plan.name, plan_text.encode()),))])
     return CreateTaskResponse(id=job_id)
 
 
@@ -233,11 +230,10 @@ def cancel_task(task_id: str, svc: Svc) -> dict[str, Any]:
     job, _ = _document(svc, task_id)
     if job.state is not State.CANCELED:
         try:
-            job = svc.store.change_state(job.id, after_cancel_request, "canceled by request")
+            svc.receiver.cancel(job.id)
         except Conflict:
             raise Conflict(f"the task already ended ({job.state.value})",
                            code="task_final") from None
-        svc.monitor.wake(job.backend)
     return {}
 
 
@@ -247,7 +243,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
                          (404, "No such task"), (409, "The task already ended"),
                          (413, "Request body too large")]
 }
-router = APIRouter(tags=["tes"], responses=_ERRORS)
+router = APIRouter(tags=["tes"], responses=_ERRORS, route_class=Status400Route)
 _ROUTES: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = [
     ("GET", "/service-info", service_info, {}),
     ("GET", "/tasks", list_tasks, {}),

@@ -1,0 +1,252 @@
+"""The job receiver: the one way in for jobs, whatever door they came through.
+
+The native routes (one job, a batch) and the TES routes (a task) accept jobs here, and
+both cancel jobs and feed their stdin here, with one order of steps:
+
+1. check every job (idempotency first, so a retry gets its job even if the world
+   changed since; then the backend, the deliveries, the working directory);
+2. write each new job's files (its spool directory, a TES plan);
+3. commit all the jobs in one transaction: this is the acknowledgement;
+4. wake the monitor.
+
+A crash between 2 and 3 leaves files without a job, never a job without its files;
+a commit that fails removes the files it would have owned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backends.base import Backend
+from .errors import Conflict, InvalidRequest
+from .lifecycle import after_cancel_request
+from .model import Job, JobSpec, NewJob, new_job_id
+from .spool import Spool
+from .store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One job to accept.
+
+    Attributes:
+        spec: What to run.
+        job_id: Its id, when the caller had to know it first (a TES task's command
+            names its own area); a fresh one otherwise.
+        document: Kept with the job in the store: ``(kind, JSON text)``.
+        files: Written into the job's spool directory before the commit:
+            ``(file name, content)``; names are plain names, never paths.
+    """
+
+    spec: JobSpec
+    job_id: str | None = None
+    document: tuple[str, str] | None = None
+    files: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StdinState:
+    """How much of a job's stdin has arrived, and whether it is complete."""
+
+    bytes: int
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    """What the daemon's configuration says about accepting jobs.
+
+    Attributes:
+        default_backend: The backend of jobs that name none.
+        webhook_signing: Whether callbacks can be signed (a webhook secret is set).
+        max_stdin_bytes: The largest stdin accepted, or ``None`` for no limit.
+    """
+
+    default_backend: str
+    webhook_signing: bool = False
+    max_stdin_bytes: int | None = None
+
+
+@dataclass
+class Receiver:
+    """Accepts jobs, cancels them and takes their stdin.
+
+    Args:
+        store: Where jobs are committed.
+        spool: Where their files go.
+        backends: The configured backends by name (each validates its jobs).
+        settings: See :class:`ReceiverSettings`.
+        wake: Asks the monitor to look at a backend (``None``: a cycle for all).
+    """
+
+    store: Store
+    spool: Spool
+    backends: Mapping[str, Backend]
+    settings: ReceiverSettings
+    wake: Callable[[str | None], None]
+    _stdin_locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
+
+    # -- accepting --------------------------------------------------------------------
+
+    def accept(self, submissions: Sequence[Submission],
+               key: str | None = None) -> list[tuple[Job, bool]]:
+        """Check every job, then commit them all in one transaction (or none).
+
+        With an idempotency key, job ``i`` of the call is known by ``key`` (one job)
+        or ``key#i`` (several); a retry gets the jobs it made, even if the world
+        changed since (a working directory gone).
+
+        Returns:
+            Each job and whether this call created it.
+
+        Raises:
+            InvalidRequest: a job cannot run here (its backend, deliveries, working
+                directory); nothing was accepted.
+            Conflict: the key was used before for a different request.
+        """
+        keys: list[str | None]
+        if key is None:
+            keys = [None] * len(submissions)
+        elif len(submissions) == 1:
+            keys = [key]
+        else:
+            keys = [f"{key}#{i}" for i in range(len(submissions))]
+        new: list[NewJob] = []
+        to_write: list[tuple[str, Submission]] = []
+        for item, job_key in zip(submissions, keys, strict=True):
+            digest = hashlib.sha256(item.spec.model_dump_json().encode()).hexdigest()
+            found = self.store.job_for_key(job_key) if job_key is not None else None
+            if found is not None and found[1] != digest:
+                raise Conflict("this Idempotency-Key was already used for a different job",
+                               hint="use a new key for a new job", code="idempotency_conflict")
+            job_id = item.job_id or new_job_id()
+            if found is None:
+                self.check(item.spec)
+                to_write.append((job_id, item))
+            backend = item.spec.backend or self.settings.default_backend
+            new.append(NewJob(item.spec, backend, job_id, job_key, digest, item.document))
+        written: list[Path] = []
+        try:
+            for job_id, item in to_write:
+                written.append(self._write_files(job_id, item))
+            accepted = self.store.create_jobs(new)
+        except BaseException:
+            for directory in written:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
+        self.wake(None)
+        return accepted
+
+    def check(self, spec: JobSpec) -> None:
+        """Check that a job can run here.
+
+        Raises:
+            InvalidRequest: naming what is wrong (its backend, what the backend refuses,
+                a webhook without a secret to sign it, a working directory that does
+                not exist).
+        """
+        backend = spec.backend or self.settings.default_backend
+        if backend not in self.backends:
+            raise InvalidRequest(
+                f"no backend named {backend!r} is configured",
+                hint=f"use one of: {', '.join(sorted(self.backends))}",
+                code="unknown_backend",
+            )
+        self.backends[backend].validate(spec)
+        if not self.settings.webhook_signing and any(
+                d.type == "webhook" for d in spec.deliveries):
+            raise InvalidRequest(
+                "this daemon has no webhook secret, so it cannot sign callbacks",
+                hint="set [webhook] secret in the daemon's configuration",
+                code="webhook_unavailable",
+            )
+        if spec.workdir is not None and not _is_dir(spec.workdir):
+            raise InvalidRequest(f"the working directory {spec.workdir[:256]} does not exist",
+                                 code="invalid_workdir")
+
+    def _write_files(self, job_id: str, item: Submission) -> Path:
+        self.spool.create_job(job_id)
+        for name, content in item.files:
+            self.spool.write_job_file(job_id, name, content)
+        return self.spool.job_dir(job_id)
+
+    # -- cancelling -------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job: at once if it never started, else through ``CANCELING``.
+
+        Raises:
+            NotFound: no such job.
+            Conflict: the job already ended otherwise.
+        """
+        job = self.store.change_state(job_id, after_cancel_request, "canceled by request")
+        self.wake(job.backend)
+        return job
+
+    # -- stdin ------------------------------------------------------------------------
+
+    def stdin_state(self, job_id: str) -> StdinState:
+        """Tell how many stdin bytes have arrived (where a broken upload resumes).
+
+        Raises:
+            NotFound: no such job.
+        """
+        job = self.store.get(job_id)
+        if job.stdin_closed:
+            return StdinState(job.stdin_bytes or 0, True)
+        return StdinState(self.spool.stdin_size(job_id), False)
+
+    async def write_stdin(self, job_id: str, offset: int, body: AsyncIterator[bytes], *,
+                          final: bool) -> StdinState:
+        """Write ``body`` into the job's stdin at ``offset``; ``final`` closes it.
+
+        Bytes after ``offset`` are discarded first, so a resent chunk never duplicates
+        anything. Closing flushes stdin to disk and records its size before the job
+        may start. Closing again at the same size, with no body, changes nothing.
+        Uploads to one job are taken one at a time.
+
+        Raises:
+            NotFound: no such job.
+            Conflict: the job takes no stdin, or its stdin is already closed.
+            PayloadTooLarge: the upload passes the configured limit.
+            StorageFull: the spool has no room left; what was written is kept.
+        """
+        job = self.store.get(job_id)
+        if job.spec.stdin != "upload":
+            raise Conflict("this job was submitted without stdin upload", code="no_stdin")
+        lock = self._stdin_locks.setdefault(job_id, asyncio.Lock())
+        async with lock:
+            job = self.store.get(job_id)
+            if job.stdin_closed:
+                if final and offset == job.stdin_bytes and not await _has_data(body):
+                    return StdinState(job.stdin_bytes, True)
+                raise Conflict(f"stdin is closed at {job.stdin_bytes} bytes",
+                               code="stdin_closed")
+            self.spool.create_job(job_id)
+            size = await self.spool.write_stdin(job_id, offset, body,
+                                                self.settings.max_stdin_bytes)
+            if final:
+                self.spool.sync_stdin(job_id)
+                self.store.close_stdin(job_id, size)
+                self._stdin_locks.pop(job_id, None)
+                self.wake(None)
+            return StdinState(size, final)
+
+
+async def _has_data(body: AsyncIterator[bytes]) -> bool:
+    async for chunk in body:
+        if chunk:
+            return True
+    return False
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return Path(path).is_dir()
+    except OSError:  # a name too long, a directory we may not search, …
+        return False

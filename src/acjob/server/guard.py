@@ -1,0 +1,164 @@
+"""The guard in front of every route: bearer token, body limit, gone clients, activity.
+
+An ASGI middleware, so that it holds for every path whatever router answers it, and
+so that a 401 or a 413 is sent before any application code runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_body
+from .services import Services
+
+#: Paths served without a token (liveness checks from load balancers).
+PUBLIC_PATHS = frozenset({"/v1/health"})
+
+
+class Guard:
+    """ASGI middleware: bearer token, body size limit, gone clients, activity tracking.
+
+    JSON bodies are read here, up to the limit, before the application sees them,
+    so an oversized body gets a clean 413 whatever the route. Stdin uploads are
+    streamed through untouched (their limit is checked while they are written).
+    A request without a body (``GET``, ``HEAD``) is cancelled as soon as its client
+    disconnects, whether or not its response has started: no long-poll, follow or
+    event stream waits on for a client that left.
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        services = self.services
+        if services.token is not None and scope["path"] not in PUBLIC_PATHS:
+            headers = dict(scope["headers"])
+            if not _authorized(headers.get(b"authorization", b""), services.token.encode()):
+                await _reply(send, 401, error_body(
+                    "unauthorized", "a valid bearer token is required",
+                    "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools)"))
+                return
+        activity = services.activity
+        activity.in_flight += 1
+        try:
+            if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].endswith(
+                "/stdin"
+            ):
+                body = await _read_limited(receive, services.max_request_bytes)
+                if body is None:
+                    await _reply(send, 413, error_body(
+                        "payload_too_large",
+                        f"the request body exceeds {services.max_request_bytes} bytes",
+                        "send stdin as an upload (PUT /v1/jobs/ID/stdin), not inline"))
+                    return
+                receive = _replay(body)
+            if scope["method"] in _BODYLESS:
+                await _cancel_when_gone(self.app, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            activity.in_flight -= 1
+            activity.last_activity = time.monotonic()
+
+
+def _authorized(header: bytes, token: bytes) -> bool:
+    """Tell whether an ``Authorization`` header carries ``Bearer TOKEN``.
+
+    The scheme is case-insensitive and one or more spaces follow it (RFC 7235). The
+    token is compared in constant time, and compared even when the scheme is wrong.
+    """
+    scheme, _, credentials = header.partition(b" ")
+    same = hmac.compare_digest(credentials.lstrip(b" "), token)
+    return same and scheme.lower() == b"bearer"
+
+
+#: Methods whose requests have no body for the application to read.
+_BODYLESS = frozenset({"GET", "HEAD"})
+
+
+async def _cancel_when_gone(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run ``app`` for a request without a body, and cancel it once the client is gone.
+
+    Starlette notices a gone client only when a response sends, and a wait before the
+    response starts (a long-poll, a follow of a job not started yet) sends nothing for
+    minutes. So one watcher reads the real ``receive`` all along; the application reads
+    the same messages from it, ``http.disconnect`` last, and is cancelled at that one.
+    An exception of the application propagates; a cancelled application answers
+    nobody, so nothing is sent for it.
+    """
+    messages: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            messages.put_nowait(message)
+            if message["type"] == "http.disconnect":
+                return
+
+    async def app_receive() -> Message:
+        message = await messages.get()
+        if message["type"] == "http.disconnect":
+            messages.put_nowait(message)  # every later call hears it too
+        return message
+
+    watcher = asyncio.create_task(watch())
+    handler = asyncio.ensure_future(app(scope, app_receive, send))
+    try:
+        await asyncio.wait({watcher, handler}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server itself stops this request
+        watcher.cancel()
+        handler.cancel()
+        raise
+    watcher.cancel()
+    if not handler.done():
+        handler.cancel()  # the client is gone
+        await asyncio.wait({handler})
+    if not handler.cancelled():
+        handler.result()
+
+
+async def _read_limited(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
+    response = JSONResponse(body, status_code=status)
+    await send({"type": "http.response.start", "status": status,
+                "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})

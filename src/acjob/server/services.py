@@ -1,0 +1,56 @@
+"""What the request handlers work with: the daemon's parts (fixed once it starts) and
+the counters of its activity (the only thing that changes while it serves)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..config import TesConfig
+from ..hub import Hub
+from ..receiver import Receiver
+from ..spool import Spool
+from ..store import Store
+
+
+@dataclass
+class Activity:
+    """Requests under way and the time of the last one: what the idle stop and the
+    metrics read.
+
+    Attributes:
+        in_flight: Requests being answered now.
+        last_activity: When the last request ended, or the daemon was last busy
+            (``time.monotonic()``).
+    """
+
+    in_flight: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The daemon's parts, as the routes see them.
+
+    Attributes:
+        store: The jobs, read by the routes (written through ``receiver``).
+        spool: The jobs' files, read by the output routes.
+        hub: Wake-ups for long-polls and streams.
+        receiver: Accepts, cancels and feeds jobs.
+        tes: The TES facade's settings.
+        token: The bearer token every request must carry (``None``: a Unix socket).
+        max_request_bytes: The largest JSON body accepted.
+        shutdown: Asks the daemon to stop.
+        activity: The counters that change while the daemon serves.
+    """
+
+    store: Store
+    spool: Spool
+    hub: Hub
+    receiver: Receiver
+    tes: TesConfig = field(default_factory=TesConfig)
+    token: str | None = field(default=None, repr=False)
+    max_request_bytes: int = 1 << 20
+    shutdown: Callable[[], None] = lambda: None
+    activity: Activity = field(default_factory=Activity)

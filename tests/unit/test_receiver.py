@@ -1,0 +1,84 @@
+"""The receiver's order of steps: check, write the files, commit, wake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from acjob.errors import Conflict, InvalidRequest
+from acjob.model import JobSpec, State, new_job_id
+from acjob.receiver import Receiver, ReceiverSettings, Submission
+from acjob.spool import Spool
+from acjob.store import Store
+
+
+class Picky:
+    """A backend that refuses commands containing 'nope'."""
+
+    def validate(self, spec: JobSpec) -> None:
+        if "nope" in str(spec.command):
+            raise InvalidRequest("refused")
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Receiver, list[str | None]]:
+    woken: list[str | None] = []
+    receiver = Receiver(Store(tmp_path / "db"), Spool(tmp_path / "spool"),
+                        {"local": Picky()},  # type: ignore[dict-item]
+                        ReceiverSettings(default_backend="local"), wake=woken.append)
+    return receiver, woken
+
+
+def test_files_then_commit_then_wake(parts: tuple[Receiver, list[str | None]]) -> None:
+    receiver, woken = parts
+    job_id = new_job_id()
+    [(job, created)] = receiver.accept([Submission(JobSpec(command="true"), job_id=job_id,
+                                                   files=(("plan.json", b"{}"),))])
+    assert created and job.id == job_id and job.state is State.QUEUED
+    assert (receiver.spool.job_dir(job_id) / "plan.json").read_bytes() == b"{}"
+    assert woken == [None]
+
+
+def test_a_refused_job_leaves_nothing(parts: tuple[Receiver, list[str | None]]) -> None:
+    receiver, woken = parts
+    with pytest.raises(InvalidRequest):
+        receiver.accept([Submission(JobSpec(command="true")),
+                         Submission(JobSpec(command="nope"))])
+    assert receiver.store.list_jobs()[0] == []
+    assert list(receiver.spool.root.iterdir()) == []
+    assert woken == []
+
+
+def test_a_failed_commit_removes_the_files_it_would_have_owned(
+        parts: tuple[Receiver, list[str | None]], monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver, _ = parts
+
+    def broken(new: object) -> object:
+        raise Conflict("raced")
+
+    monkeypatch.setattr(receiver.store, "create_jobs", broken)
+    with pytest.raises(Conflict):
+        receiver.accept([Submission(JobSpec(command="true"), files=(("plan.json", b"x"),))])
+    assert list(receiver.spool.root.iterdir()) == []
+
+
+def test_a_retry_gets_its_job_without_checking_again(
+        parts: tuple[Receiver, list[str | None]]) -> None:
+    receiver, _ = parts
+    spec = JobSpec(command="true", workdir="/")
+    [(first, _)] = receiver.accept([Submission(spec)], key="k")
+    receiver.backends = {}  # the world changed: no backend would accept it now
+    [(again, created)] = receiver.accept([Submission(spec)], key="k")
+    assert again.id == first.id and not created
+    with pytest.raises(Conflict):
+        receiver.accept([Submission(JobSpec(command="other"))], key="k")
+
+
+def test_job_file_names_are_plain_names(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    job_id = new_job_id()
+    spool.create_job(job_id)
+    for bad in ("../x.json", "stdin", "1", "a/b.json", ".hidden.json", "x"):
+        with pytest.raises(ValueError, match="not a job file name"):
+            spool.write_job_file(job_id, bad, b"")
