@@ -152,11 +152,11 @@ def test_cancel_running_job(daemon: Daemon, short_tmp: Path) -> None:
 def test_cancel_queued_job_never_runs(daemon: Daemon, short_tmp: Path) -> None:
     with client_for(daemon) as client:
         # Stdin never closed: the job stays queued.
-        data = client._request("POST", "/v1/jobs", json={"command": "cat", "stdin": "upload"})
-        info = client.cancel(data["id"])
+        created = client.create("cat", stdin_upload=True)
+        info = client.cancel(created.id)
         assert info.state is State.CANCELED
         assert info.attempt == 0
-    result = daemon.run("acpoll", data["id"])
+    result = daemon.run("acpoll", created.id)
     assert result.returncode == 143
     assert result.stdout == b""
 
@@ -211,17 +211,14 @@ def test_cancel_kills_what_ignores_sigterm(daemon: Daemon, short_tmp: Path) -> N
 
 
 def test_idempotency_key_survives_a_restart(daemon: Daemon) -> None:
-    body = {"command": "echo once", "retry": {"max_attempts": 2, "on": ["lost", "exit",
-                                                                      "node_fail"]}}
+    retry = {"max_attempts": 2, "on": ["lost", "exit", "node_fail"]}
     with client_for(daemon) as client:
-        first = client._request("POST", "/v1/jobs", json=body,
-                                headers={"Idempotency-Key": "restart-key"})
+        first = client.create("echo once", retry=retry, idempotency_key="restart-key")
     daemon.stop()
     daemon.start()
     with client_for(daemon) as client:
-        again = client._request("POST", "/v1/jobs", json=body,
-                                headers={"Idempotency-Key": "restart-key"})
-    assert again["id"] == first["id"]
+        again = client.create("echo once", retry=retry, idempotency_key="restart-key")
+    assert again.id == first.id
 
 
 def test_pipe_stops_rather_than_mix_attempts(daemon: Daemon, short_tmp: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shlex
 import subprocess
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -327,7 +328,7 @@ class BatchBackend:
             "#!/bin/sh\n"
             f"# acjob job array {tag}: task N runs the wrapper on line N+1 of the manifest.\n"
             f'exec /bin/sh "$(sed -n "$(({self.dialect.array_index} + 1))p" '
-            f"'{manifest}')\"\n")
+            f'{shlex.quote(str(manifest))})"\n')
         for index, (_, _, wrapper) in enumerate(items):
             (wrapper.parent / "array").write_text(f"{tag} {index}\n")
         array = ArraySubmission(tag=tag, script=script, directory=directory, count=len(items),
