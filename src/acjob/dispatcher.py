@@ -9,11 +9,12 @@ growing wait, while it cannot take submissions.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from . import lifecycle
+from . import feeder, lifecycle
 from .backends.base import ArrayBackend, Backend
 from .errors import AcjobError, TransientError
 from .model import Job, State
@@ -118,12 +119,17 @@ class Dispatcher:
             workdir = self._spool.work_dir(job.id)
             if job.spec.workdir is not None:
                 workdir = Path(job.spec.workdir)
+            stdin = self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None
+            feed = None
+            if stdin is not None and self._spool.closed_stdin_size(job.id) is None:
+                # Still arriving: the command reads it through the feeder, as it comes.
+                feed = [sys.executable, "-I", "-S", feeder.__file__, str(stdin),
+                        str(self._spool.stdin_mark_path(job.id))]
             script = render_wrapper(
                 job_id=job.id, attempt=number,
                 attempt_dir=self._spool.attempt_dir(job.id, number), workdir=workdir,
-                command=job.spec.command,
-                stdin=self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None,
-                env=job.spec.env, umask=self._job_umask, ignore=backend.ignored_signals,
+                command=job.spec.command, stdin=stdin, env=job.spec.env,
+                umask=self._job_umask, ignore=backend.ignored_signals, feed=feed,
             )
             return number, self._spool.create_attempt(job.id, number, script)
         except OSError as exc:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from .lifecycle import after_failure
+from .lifecycle import after_abandoned_upload
 from .spool import Spool
 from .store import Store
 
@@ -25,7 +25,8 @@ SWEEP_INTERVAL = 3600.0
 def sweep(store: Store, spool: Spool, retention_s: float, *, now: float | None = None,
           stdin_timeout_s: float = 86400.0) -> int:
     """Remove the files of every job that ended more than ``retention_s`` ago, after
-    ending jobs whose stdin upload was abandoned ``stdin_timeout_s`` ago.
+    ending (or, if they started, stopping) jobs whose stdin upload was abandoned
+    ``stdin_timeout_s`` ago.
 
     Returns how many jobs' files were removed.
     """
@@ -36,7 +37,8 @@ def sweep(store: Store, spool: Spool, retention_s: float, *, now: float | None =
         except FileNotFoundError:
             moved = 0.0
         if moved < now - stdin_timeout_s:
-            store.change_state(job_id, after_failure, "its stdin upload never completed")
+            store.change_state(job_id, after_abandoned_upload,
+                               "its stdin upload never completed")
     cutoff = now - retention_s
     removed = 0
     while batch := store.expired(cutoff):

@@ -287,3 +287,16 @@ def after_abandon(job: Job) -> State:
     """Return the state of a job whose attempt provably never started: queued again,
     or ``CANCELED`` if a cancel came meanwhile."""
     return State.CANCELED if job.state is State.CANCELING else State.QUEUED
+
+
+def after_abandoned_upload(job: Job) -> State | None:
+    """Return the state of a job whose stdin upload stopped for good (``None``: none).
+
+    A job that has not started ends ``SYSTEM_ERROR``; one that started (it was reading
+    its stdin as it arrived) is stopped: ``CANCELING``, then ``CANCELED``.
+    """
+    if job.state.is_final or job.state is State.CANCELING:
+        return None
+    if job.state in (State.INITIALIZING, State.RUNNING):
+        return State.CANCELING
+    return State.SYSTEM_ERROR

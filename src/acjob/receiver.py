@@ -206,9 +206,11 @@ class Receiver:
         """Write ``body`` into the job's stdin at ``offset``; ``final`` closes it.
 
         Bytes after ``offset`` are discarded first, so a resent chunk never duplicates
-        anything. Closing flushes stdin to disk and records its size before the job
-        may start. Closing again at the same size, with no body, changes nothing.
-        Uploads to one job are taken one at a time.
+        anything. The job may already run and read its stdin as it arrives (see
+        :mod:`acjob.feeder`); each chunk is in the spool file before the next is read.
+        Closing flushes stdin to disk and writes its close mark (the final size), then
+        records the size in the store. Closing again at the same size, with no body,
+        changes nothing. Uploads to one job are taken one at a time.
 
         Raises:
             NotFound: no such job.
@@ -222,16 +224,22 @@ class Receiver:
         lock = self._stdin_locks.setdefault(job_id, asyncio.Lock())
         async with lock:
             job = self.store.get(job_id)
-            if job.stdin_closed:
-                if final and offset == job.stdin_bytes and not await _has_data(body):
-                    return StdinState(job.stdin_bytes, True)
-                raise Conflict(f"stdin is closed at {job.stdin_bytes} bytes",
-                               code="stdin_closed")
+            # The close mark is the truth for the job's feeder: once it is written no
+            # byte may change, even if a crash kept the store from hearing of it.
+            marked = self.spool.closed_stdin_size(job_id)
+            closed_at = job.stdin_bytes if job.stdin_closed else marked
+            if closed_at is not None:
+                if final and offset == closed_at and not await _has_data(body):
+                    if not job.stdin_closed:
+                        self.store.close_stdin(job_id, closed_at)
+                    self._stdin_locks.pop(job_id, None)
+                    return StdinState(closed_at, True)
+                raise Conflict(f"stdin is closed at {closed_at} bytes", code="stdin_closed")
             self.spool.create_job(job_id)
             size = await self.spool.write_stdin(job_id, offset, body,
                                                 self.settings.max_stdin_bytes)
             if final:
-                self.spool.sync_stdin(job_id)
+                size = self.spool.close_stdin(job_id)
                 self.store.close_stdin(job_id, size)
                 self._stdin_locks.pop(job_id, None)
                 self.wake(None)

@@ -22,15 +22,18 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigError, Conflict, PayloadTooLarge
+from .feeder import read_mark
 from .model import ExitRecord, check_job_id
 from .wrapper import CLAIM_DIR, EXIT_FILE, PID_FILE, STDERR_FILE, STDOUT_FILE, WRAPPER_FILE
 
 Stream = Literal["stdout", "stderr"]
 
 _COPY_CHUNK = 1 << 20
+#: The close mark of a job's stdin (see :meth:`Spool.close_stdin`).
+STDIN_MARK = "stdin.size"
 #: Names of files of a job's own (its plan): plain names, never paths.
 _JOB_FILE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\.[a-z]+")
-_RESERVED = frozenset({"stdin", "work"})
+_RESERVED = frozenset({"stdin", "work", STDIN_MARK})
 
 
 class Spool:
@@ -202,15 +205,42 @@ class Spool:
                 f.write(chunk)
             return written
 
-    def sync_stdin(self, job_id: str) -> int:
-        """Flush the stdin file to disk; return its size."""
+    def stdin_mark_path(self, job_id: str) -> Path:
+        """Return the close mark of the job's stdin: its final size, once complete."""
+        return self.job_dir(job_id) / STDIN_MARK
+
+    def close_stdin(self, job_id: str) -> int:
+        """Mark the job's stdin complete: flush it to disk, then record its final size
+        in the close mark (written by rename, flushed too). Returns the size.
+
+        A job's feeder (:mod:`acjob.feeder`) ends its command's stdin at that size.
+        """
         path = self.stdin_path(job_id)
         fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
         try:
             os.fsync(fd)
-            return os.fstat(fd).st_size
+            size = os.fstat(fd).st_size
         finally:
             os.close(fd)
+        mark = self.stdin_mark_path(job_id)
+        tmp = mark.with_name(STDIN_MARK + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, f"{size}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(mark)
+        directory = os.open(self.job_dir(job_id), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return size
+
+    def closed_stdin_size(self, job_id: str) -> int | None:
+        """Return the final size the close mark records, or ``None`` while stdin is open."""
+        return read_mark(str(self.stdin_mark_path(job_id)))
 
     # -- attempt results --------------------------------------------------------------
 

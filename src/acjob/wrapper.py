@@ -42,6 +42,7 @@ CLAIM_DIR = "claim"
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 WRAPPER_FILE = "job.sh"
+FEED_LOG = "feed.log"
 
 _SIGNAL_NAME = re.compile(r"[A-Z][A-Z0-9]{1,15}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -64,6 +65,7 @@ def render_wrapper(
     env: Mapping[str, str],
     umask: int = 0o022,
     ignore: Sequence[str] = (),
+    feed: Sequence[str] | None = None,
 ) -> str:
     """Return the wrapper script for one attempt.
 
@@ -80,6 +82,9 @@ def render_wrapper(
             whatever it is.
         ignore: Signal names (``USR1``) the wrapper ignores, and the command with it:
             a scheduler's mere warnings, which must not kill the job.
+        feed: With a stdin still arriving, the argv of the feeder
+            (:mod:`acjob.feeder`) that follows the stdin file and ends at its close
+            mark: the command reads from it through a pipe, as the bytes come.
 
     Raises:
         ValueError: if the job id, an environment variable name or a signal name is
@@ -87,7 +92,8 @@ def render_wrapper(
             carry one). The job model refuses all of these at submission already.
     """
     _check(job_id=job_id, attempt=attempt, attempt_dir=attempt_dir, workdir=workdir,
-           command=command, stdin=stdin, env=env, umask=umask, ignore=ignore)
+           command=command, stdin=stdin, env=env, umask=umask, ignore=ignore,
+           feed=feed or ())
     q = shlex.quote
     a = q(str(attempt_dir))
     if isinstance(command, str):
@@ -99,6 +105,15 @@ def render_wrapper(
     # sets (PATH, or a name the wrapper uses) can change what the wrapper does.
     exports = "".join(f"export {name}={q(value)}; " for name, value in env.items())
     source = q(str(stdin)) if stdin is not None else "/dev/null"
+    body = f"( umask {umask:04o}; {exports}{run} )"
+    if feed:
+        # The command's status is the pipeline's (the last command's, in any sh); the
+        # feeder's complaints go to a file of the attempt, never into the job's output.
+        feeder = " ".join(q(word) for word in feed)
+        runs = (f'{feeder} 2> "$A/{FEED_LOG}" | {body} '
+                f'> "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"')
+    else:
+        runs = f'{body} < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"'
     ignores = "".join(
         "# The scheduler sends it as a warning (Grid Engine: before a suspension); an\n"
         "# ignored signal stays ignored in the command.\n"
@@ -119,7 +134,7 @@ trap 'sig=USR2' USR2
 export ACJOB_JOB_ID={q(job_id)} ACJOB_ATTEMPT={attempt:d}
 W={q(str(workdir))}
 if cd "$W" 2>/dev/null; then
-    ( umask {umask:04o}; {exports}{run} ) < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"
+    {runs}
     rc=$?
 else
     # printf prints the path as data: nothing in it is expanded or executed.
@@ -137,7 +152,7 @@ exit "$rc"
 
 def _check(*, job_id: str, attempt: int, attempt_dir: Path, workdir: Path,
            command: str | list[str], stdin: Path | None, env: Mapping[str, str],
-           umask: int, ignore: Sequence[str]) -> None:
+           umask: int, ignore: Sequence[str], feed: Sequence[str]) -> None:
     """Refuse what :func:`render_wrapper` could not render as plain data.
 
     Raises:
@@ -158,5 +173,6 @@ def _check(*, job_id: str, attempt: int, attempt_dir: Path, workdir: Path,
     words += [command] if isinstance(command, str) else command
     if stdin is not None:
         words.append(str(stdin))
+    words += feed
     if any("\0" in word for word in words):
         raise ValueError("a NUL byte cannot be passed through a shell script")

@@ -67,7 +67,8 @@ def test_ctrl_c_while_sending_stdin_cancels_the_job(daemon: Daemon) -> None:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert b"interrupted while sending stdin" in err
-        assert client.get(jobs[0].id).state is State.CANCELED
+        # The job was already running on what had arrived: it is stopped, then canceled.
+        assert client.wait(jobs[0].id, timeout=60).state is State.CANCELED
 
 
 def test_local_time_limit(daemon: Daemon) -> None:

@@ -301,3 +301,12 @@ def test_an_abandoned_attempt_requeues_its_job_unless_it_is_being_canceled() -> 
     assert lifecycle.after_abandon(_job(State.CANCELING)) is State.CANCELED
     for state in (State.INITIALIZING, State.CANCELING):
         assert can_transition(state, lifecycle.after_abandon(_job(state)))
+
+
+@pytest.mark.parametrize("state", [s for s in State if s is not State.PAUSED])
+def test_a_job_whose_upload_was_abandoned(state: State) -> None:
+    target = lifecycle.after_abandoned_upload(_job(state))
+    expected = {State.QUEUED: State.SYSTEM_ERROR, State.PREEMPTED: State.SYSTEM_ERROR,
+                State.INITIALIZING: State.CANCELING, State.RUNNING: State.CANCELING}
+    assert target is expected.get(state)
+    assert target is None or can_transition(state, target)

@@ -76,15 +76,14 @@ def test_retry_and_failure_paths(store: Store) -> None:
     assert _exit(store, job_id, 1, 0).state is State.SYSTEM_ERROR
 
 
-def test_stdin_gates_dispatch(store: Store) -> None:
+def test_a_job_starts_while_its_stdin_still_arrives(store: Store) -> None:
     job, _ = store.create_job(JobSpec(command="cat", stdin="upload"), "local",
                               job_id=new_job_id())
-    assert store.dispatchable(10) == []
+    assert [j.id for j in store.dispatchable(10)] == [job.id]  # it reads stdin live
     store.close_stdin(job.id, 42)
     assert store.close_stdin(job.id, 42).stdin_bytes == 42
     with pytest.raises(Conflict):
         store.close_stdin(job.id, 43)
-    assert [j.id for j in store.dispatchable(10)] == [job.id]
 
 
 def test_idempotency(store: Store) -> None:

@@ -6,10 +6,12 @@ import inspect
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from acjob import feeder
 from acjob.wrapper import render_wrapper
 
 
@@ -249,4 +251,17 @@ def test_every_field_the_wrapper_renders_is_covered_above() -> None:
     # no parameter for them. A new parameter needs a hostile test above first.
     assert set(inspect.signature(render_wrapper).parameters) == {
         "job_id", "attempt", "attempt_dir", "workdir", "command", "stdin", "env", "umask",
-        "ignore"}
+        "ignore", "feed"}
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_paths_given_to_the_feeder_are_data(tmp_path: Path, value: str) -> None:
+    stdin = tmp_path / f"in{value}"
+    stdin.write_text(value)
+    mark = tmp_path / f"mark{value}"
+    mark.write_text(f"{len(value.encode())}\n")
+    feed = [sys.executable, "-I", "-S", feeder.__file__, str(stdin), str(mark)]
+    a, status = _render_and_run(tmp_path, attempt_dir=tmp_path / f"a{value}", command="cat",
+                                feed=feed)
+    assert status == 0
+    assert (a / "stdout").read_bytes().decode() == value

@@ -1,9 +1,10 @@
 """``acjob``: run a command through the acjob daemon, ssh-like.
 
-``acjob -t pipe "CMD"`` uploads its stdin (when it is not a terminal), streams the
-job's stdout and stderr back byte for byte while it runs, and exits with the job's
-status. ``acjob -t poll "CMD"`` prints a handle for ``acpoll`` and exits at once.
-One argument is a shell string; the words after ``--`` are an argv no shell sees.
+``acjob -t pipe "CMD"`` sends its stdin (when it is not a terminal) as it arrives, while
+the job already runs and reads it, streams the job's stdout and stderr back byte for
+byte, and exits with the job's status. ``acjob -t poll "CMD"`` sends its stdin, then
+prints a handle for ``acpoll`` and exits. One argument is a shell string; the words
+after ``--`` are an argv no shell sees.
 """
 
 from __future__ import annotations
@@ -131,28 +132,31 @@ async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_st
     async with AsyncClient() as client:
         info = await client.create(command, stdin_upload=use_stdin, **spec)
         job_id = info.id
+        upload: asyncio.Task[int] | None = None
         if use_stdin and not info.data["stdin"]["closed"]:
-            sent = await _unless_interrupted(client.upload_stdin(job_id, sys.stdin.buffer),
-                                             interrupted)
-            if sent is None:
-                # The job cannot run without all of its stdin: it goes.
-                await client.cancel(job_id)
-                print(f"\nacjob: interrupted while sending stdin; job {job_id} canceled",
-                      file=sys.stderr)
-                _leave(EXIT_INTERRUPTED)  # a thread may still be blocked reading stdin
-        if interrupted.is_set():
-            await client.cancel(job_id)
-            print(f"\nacjob: interrupted; job {job_id} canceled", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            # The job may start at once and read its stdin as it arrives.
+            upload = asyncio.create_task(client.upload_stdin(job_id, sys.stdin.buffer))
         if mode != "pipe":
+            if upload is not None and await _unless_interrupted(upload, interrupted) is None:
+                await _cancel_for_stdin(client, job_id)
+            if interrupted.is_set():
+                await client.cancel(job_id)
+                print(f"\nacjob: interrupted; job {job_id} canceled", file=sys.stderr)
+                return EXIT_INTERRUPTED
             if as_json:
                 print_json((await client.get(job_id)).data)
             else:
                 print(job_id, flush=True)
             return 0
-        status = await _unless_interrupted(_pipe(client, job_id), interrupted)
+        status = await _unless_interrupted(_pipe_live(client, job_id, upload), interrupted)
         if status is not None:
+            if upload is not None and not upload.done():
+                # The job ended before its stdin did (as `head` would): like ssh, stop
+                # reading; a thread may still be blocked on stdin, so leave at once.
+                _leave(status)
             return status
+        if upload is not None and not upload.done():
+            await _cancel_for_stdin(client, job_id)
         if cancel_on_interrupt:
             await client.cancel(job_id)
             print(f"\nacjob: canceled job {job_id}", file=sys.stderr)
@@ -162,12 +166,41 @@ async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_st
         return EXIT_INTERRUPTED
 
 
+async def _cancel_for_stdin(client: AsyncClient, job_id: str) -> NoReturn:
+    """Cancel a job interrupted before all of its stdin was sent: it cannot run right."""
+    await client.cancel(job_id)
+    print(f"\nacjob: interrupted while sending stdin; job {job_id} canceled", file=sys.stderr)
+    _leave(EXIT_INTERRUPTED)  # a thread may still be blocked reading stdin
+
+
+async def _pipe_live(client: AsyncClient, job_id: str,
+                     upload: asyncio.Task[int] | None) -> int:
+    """Stream the job's output while its stdin is still being sent; return its status.
+
+    An upload that fails for good fails the pipe (the job would wait for the rest of
+    its stdin forever); one still going when the job ends is simply left behind.
+    """
+    pipe = asyncio.create_task(_pipe(client, job_id))
+    try:
+        if upload is not None:
+            await asyncio.wait({pipe, upload}, return_when=asyncio.FIRST_COMPLETED)
+            if upload.done() and not pipe.done() and (error := upload.exception()):
+                raise error
+        return await pipe
+    finally:
+        if not pipe.done():
+            pipe.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AcjobError):
+                await pipe
+
+
 T = TypeVar("T")
 
 
-async def _unless_interrupted(work: Coroutine[Any, Any, T], interrupted: asyncio.Event) -> T | None:
+async def _unless_interrupted(work: Coroutine[Any, Any, T] | asyncio.Task[T],
+                              interrupted: asyncio.Event) -> T | None:
     """Run ``work``; return its result, or ``None`` if Ctrl-C came first (it is cancelled)."""
-    task = asyncio.create_task(work)
+    task = work if isinstance(work, asyncio.Task) else asyncio.create_task(work)
     stop = asyncio.create_task(interrupted.wait())
     await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
     if task.done():

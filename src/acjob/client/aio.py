@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
 
 from ..private import ensure_private_daemon
 from .core import (
+    Block,
     Call,
     Emit,
     JobInfo,
@@ -28,6 +29,7 @@ from .core import (
     Run,
     Sleep,
     Stdin,
+    Streamed,
     Timeout,
     TransportError,
     Which,
@@ -98,7 +100,9 @@ class AsyncClient:
                         await self._ensure_daemon()
                         response = await self._http.request(
                             effect.method, effect.path, params=effect.params, json=effect.json,
-                            content=effect.content, headers=effect.headers,
+                            content=_in_thread(effect.content.chunks)
+                            if isinstance(effect.content, Streamed) else effect.content,
+                            headers=effect.headers,
                             timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
                             else effect.timeout)
                         run.send(Response(response.status_code, response.headers,
@@ -120,6 +124,8 @@ class AsyncClient:
                         await asyncio.sleep(effect.seconds)
                     elif isinstance(effect, ReadStdin):
                         run.send(await asyncio.to_thread(next, effect.chunks, None))
+                    elif isinstance(effect, Block):
+                        run.send(await asyncio.to_thread(effect.function))
                 except Exception as exc:
                     if isinstance(effect, Open | Pull):
                         await streams.aclose()
@@ -267,3 +273,10 @@ class AsyncJobHandle:
     async def cancel(self) -> JobInfo:
         """Cancel the job."""
         return await self.client.cancel(self.id)
+
+
+async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Iterate a blocking iterator (a request body read from stdin) without blocking the
+    event loop: each step runs in a worker thread."""
+    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        yield chunk

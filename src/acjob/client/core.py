@@ -14,8 +14,9 @@ from __future__ import annotations
 import enum
 import json
 import os
+import stat
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
@@ -45,6 +46,14 @@ class Timeout(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Streamed:
+    """A request body sent as it is produced: ``chunks`` may block (reading stdin), so
+    an event loop iterates it in a thread."""
+
+    chunks: Iterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """Make one request; the answer is its :class:`Response`, body read whole.
 
@@ -55,7 +64,7 @@ class Call:
     path: str
     params: Mapping[str, Any] | None = None
     json: Any = None
-    content: bytes | None = None
+    content: bytes | Streamed | None = None
     headers: Mapping[str, str] | None = None
     timeout: float | Timeout | None = Timeout.CLIENT
 
@@ -102,7 +111,15 @@ class ReadStdin:
     chunks: Iterator[tuple[bytes, bool]]
 
 
-Effect: TypeAlias = Call | Open | Pull | Emit | Sleep | ReadStdin
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Call ``function()``, which may block (the first read of a live stdin): an event
+    loop calls it in a thread. The answer is what it returns."""
+
+    function: Callable[[], Any]
+
+
+Effect: TypeAlias = Call | Open | Pull | Emit | Sleep | ReadStdin | Block
 Plan: TypeAlias = Generator[Effect, Any, T]
 
 
@@ -354,6 +371,80 @@ def _with_lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
             yield previous, False
         previous = chunk
     yield previous or b"", True
+
+
+def is_live(stdin: Stdin) -> bool:
+    """Tell whether ``stdin`` may still be arriving: a pipe, a terminal, a socket, an
+    iterable of chunks. Bytes, text, paths and regular files are complete already."""
+    if stdin is None or isinstance(stdin, bytes | str | Path):
+        return False
+    fileno = getattr(stdin, "fileno", None)
+    if fileno is not None:
+        try:
+            return not stat.S_ISREG(os.fstat(fileno()).st_mode)
+        except (OSError, ValueError):
+            return True  # no usable descriptor (a wrapped stream): read it as it comes
+    return True
+
+
+class LiveStdin:
+    """A stdin read as its bytes arrive: each read returns what is there (at least one
+    byte, unless it ended), never waiting to fill a chunk."""
+
+    def __init__(self, source: IO[bytes] | Iterable[bytes]) -> None:
+        self._source = source
+        self._pending = b""
+        self._chunks: Iterator[bytes] | None = None
+
+    def read(self, limit: int) -> bytes:
+        """Return up to ``limit`` bytes as soon as any are there; ``b""`` at the end."""
+        source: Any = self._source
+        if hasattr(source, "read1"):
+            return bytes(source.read1(limit))
+        if hasattr(source, "read"):
+            return bytes(source.read(limit))
+        if self._chunks is None:
+            self._chunks = iter(source)
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending = bytes(chunk)
+        data, self._pending = self._pending[:limit], self._pending[limit:]
+        return data
+
+
+class Segment:
+    """Up to :data:`UPLOAD_CHUNK` bytes of a live stdin, sent as one streamed request.
+
+    The bytes read for it are kept until the daemon has acknowledged them, so an
+    interrupted request resumes where the daemon's copy ends: at most one segment is
+    held in memory, whatever the stdin's size.
+
+    Attributes:
+        start: Where the segment begins in the job's stdin.
+        buffer: The segment's bytes read so far.
+        ended: The stdin ended within this segment.
+    """
+
+    def __init__(self, source: LiveStdin, start: int, first: bytes) -> None:
+        self.start = start
+        self.buffer = bytearray(first)
+        self.ended = False
+        self._source = source
+
+    def body(self, skip: int) -> Iterator[bytes]:
+        """Yield the segment from byte ``skip`` on: what was read, then what arrives,
+        until the segment is full or the stdin ends."""
+        if skip < len(self.buffer):
+            yield bytes(self.buffer[skip:])
+        while not self.ended and len(self.buffer) < UPLOAD_CHUNK:
+            chunk = self._source.read(UPLOAD_CHUNK - len(self.buffer))
+            if not chunk:
+                self.ended = True
+                return
+            self.buffer += chunk
+            yield chunk
 
 
 def _resume_at(status: Mapping[str, Any], start: int, length: int) -> int | None:

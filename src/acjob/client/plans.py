@@ -12,27 +12,33 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ..errors import Conflict
 from .core import (
     RETRIABLE,
+    UPLOAD_CHUNK,
     Backoff,
+    Block,
     Call,
     Emit,
     JobInfo,
     JobOptions,
+    LiveStdin,
     Open,
     Plan,
     Response,
+    Segment,
     Sleep,
     Stdin,
+    Streamed,
     Which,
     _chunks,
     _resume_at,
     _with_lookahead,
     call,
     error_of,
+    is_live,
     open_stream,
     pull,
     read_stdin,
@@ -110,15 +116,59 @@ class Plans:
         return [j["id"] for j in data["jobs"]]
 
     def upload_stdin(self, job_id: str, stdin: Stdin) -> Plan[int]:
-        """Upload ``stdin`` in chunks and close it; return the bytes uploaded.
+        """Upload ``stdin`` and close it; return the bytes uploaded.
 
-        A chunk whose upload fails is resumed at the byte the daemon reached (asked
-        with ``GET .../stdin``), so no byte is sent twice into the job's stdin.
+        A stdin that may still be arriving (a pipe, an iterable) is sent as it comes,
+        so the job, which may already run, reads it live; one that is complete (bytes,
+        a path, a regular file) is sent in chunks. Either way an upload that fails is
+        resumed at the byte the daemon reached (asked with ``GET .../stdin``), so no
+        byte is sent twice into the job's stdin.
 
         Raises:
             ConnectionFailed: the daemon stayed unreachable for :attr:`retry_for`
                 seconds during one chunk, or (``stdin_lost``) lost acknowledged bytes.
         """
+        if is_live(stdin):
+            return (yield from self._upload_live(job_id, LiveStdin(cast(Any, stdin))))
+        return (yield from self._upload_whole(job_id, stdin))
+
+    def _upload_live(self, job_id: str, source: LiveStdin) -> Plan[int]:
+        """Send a live stdin in segments, each one request streamed as the bytes come;
+        close it with an empty final request once it ended."""
+        path = f"/v1/jobs/{job_id}/stdin"
+        offset = 0
+        while True:
+            first = yield Block(lambda: source.read(UPLOAD_CHUNK))
+            if not first:
+                closed = yield from self.request(Call(
+                    "PUT", path, params={"offset": offset, "final": "true"}, content=b"",
+                    timeout=None))
+                return int(closed["bytes"])
+            segment = Segment(source, offset, first)
+            backoff = Backoff(self.retry_for)
+            skip = 0
+            while True:
+                try:
+                    result = yield from self.request(Call(
+                        "PUT", path, params={"offset": offset + skip, "final": "false"},
+                        content=Streamed(segment.body(skip)), timeout=None), retry=False)
+                    break
+                except RETRIABLE as exc:
+                    yield Sleep(backoff.next(exc))
+                    status = yield from self.request(Call("GET", path))
+                    resume = _resume_at(status, offset, len(segment.buffer))
+                    if resume is None:
+                        return int(status["bytes"])
+                    skip = resume
+            offset = int(result["bytes"])
+            if segment.ended:
+                closed = yield from self.request(Call(
+                    "PUT", path, params={"offset": offset, "final": "true"}, content=b"",
+                    timeout=None))
+                return int(closed["bytes"])
+
+    def _upload_whole(self, job_id: str, stdin: Stdin) -> Plan[int]:
+        """Send a complete stdin in chunks, the last one closing it."""
         path = f"/v1/jobs/{job_id}/stdin"
         chunks = _with_lookahead(_chunks(stdin))
         offset = 0

@@ -12,6 +12,7 @@ import httpx
 
 from ..private import ensure_private_daemon
 from .core import (
+    Block,
     Call,
     Emit,
     JobInfo,
@@ -24,6 +25,7 @@ from .core import (
     Run,
     Sleep,
     Stdin,
+    Streamed,
     Timeout,
     TransportError,
     Which,
@@ -101,7 +103,9 @@ class Client:
                         self._ensure_daemon()
                         response = self._http.request(
                             effect.method, effect.path, params=effect.params, json=effect.json,
-                            content=effect.content, headers=effect.headers,
+                            content=effect.content.chunks
+                            if isinstance(effect.content, Streamed) else effect.content,
+                            headers=effect.headers,
                             timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
                             else effect.timeout)
                         run.send(Response(response.status_code, response.headers,
@@ -123,6 +127,8 @@ class Client:
                         time.sleep(effect.seconds)
                     elif isinstance(effect, ReadStdin):
                         run.send(next(effect.chunks, None))
+                    elif isinstance(effect, Block):
+                        run.send(effect.function())
                 except Exception as exc:
                     if isinstance(effect, Open | Pull):
                         streams.close()

@@ -185,8 +185,11 @@ class Store:
         return row.fetchone() is not None
 
     def dispatchable(self, limit: int, backend: str | None = None) -> list[Job]:
-        """Return up to ``limit`` jobs ready to start (queued or awaiting a retry), oldest first."""
-        sql = ("SELECT id FROM jobs WHERE state IN ('QUEUED', 'PREEMPTED') AND stdin_closed = 1")
+        """Return up to ``limit`` jobs ready to start (queued or awaiting a retry), oldest first.
+
+        A job whose stdin is still arriving is ready too: it reads its stdin as it comes.
+        """
+        sql = "SELECT id FROM jobs WHERE state IN ('QUEUED', 'PREEMPTED')"
         args: list[Any] = []
         if backend is not None:
             sql += " AND backend = ?"
@@ -206,9 +209,11 @@ class Store:
         return [r["id"] for r in rows]
 
     def stale_uploads(self, before: float) -> list[str]:
-        """Return ids of queued jobs whose stdin upload has not moved since ``before``."""
+        """Return ids of jobs not ended whose stdin is still open and whose record has not
+        changed since ``before`` (the caller checks the upload's own progress)."""
         rows = self._db.execute(
-            "SELECT id FROM jobs WHERE state = 'QUEUED' AND stdin_closed = 0 AND updated_at < ?",
+            "SELECT id FROM jobs WHERE state IN ('QUEUED', 'PREEMPTED', 'INITIALIZING',"
+            " 'RUNNING') AND stdin_closed = 0 AND updated_at < ?",
             (before,),
         )
         return [r["id"] for r in rows]
