@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import acjob
-from tests.conftest import Daemon, client_for
+from tests.conftest import Daemon, client_for, wait_for
 
 
 def test_sort_through_a_pipe(daemon: Daemon) -> None:
@@ -123,3 +124,92 @@ def test_large_output_is_exact(daemon: Daemon) -> None:
     assert len(result.stdout) == 20_000_003
     assert hashlib.sha256(result.stdout).hexdigest() == hashlib.sha256(
         b"x" * 20_000_000 + b"end").hexdigest()
+
+
+def _read_line(proc: subprocess.Popen[bytes]) -> bytes:
+    """Read one line of the process's stdout; a pipe that is not live never gives it."""
+    assert proc.stdout is not None
+    return proc.stdout.readline()
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """Read the rest of stdout and stderr once stdin is closed, and wait for the end."""
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=60)
+    return out, err
+
+
+def test_stdin_reaches_the_job_as_it_arrives(daemon: Daemon) -> None:
+    """`(echo a; sleep; echo b) | acjob cat` prints `a` while its stdin is still open."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "cat"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"a\n")
+        proc.stdin.flush()
+        assert _read_line(proc) == b"a\n"  # stdin is still open: the job read it live
+        with client_for(daemon) as client:
+            jobs, _ = client.list(limit=1)
+            assert jobs[0].state is acjob.State.RUNNING
+            assert jobs[0].data["stdin"]["closed"] is False
+        proc.stdin.write(b"b\n")
+        proc.stdin.close()
+        rest, err = _finish(proc)
+    finally:
+        proc.kill()
+    assert rest == b"b\n", err
+    assert proc.returncode == 0
+
+
+def test_a_retried_attempt_reads_the_same_stdin_from_the_start(daemon: Daemon) -> None:
+    """Attempt 1 reads part of a stdin still arriving and fails; attempt 2 reads every
+    byte from the first, the late ones included, once and in order."""
+    first, second = os.urandom(100_000), os.urandom(300_000)
+    script = ('if [ "$ACJOB_ATTEMPT" = 1 ]; then head -c 1000 > /dev/null; exit 1; fi; '
+              "sha256sum")
+    with client_for(daemon) as client, client_for(daemon) as watcher:
+        created = client.create(script, stdin_upload=True,
+                                retry={"max_attempts": 2, "on": ["exit"]})
+
+        def stdin() -> Iterator[bytes]:
+            yield first
+            # The rest comes only once attempt 1 has failed on what it had.
+            wait_for(lambda: watcher.get(created.id).attempt == 2, what="attempt 2")
+            yield second
+
+        assert client.upload_stdin(created.id, stdin()) == len(first) + len(second)
+        info = client.wait(created.id, timeout=60)
+        assert info.state is acjob.State.COMPLETE and info.attempt == 2
+        out = b"".join(client.stream(created.id, "stdout"))
+    assert out.split()[0].decode() == hashlib.sha256(first + second).hexdigest()
+
+
+def test_a_live_stdin_survives_a_daemon_killed_mid_upload(daemon: Daemon) -> None:
+    """kill -9 of the daemon while the job runs and its stdin still arrives: the client
+    resumes the upload where the daemon's copy ends; the re-attached job reads every
+    byte once, in order."""
+    head, tail = os.urandom(1 << 20), os.urandom(2 << 20)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "sha256sum"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(head)
+        proc.stdin.flush()
+        with client_for(daemon) as client:
+            job = wait_for(lambda: [j for j in client.list(limit=1)[0]
+                                    if j.state is acjob.State.RUNNING], what="a running job")[0]
+        spooled = daemon.state_dir / "spool" / job.id / "stdin"
+        wait_for(lambda: spooled.exists() and spooled.stat().st_size >= len(head),
+                 what="the first megabyte to arrive")
+        daemon.kill9()
+        daemon.start()
+        proc.stdin.write(tail)
+        proc.stdin.close()
+        out, err = _finish(proc)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert out.split()[0].decode() == hashlib.sha256(head + tail).hexdigest()
