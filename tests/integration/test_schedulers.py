@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,27 @@ def test_pipe_stdin_stdout_exit_status(bdaemon: Daemon) -> None:
     failed = bdaemon.run("acjob", "echo out; echo err >&2; exit 3")
     assert (failed.returncode, failed.stdout, failed.stderr) == (3, b"out\n", b"err\n")
     assert bdaemon.run("acjob", "--", "printf", "%s|", "a b", "$X").stdout == b"a b|$X|"
+
+
+def test_stdin_reaches_a_scheduled_job_as_it_arrives(bdaemon: Daemon) -> None:
+    """Live stdin through the shared spool: the job echoes its first line before the
+    second is sent."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "cat"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=bdaemon.env)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b"first\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"first\n"
+        proc.stdin.write(b"second\n")
+        proc.stdin.close()
+        rest, err = proc.stdout.read(), proc.stderr.read()
+        assert proc.wait(timeout=120) == 0, err
+    finally:
+        proc.kill()
+    assert rest == b"second\n"
 
 
 def test_kill9_daemon_with_pending_and_running_jobs(bdaemon: Daemon, short_tmp: Path) -> None:
