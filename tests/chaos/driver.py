@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -175,8 +176,12 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
                     return
                 ids[job.index] = result.stdout.decode().strip()
                 return
+            stdin: bytes | Iterator[bytes] | None = job.stdin
+            if job.stdin and job.index % 2:
+                # Sent live, piece by piece, while the job may already read it.
+                stdin = (job.stdin[i:i + (64 << 10)] for i in range(0, len(job.stdin), 64 << 10))
             with acjob.Client(url, TOKEN, retry_for=300) as client:
-                handle = client.submit(job.command, stdin=job.stdin, deliveries=deliveries)
+                handle = client.submit(job.command, stdin=stdin, deliveries=deliveries)
                 ids[job.index] = handle.id
 
         with ThreadPoolExecutor(8) as pool:
