@@ -273,7 +273,10 @@ class Spool:
         directory = self.attempt_dir(job_id, attempt)
         directory.mkdir(mode=0o700, exist_ok=True)
         try:
-            (directory / CLAIM_DIR).mkdir(mode=0o700)
+            # O_EXCL, as the wrapper's noclobber claim: exactly one side creates it (a
+            # claim directory left by an older wrapper counts as taken too).
+            os.close(os.open(directory / CLAIM_DIR, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o600))
         except FileExistsError:
             return False
         return True

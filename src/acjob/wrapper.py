@@ -2,18 +2,22 @@
 
 The wrapper is the ground truth of a job's end. It
 
-1. claims its attempt by creating ``claim/`` (``mkdir`` is atomic, so a daemon that
-   lost track of a submission can *fence* it by creating the directory first: a
-   late-starting wrapper then exits without running the command);
+1. claims its attempt by creating the file ``claim`` exclusively (``O_EXCL``, the shell's
+   ``noclobber``: atomic, so a daemon that lost track of a submission can *fence* it by
+   creating the file first: a late-starting wrapper then exits without running the
+   command);
 2. records its pid, so a restarted daemon can find the process again;
 3. runs the command with stdin, stdout and stderr redirected to the spool;
-4. writes the exit status to ``exit.tmp`` and renames it to ``exit`` (atomic), so
-   the status survives the daemon and any scheduler's short memory. If the wrapper
-   itself received SIGTERM, SIGINT, SIGHUP or SIGUSR2 (Grid Engine's warning before it
-   kills a deleted job), the signal's name follows the status
-   (``143 TERM``): the job was stopped from outside, and the status is not its own.
-   Signals a backend sends as mere warnings (Grid Engine's SIGUSR1 before a
-   suspension) are ignored, by the wrapper and, inherited, by the command.
+4. writes the exit status to ``exit`` in one small write, so the status survives the
+   daemon and any scheduler's short memory (a reader that finds the file empty or cut
+   short looks again). If the wrapper itself received SIGTERM, SIGINT, SIGHUP or
+   SIGUSR2 (Grid Engine's warning before it kills a deleted job), the signal's name
+   follows the status (``143 TERM``): the job was stopped from outside, and the status
+   is not its own. Signals a backend sends as mere warnings (Grid Engine's SIGUSR1
+   before a suspension) are ignored, by the wrapper and, inherited, by the command.
+
+It starts no program of its own but the command (everything else is a shell builtin),
+so an attempt costs one shell more than the command itself.
 
 A command killed by signal N gets the status 128+N, as in any POSIX shell. The
 wrapper exits with the command's status too (a scheduler's accounting shows it),
@@ -38,7 +42,7 @@ from pathlib import Path
 
 EXIT_FILE = "exit"
 PID_FILE = "pid"
-CLAIM_DIR = "claim"
+CLAIM_DIR = "claim"  # a file (a directory in wrappers before 0.2)
 STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 WRAPPER_FILE = "job.sh"
@@ -97,7 +101,7 @@ def render_wrapper(
     q = shlex.quote
     a = q(str(attempt_dir))
     if isinstance(command, str):
-        run = f"/bin/sh -c {q(command)}"
+        run = f"exec /bin/sh -c {q(command)}"
     else:
         # exec, so that a name such as "echo" runs the program, never a builtin.
         run = "exec " + " ".join(q(word) for word in command)
@@ -122,7 +126,11 @@ def render_wrapper(
 # acjob wrapper for job {job_id}, attempt {attempt}. Generated; do not edit.
 umask 077
 A={a}
-mkdir "$A/{CLAIM_DIR}" 2>/dev/null || exit 0
+# noclobber: the claim is created only if it does not exist (O_EXCL), as the fence is.
+# (true, not ":": a failed redirection of a special builtin would end the shell.)
+set -C
+true 2>/dev/null > "$A/{CLAIM_DIR}" || exit 0
+set +C
 # A signal to the wrapper itself comes from outside the job (a cancel, a scheduler
 # stopping it): it is noted beside the status, so it is not taken for the job's own.
 sig=
@@ -130,7 +138,7 @@ trap 'sig=TERM' TERM
 trap 'sig=INT' INT
 trap 'sig=HUP' HUP
 trap 'sig=USR2' USR2
-{ignores}echo $$ > "$A/{PID_FILE}.tmp" && mv -f "$A/{PID_FILE}.tmp" "$A/{PID_FILE}"
+{ignores}echo $$ > "$A/{PID_FILE}"
 export ACJOB_JOB_ID={q(job_id)} ACJOB_ATTEMPT={attempt:d}
 W={q(str(workdir))}
 if cd "$W" 2>/dev/null; then
@@ -142,7 +150,7 @@ else
     : > "$A/{STDOUT_FILE}"
     rc={CANNOT_ENTER_WORKDIR}
 fi
-printf '%d %s\\n' "$rc" "$sig" > "$A/{EXIT_FILE}.tmp" && mv -f "$A/{EXIT_FILE}.tmp" "$A/{EXIT_FILE}"
+printf '%d %s\\n' "$rc" "$sig" > "$A/{EXIT_FILE}"
 # Grid Engine reads a job script's 99 as "run it again" and 100 as "hold it in error
 # state": the status is in the exit file, the scheduler only hears that it failed.
 case $rc in 99|100) exit 1 ;; esac

@@ -91,10 +91,12 @@ def test_env_and_ids_exported(tmp_path: Path) -> None:
     assert (a / "stdout").read_text() == "it's $x 1\n"
 
 
-def test_fence_prevents_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fence", ["file", "directory (an older daemon's)"])
+def test_fence_prevents_the_run(tmp_path: Path, fence: str) -> None:
     attempt = tmp_path / "1"
     attempt.mkdir()
-    (attempt / "claim").mkdir()  # the daemon fenced this attempt
+    # The daemon fenced this attempt.
+    (attempt / "claim").touch() if fence == "file" else (attempt / "claim").mkdir()
     witness = tmp_path / "ran"
     script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=tmp_path,
                             command=f"touch {witness}", stdin=None, env={})
