@@ -91,9 +91,9 @@ class Monitor:
         """Run until cancelled. Errors in one cycle are logged, never fatal."""
         for name, backend in self._backends.items():
             await backend.start(lambda name=name: self._wake_backend(name))  # type: ignore[misc]
-        for job in self._store.active_jobs():
-            if job.backend not in self._backends:
-                self._fail(job.id, f"the backend {job.backend!r} is not configured")
+        for job_id in self._store.active_elsewhere(list(self._backends)):
+            job = self._store.get(job_id)
+            self._fail(job.id, f"the backend {job.backend!r} is not configured")
         try:
             while True:
                 try:

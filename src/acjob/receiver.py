@@ -5,7 +5,8 @@ both cancel jobs and feed their stdin here, with one order of steps:
 
 1. check every job (idempotency first, so a retry gets its job even if the world
    changed since; then the backend, the deliveries, the working directory);
-2. write each new job's files (its spool directory, a TES plan);
+2. write each new job's own files, if it has any (a TES plan); the spool directory of
+   any other job is made when it is needed: its stdin arrives, or it is dispatched;
 3. commit all the jobs in one transaction: this is the acknowledgement;
 4. wake the monitor.
 
@@ -127,7 +128,10 @@ class Receiver:
             job_id = item.job_id or new_job_id()
             if found is None:
                 self.check(item.spec)
-                to_write.append((job_id, item))
+                if item.files:
+                    # Otherwise the job's directory is made when it is needed (its stdin
+                    # arrives, or it is dispatched): a queued job costs a row, no more.
+                    to_write.append((job_id, item))
             backend = item.spec.backend or self.settings.default_backend
             new.append(NewJob(item.spec, backend, job_id, job_key, digest, item.document))
         written: list[Path] = []

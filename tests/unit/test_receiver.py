@@ -82,3 +82,10 @@ def test_job_file_names_are_plain_names(tmp_path: Path) -> None:
     for bad in ("../x.json", "stdin", "1", "a/b.json", ".hidden.json", "x"):
         with pytest.raises(ValueError, match="not a job file name"):
             spool.write_job_file(job_id, bad, b"")
+
+
+def test_a_queued_job_costs_no_directory(parts: tuple[Receiver, list[str | None]]) -> None:
+    """Its directory is made when it is dispatched or its stdin arrives."""
+    receiver, _ = parts
+    [(job, _)] = receiver.accept([Submission(JobSpec(command="true"))])
+    assert not receiver.spool.job_dir(job.id).exists()

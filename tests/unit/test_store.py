@@ -222,3 +222,56 @@ def test_documents_filtered_by_tags_whatever_their_keys(store: Store) -> None:
     assert found(**{'a"b': "1", "a.b": "2"}) == {ids[0]}
     assert found(**{'a"b': "2"}) == set()
     assert found() == set(ids)
+
+
+def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
+    """Jobs written by acjob 0.1 (no name column, no label index, no counts) are found
+    by label and name, and counted, once the store is opened again."""
+    import sqlite3
+
+    from acjob.store.database import _SCHEMA
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA + "CREATE INDEX jobs_state ON jobs(state);"
+                     "INSERT INTO meta VALUES ('schema', '1');")
+    ids = [new_job_id() for _ in range(3)]
+    for i, job_id in enumerate(ids):
+        spec = JobSpec(command="true", name=f"n{i}", labels={"g": str(i % 2)})
+        db.execute("INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+                   " stdin_closed) VALUES (?, ?, 'QUEUED', 'local', 0, 0, 1)",
+                   (job_id, spec.model_dump_json()))
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert [j.id for j in store.list_jobs(labels={"g": "0"})[0]] == [ids[2], ids[0]]
+    assert [j.id for j in store.list_jobs(name_prefix="n1")[0]] == [ids[1]]
+    assert store.count_by_state() == {"QUEUED": 3}
+    store.close()
+    assert Store(path).count_by_state() == {"QUEUED": 3}  # migrated once
+
+
+def test_counts_follow_the_jobs(store: Store) -> None:
+    job_id = _job(store)
+    _job(store)
+    attempt = store.start_attempt(job_id)
+    _exit(store, job_id, attempt.number, 0)
+    assert store.count_by_state() == {"QUEUED": 1, "COMPLETE": 1}
+
+
+def test_name_prefixes_at_the_edges(store: Store) -> None:
+    names = ["a", "ab", "a\U0010ffff", "a\ud7ffz", "b", "\U0010ffffx"]
+    ids = {n: store.create_job(JobSpec(command="true", name=n), "local",
+                               job_id=new_job_id())[0].id for n in names}
+    for prefix in ["a", "a\ud7ff", "\U0010ffff", "ab"]:
+        found = {j.id for j in store.list_jobs(name_prefix=prefix, limit=50)[0]}
+        assert found == {ids[n] for n in names if n.startswith(prefix)}, prefix
+
+
+def test_several_labels_and_paging(store: Store) -> None:
+    ids = [store.create_job(JobSpec(command="true", labels={"a": str(i % 2), "b": str(i % 3)}),
+                            "local", job_id=new_job_id())[0].id for i in range(12)]
+    expected = [ids[i] for i in reversed(range(12)) if i % 2 == 0 and i % 3 == 0]
+    page, cursor = store.list_jobs(labels={"a": "0", "b": "0"}, limit=1)
+    rest, end = store.list_jobs(labels={"a": "0", "b": "0"}, limit=10, cursor=cursor)
+    assert [j.id for j in page + rest] == expected and end is None

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
@@ -71,6 +71,12 @@ def _job_id(job_id: str) -> str:
 JobId = Annotated[str, Depends(_job_id)]
 
 
+def _reply(data: Any, status: int = 200) -> JSONResponse:
+    """Answer with ``data`` as it is: the wire forms are plain JSON values already, so
+    FastAPI's generic encoder (a walk over every value of every job) is not needed."""
+    return JSONResponse(data, status_code=status)
+
+
 @router.get("/v1/health", tags=["service"])
 async def health(svc: Svc) -> dict[str, Any]:
     """Tell that the daemon is up, with its version and job counts."""
@@ -90,8 +96,8 @@ class JobBatch(BaseModel):
 
 @router.post("/v1/jobs", status_code=201, tags=["jobs"],
              responses={200: {"description": "The job made earlier with this Idempotency-Key"}})
-async def submit(spec: JobSpec, svc: Svc, response: Response,
-                 idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def submit(spec: JobSpec, svc: Svc,
+                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Accept a job. It is committed before this returns.
 
     The same ``Idempotency-Key`` returns the same job (200), so a client may retry
@@ -99,24 +105,21 @@ async def submit(spec: JobSpec, svc: Svc, response: Response,
     its stdin is uploaded and closed.
     """
     [(job, created)] = svc.receiver.accept([Submission(spec)], idempotency_key)
-    if not created:
-        response.status_code = 200
-    return job_json(job)
+    return _reply(job_json(job), 201 if created else 200)
 
 
 @router.post("/v1/jobs/batch", status_code=201, tags=["jobs"],
              responses={200: {"description": "The jobs made earlier with this Idempotency-Key"}})
-async def submit_batch(batch: JobBatch, svc: Svc, response: Response,
-                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def submit_batch(batch: JobBatch, svc: Svc,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Accept up to 1000 jobs in one transaction: all of them, or none (4xx).
 
     Jobs accepted together for a batch scheduler are submitted together as a job
     array where the scheduler has them.
     """
     accepted = svc.receiver.accept([Submission(spec) for spec in batch.jobs], idempotency_key)
-    if not any(created for _, created in accepted):
-        response.status_code = 200
-    return {"jobs": [job_json(job) for job, _ in accepted]}
+    created = any(created for _, created in accepted)
+    return _reply({"jobs": [job_json(job) for job, _ in accepted]}, 201 if created else 200)
 
 
 @router.get("/v1/jobs", tags=["jobs"])
@@ -128,7 +131,7 @@ async def list_jobs(
     name_prefix: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """List jobs, newest first; ``label=key=value`` filters (all must match)."""
     labels: dict[str, str] = {}
     for item in label or ():
@@ -140,7 +143,7 @@ async def list_jobs(
         states=state or (), labels=labels, name_prefix=name_prefix, limit=limit,
         cursor=cursor,
     )
-    return {"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor}
+    return _reply({"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor})
 
 
 @router.get("/v1/jobs/{job_id}", tags=["jobs"])
@@ -149,7 +152,7 @@ async def get_job(
     svc: Svc,
     wait: Annotated[float, Query(ge=0, le=_MAX_WAIT)] = 0,
     since: Annotated[int | None, Query(ge=0, le=_MAX_OFFSET)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Return the job. With ``wait``, hold the answer until the job has an event newer
     than ``since`` (default: its latest when the request arrived), it is final, or
     ``wait`` seconds passed."""
@@ -162,13 +165,13 @@ async def get_job(
             break
         await svc.hub.wait(job_id, left)
         job = svc.store.get(job_id)
-    return job_json(job)
+    return _reply(job_json(job))
 
 
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, tags=["jobs"])
-async def cancel(job_id: JobId, svc: Svc) -> dict[str, Any]:
+async def cancel(job_id: JobId, svc: Svc) -> JSONResponse:
     """Cancel the job; a running job passes through CANCELING to CANCELED."""
-    return job_json(svc.receiver.cancel(job_id))
+    return _reply(job_json(svc.receiver.cancel(job_id)), 202)
 
 
 @router.get("/v1/jobs/{job_id}/stdin", tags=["jobs"])

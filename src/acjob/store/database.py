@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError, InvalidRequest
 from ..model import State
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +38,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER NOT NULL DEFAULT 0,
     purged_at REAL
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_unpurged ON jobs(ended_at) WHERE purged_at IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_active ON jobs(state, pos)
     WHERE state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');
@@ -85,6 +84,43 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_at) WHERE state = '
 CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id, position);
 """
 
+#: What takes a store of the version before each key to that version, in one
+#: transaction. Indexes that answer a page of a list without scanning the jobs (by
+#: state, label or name), and the count of jobs per state kept as jobs move (a health
+#: check or a metrics scrape then reads a dozen rows, however many jobs there are).
+_MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE jobs ADD COLUMN name TEXT;
+UPDATE jobs SET name = json_extract(spec, '$.name');
+CREATE INDEX jobs_name ON jobs(name, pos) WHERE name IS NOT NULL;
+DROP INDEX IF EXISTS jobs_state;
+CREATE INDEX jobs_state_pos ON jobs(state, pos);
+CREATE TABLE labels (
+    job_pos INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+INSERT INTO labels (job_pos, key, value)
+    SELECT jobs.pos, each.key, each.value FROM jobs, json_each(jobs.spec, '$.labels') AS each;
+CREATE INDEX labels_key_value ON labels(key, value, job_pos);
+CREATE TABLE state_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO state_counts (state, n) SELECT state, count(*) FROM jobs GROUP BY state;
+CREATE TRIGGER jobs_counted AFTER INSERT ON jobs BEGIN
+    INSERT INTO state_counts (state, n) VALUES (new.state, 1)
+        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_recounted AFTER UPDATE OF state ON jobs
+    WHEN old.state IS NOT new.state BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE state = old.state;
+    INSERT INTO state_counts (state, n) VALUES (new.state, 1)
+        ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_uncounted AFTER DELETE ON jobs BEGIN
+    UPDATE state_counts SET n = n - 1 WHERE state = old.state;
+END;
+""",
+}
+
 Listener = Callable[[str, int, State], None]
 
 
@@ -128,13 +164,25 @@ class Database:
         conn.executescript(_SCHEMA)
         self.conn = conn
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            # A store made now starts at version 1 and is migrated like an old one.
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if int(row[0]) > SCHEMA_VERSION:
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
             raise ConfigError(
                 f"the store at {path} was written by a newer acjob (schema {row[0]})",
                 hint="upgrade acjob, or point the daemon at another state directory",
             )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            # One transaction per step: a crash leaves the store at the step before.
+            try:
+                conn.executescript(f"BEGIN IMMEDIATE;\n{_MIGRATIONS[target]}\n"
+                                   f"UPDATE meta SET value = '{target}' WHERE key = 'schema';\n"
+                                   "COMMIT;")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         return conn
 
     def close(self) -> None:

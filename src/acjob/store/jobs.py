@@ -27,11 +27,9 @@ from ..model import (
 from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
-from .rows import event_from, load_job
+from .rows import event_from, load_job, load_jobs
 
 _ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
-# Built from constants only.
-_SELECT_ACTIVE = "SELECT id FROM jobs WHERE " + _ACTIVE + " ORDER BY pos"  # noqa: S608
 _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
 _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
 
@@ -90,7 +88,8 @@ class Store:
             Conflict: an idempotency key was used before for a different request.
         """
         now = time.time()
-        result: list[tuple[Job, bool]] = []
+        result: list[tuple[Job | None, bool]] = []
+        created: list[str] = []
         with self._database.transaction() as db:
             for item in new:
                 if item.idempotency_key is not None:
@@ -106,20 +105,27 @@ class Store:
                         result.append((load_job(self._db, row["id"]), False))
                         continue
                 closed = item.spec.stdin == "none"
-                db.execute(
+                cursor = db.execute(
                     "INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
-                    " stdin_closed, stdin_bytes, idem_key, idem_hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " stdin_closed, stdin_bytes, idem_key, idem_hash, name)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (item.job_id, item.spec.model_dump_json(), State.QUEUED.value, item.backend,
                      now, now, int(closed), 0 if closed else None, item.idempotency_key,
-                     item.request_hash),
+                     item.request_hash, item.spec.name),
                 )
+                if item.spec.labels:
+                    db.executemany("INSERT INTO labels (job_pos, key, value) VALUES (?, ?, ?)",
+                                   [(cursor.lastrowid, k, v)
+                                    for k, v in item.spec.labels.items()])
                 if item.document is not None:
                     db.execute("INSERT INTO documents (job_id, kind, body) VALUES (?, ?, ?)",
                                (item.job_id, *item.document))
                 self._event(item.job_id, State.QUEUED, 0, "accepted", now)
-                result.append((load_job(self._db, item.job_id), True))
-        return result
+                created.append(item.job_id)
+                result.append((None, True))
+            loaded = iter(load_jobs(self._db, created))
+        return [(job if job is not None else next(loaded), new_job)
+                for job, new_job in result]
 
     def job_for_key(self, idempotency_key: str) -> tuple[Job, str | None] | None:
         """Return the job made with this idempotency key and its request hash, if any."""
@@ -158,7 +164,7 @@ class Store:
         ids, next_cursor = page(self._db, states=states, labels=labels,
                                 name_prefix=name_prefix, limit=limit, cursor=cursor,
                                 document=document, tags=tags)
-        return [load_job(self._db, job_id) for job_id in ids], next_cursor
+        return load_jobs(self._db, ids), next_cursor
 
     def document(self, job_id: str, kind: str) -> str | None:
         """Return the job's document of this kind, if it has one."""
@@ -166,10 +172,15 @@ class Store:
                                (job_id, kind)).fetchone()
         return None if row is None else str(row["body"])
 
-    def active_jobs(self) -> list[Job]:
-        """Return every job that is not final, oldest first."""
-        rows = self._db.execute(_SELECT_ACTIVE).fetchall()
-        return [load_job(self._db, r["id"]) for r in rows]
+    def active_elsewhere(self, backends: Sequence[str]) -> list[str]:
+        """Return the ids of jobs not final whose backend is none of ``backends``, oldest
+        first (read through the index of active jobs: finished ones are not scanned)."""
+        marks = ",".join("?" * len(backends))
+        rows = self._db.execute(
+            # Built from constants and placeholders only.
+            f"SELECT id FROM jobs WHERE {_ACTIVE} AND backend NOT IN ({marks})"  # noqa: S608
+            " ORDER BY pos", list(backends))
+        return [r["id"] for r in rows]
 
     def in_flight(self) -> list[Job]:
         """Return the jobs that have an attempt under way (initializing, running, canceling)."""
@@ -177,7 +188,7 @@ class Store:
             "SELECT id FROM jobs WHERE state IN ('INITIALIZING', 'RUNNING', 'CANCELING')"
             " ORDER BY pos"
         ).fetchall()
-        return [load_job(self._db, r["id"]) for r in rows]
+        return load_jobs(self._db, [r["id"] for r in rows])
 
     def active_jobs_exist(self) -> bool:
         """Tell whether any job is not final (jobs still waiting for their stdin aside)."""
@@ -196,7 +207,7 @@ class Store:
             args.append(backend)
         sql += " ORDER BY pos LIMIT ?"
         args.append(limit)
-        return [load_job(self._db, r["id"]) for r in self._db.execute(sql, args).fetchall()]
+        return load_jobs(self._db, [r["id"] for r in self._db.execute(sql, args)])
 
     def expired(self, ended_before: float, limit: int = 500) -> list[str]:
         """Return ids of final jobs that ended before ``ended_before`` and still have files."""
@@ -235,8 +246,8 @@ class Store:
         return {r["backend"]: r["n"] for r in rows}
 
     def count_by_state(self) -> dict[str, int]:
-        """Return how many jobs are in each state."""
-        rows = self._db.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+        """Return how many jobs are in each state (kept as jobs move: no scan)."""
+        rows = self._db.execute("SELECT state, n FROM state_counts WHERE n > 0")
         return {r["state"]: r["n"] for r in rows}
 
     # -- stdin ------------------------------------------------------------------------
@@ -416,6 +427,7 @@ class Store:
             " WHERE id = ?",
             (new.value, now, ended, clear_exit, exit_code, reason, job.id),
         )
+
         self._event(job.id, new, job.attempt, detail or reason, now)
 
     def _event(self, job_id: str, state: State, attempt: int, detail: str | None,

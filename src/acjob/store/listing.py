@@ -32,43 +32,68 @@ def page(
     """
     where: list[str] = []
     args: list[Any] = []
+    joins: list[str] = []
+    order = "jobs.pos"
+    for n, (key, value) in enumerate((labels or {}).items()):
+        # The first label drives the query through its index, already in job order;
+        # any other is a lookup in the same index.
+        if n == 0:
+            joins.append("JOIN labels AS l0 ON l0.job_pos = jobs.pos")
+            where.append("l0.key = ? AND l0.value = ?")
+            order = "l0.job_pos"
+        else:
+            where.append("EXISTS (SELECT 1 FROM labels WHERE labels.job_pos = jobs.pos"
+                         " AND labels.key = ? AND labels.value = ?)")
+        args.extend((key, value))
     if cursor:
-        where.append("pos < ?")
+        where.append(f"{order} < ?")
         args.append(decode_cursor(cursor))
     if states:
-        where.append(f"state IN ({','.join('?' * len(states))})")
+        where.append(f"jobs.state IN ({','.join('?' * len(states))})")
         args.extend(s.value for s in states)
     if name_prefix:
-        # Case-sensitive, unlike LIKE; substr counts characters, as len() does.
-        where.append("substr(json_extract(spec, '$.name'), 1, ?) = ?")
-        args.extend((len(name_prefix), name_prefix))
-    for key, value in (labels or {}).items():
-        where.append("json_extract(spec, '$.labels.' || json_quote(?)) = ?")
-        args.extend((key, value))
+        # Case-sensitive, as the names are; a range of the name index.
+        where.append("jobs.name >= ?")
+        args.append(name_prefix)
+        if (above := _above(name_prefix)) is not None:
+            where.append("jobs.name < ?")
+            args.append(above)
     if document is not None:
-        where.append("id IN (SELECT job_id FROM documents WHERE kind = ?)")
+        where.append("jobs.id IN (SELECT job_id FROM documents WHERE kind = ?)")
         args.append(document)
     for key, value in (tags or {}).items():
         # json_each compares keys as they are: a JSON path could not name every key
         # (one with a double quote, say).
-        tagged = ("id IN (SELECT job_id FROM documents, json_each(documents.body, '$.tags')"
-                  " WHERE json_each.key = ?")
+        tagged = ("jobs.id IN (SELECT job_id FROM documents,"
+                  " json_each(documents.body, '$.tags') WHERE json_each.key = ?")
         if value == "":  # any value
             where.append(tagged + ")")
             args.append(key)
         else:
             where.append(tagged + " AND json_each.value = ?)")
             args.extend((key, value))
-    sql = "SELECT id, pos FROM jobs"
+    # Built from constant fragments only; every value is a bound parameter.
+    sql = "SELECT jobs.id AS id, jobs.pos AS pos FROM jobs " + " ".join(joins)  # noqa: S608
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY pos DESC LIMIT ?"
+    sql += f" ORDER BY {order} DESC LIMIT ?"
     args.append(limit + 1)
     rows = conn.execute(sql, args).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1]["pos"]) if more and rows else None
     return [r["id"] for r in rows], next_cursor
+
+
+def _above(prefix: str) -> str | None:
+    """Return the least string above every string that starts with ``prefix`` (UTF-8
+    keeps code point order, as SQLite compares), or ``None`` if there is none."""
+    last = ord(prefix[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:
+        last = 0xE000  # surrogates are no characters of a stored name
+    if last > 0x10FFFF:
+        return None
+    return prefix[:-1] + chr(last)
 
 
 def encode_cursor(pos: int) -> str:
