@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from ..client import AsyncClient, Which
+from ..client import AsyncClient, Client, Which
 from ..errors import AcjobError, Conflict
 from .common import (
     EXIT_BROKEN_PIPE,
@@ -134,8 +134,10 @@ async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_st
         job_id = info.id
         upload: asyncio.Task[int] | None = None
         if use_stdin and not info.data["stdin"]["closed"]:
-            # The job may start at once and read its stdin as it arrives.
-            upload = asyncio.create_task(client.upload_stdin(job_id, sys.stdin.buffer))
+            # The job may start at once and read its stdin as it arrives. The upload
+            # runs in a thread of its own, with blocking reads and writes: no hop between
+            # threads for every piece of a pipe.
+            upload = asyncio.create_task(asyncio.to_thread(_upload, job_id))
         if mode != "pipe":
             if upload is not None and await _unless_interrupted(upload, interrupted) is None:
                 await _cancel_for_stdin(client, job_id)
@@ -164,6 +166,12 @@ async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_st
             print(f"\nacjob: detached; job {job_id} goes on. Pick it up with:\n"
                   f"  acpoll {job_id}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _upload(job_id: str) -> int:
+    """Send this process's stdin to the job (see :meth:`Client.upload_stdin`)."""
+    with Client() as client:
+        return client.upload_stdin(job_id, sys.stdin.buffer)
 
 
 async def _cancel_for_stdin(client: AsyncClient, job_id: str) -> NoReturn:

@@ -12,6 +12,7 @@ This is the sans-I/O style of h11 and httpx.
 from __future__ import annotations
 
 import enum
+import fcntl
 import json
 import os
 import stat
@@ -387,6 +388,26 @@ def is_live(stdin: Stdin) -> bool:
     return True
 
 
+#: F_SETPIPE_SZ (Linux): how much a pipe holds. The default 64 KiB makes a fast producer
+#: hand over its bytes in many small reads; 1 MiB is what any user may ask for.
+_SETPIPE_SZ = 1031
+_PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(source: object) -> None:
+    """Let a pipe hold 1 MiB, so that each read takes more of a fast producer's bytes
+    (best effort: not a pipe, or not Linux, changes nothing)."""
+    fileno = getattr(source, "fileno", None)
+    if fileno is None:
+        return
+    try:
+        fd = fileno()
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, _SETPIPE_SZ, _PIPE_SIZE)
+    except (OSError, ValueError):
+        pass
+
+
 class LiveStdin:
     """A stdin read as its bytes arrive: each read returns what is there (at least one
     byte, unless it ended), never waiting to fill a chunk."""
@@ -395,6 +416,7 @@ class LiveStdin:
         self._source = source
         self._pending = b""
         self._chunks: Iterator[bytes] | None = None
+        _widen_pipe(source)
 
     def read(self, limit: int) -> bytes:
         """Return up to ``limit`` bytes as soon as any are there; ``b""`` at the end."""
