@@ -40,7 +40,7 @@ class ServerConfig(BaseModel):
     idle_timeout: Annotated[float, Field(ge=0)] = 0.0
     max_request_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
     max_stdin_bytes: Annotated[int, Field(ge=0)] | None = None
-    synchronous: Literal["normal", "full", "extra"] = "normal"
+    synchronous: Literal["acknowledged", "normal", "full", "extra"] = "acknowledged"
     retention_days: Annotated[float, Field(gt=0)] = 30.0
     hold: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"

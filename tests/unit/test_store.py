@@ -275,3 +275,22 @@ def test_several_labels_and_paging(store: Store) -> None:
     page, cursor = store.list_jobs(labels={"a": "0", "b": "0"}, limit=1)
     rest, end = store.list_jobs(labels={"a": "0", "b": "0"}, limit=10, cursor=cursor)
     assert [j.id for j in page + rest] == expected and end is None
+
+
+def test_what_a_client_is_told_is_on_disk_before_it_is_told(tmp_path: Path) -> None:
+    """Under the default mode, a submission's commit is flushed (synchronous=FULL for
+    that commit) before create_jobs returns; bookkeeping the client is not told of is
+    not flushed on its own."""
+    store = Store(tmp_path / "db")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    job_id = _job(store)
+    statements.append("-- returned")
+    assert statements.index("PRAGMA synchronous=FULL") < statements.index("COMMIT") \
+        < statements.index("PRAGMA synchronous=NORMAL") < statements.index("-- returned")
+    statements.clear()
+    attempt = store.start_attempt(job_id)  # the intent, before any backend is called
+    assert "PRAGMA synchronous=FULL" in statements
+    statements.clear()
+    store.attempt_running(job_id, attempt.number)
+    assert "COMMIT" in statements and "PRAGMA synchronous=FULL" not in statements

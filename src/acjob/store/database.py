@@ -127,21 +127,28 @@ Listener = Callable[[str, int, State], None]
 class Database:
     """One connection to the store's file. Not thread-safe: use it from one thread."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "ACKNOWLEDGED") -> None:
         """Open (and if need be create) the database at ``path``.
 
         Args:
             path: The SQLite file; its directory must exist.
-            synchronous: SQLite's ``synchronous`` setting. ``NORMAL`` survives any
-                crash of the process; ``FULL`` also a power cut, at the cost of an
-                fsync per commit.
+            synchronous: ``ACKNOWLEDGED`` (the default): a transaction that answers a
+                client (``durable=True``) is flushed to disk before it returns, so what
+                a client was told survives a power cut; the others survive any crash of
+                the process, and are flushed with the next acknowledged one. Or one of
+                SQLite's own settings for every commit: ``NORMAL`` (no flush: a crash of
+                the process, not a power cut), ``FULL`` or ``EXTRA`` (a flush each).
 
         Raises:
             InvalidRequest: an unknown ``synchronous`` mode.
             ConfigError: the file is not a usable store, or a newer acjob wrote it.
         """
-        if synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
+        mode = synchronous.upper()
+        if mode not in {"ACKNOWLEDGED", "NORMAL", "FULL", "EXTRA"}:
             raise InvalidRequest(f"unknown synchronous mode {synchronous!r}")
+        # In WAL mode a flushed commit makes every commit before it durable too.
+        self._flush_acknowledged = mode == "ACKNOWLEDGED"
+        synchronous = "NORMAL" if self._flush_acknowledged else mode
         self.path = path
         self._listeners: list[Listener] = []
         self._pending: list[tuple[str, int, State]] = []
@@ -198,17 +205,28 @@ class Database:
         self._pending.append((job_id, seq, state))
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """Run the block in one ``BEGIN IMMEDIATE`` transaction: committed if it
-        returns, rolled back (events unannounced) if it raises."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        returns, rolled back (events unannounced) if it raises. A ``durable``
+        transaction (one whose commit a client is told of) is on disk when the block's
+        ``with`` ends, under the default ``ACKNOWLEDGED`` mode."""
+        flush = durable and self._flush_acknowledged
+        if flush:
+            # Set before the transaction (SQLite refuses inside one): this commit is
+            # flushed before the caller can answer anybody.
+            self.conn.execute("PRAGMA synchronous=FULL")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            self._pending.clear()
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                self._pending.clear()
+                raise
+            self.conn.execute("COMMIT")
+        finally:
+            if flush:
+                self.conn.execute("PRAGMA synchronous=NORMAL")
         pending, self._pending = self._pending, []
         for job_id, seq, state in pending:
             for listener in self._listeners:

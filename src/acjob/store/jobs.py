@@ -40,7 +40,7 @@ class Store:
         outbox: The deliveries of final jobs, over the same database.
     """
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "ACKNOWLEDGED") -> None:
         """Open (and if need be create) the store at ``path`` (see :class:`Database`)."""
         self._database = Database(path, synchronous=synchronous)
         self._db = self._database.conn
@@ -90,7 +90,7 @@ class Store:
         now = time.time()
         result: list[tuple[Job | None, bool]] = []
         created: list[str] = []
-        with self._database.transaction() as db:
+        with self._database.transaction(durable=True) as db:
             for item in new:
                 if item.idempotency_key is not None:
                     row = db.execute("SELECT id, idem_hash FROM jobs WHERE idem_key = ?",
@@ -260,7 +260,7 @@ class Store:
         Raises:
             Conflict: stdin was already closed with another size, or the job takes none.
         """
-        with self._database.transaction() as db:
+        with self._database.transaction(durable=True) as db:
             job = load_job(self._db, job_id)
             if job.spec.stdin != "upload":
                 raise Conflict("this job takes no stdin upload", code="no_stdin")
@@ -284,7 +284,7 @@ class Store:
     def start_attempt(self, job_id: str) -> Attempt:
         """Record the intent to submit the next attempt (before the backend is called)."""
         now = time.time()
-        with self._database.transaction() as db:
+        with self._database.transaction(durable=True) as db:
             job = load_job(self._db, job_id)
             number = job.attempt + 1
             self._check(job, State.INITIALIZING)
@@ -378,7 +378,7 @@ class Store:
             whatever ``rule`` raises (e.g. :class:`Conflict`), with nothing changed.
         """
         now = time.time()
-        with self._database.transaction():
+        with self._database.transaction(durable=True):
             job = load_job(self._db, job_id)
             target = rule(job)
             if target is None:
