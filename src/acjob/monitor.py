@@ -41,6 +41,9 @@ log = logging.getLogger("acjob.monitor")
 RECHECK = 1.0
 #: How often exit files are looked for when a backend does not notify exits.
 EXIT_CHECK = 1.0
+#: ... and how often while the backend's newest attempt is young (a tenth of its age,
+#: between the two): a short job's end is noticed within a tenth of a second.
+FIRST_EXIT_CHECK = 0.1
 #: Below this many free bytes the spool counts as full.
 SPOOL_FULL_BYTES = 1 << 20
 
@@ -132,7 +135,7 @@ class Monitor:
             if backend is None or not job.attempts:
                 continue
             if not backend.notifies_exits:
-                self._soon(EXIT_CHECK)
+                self._soon(self._exit_check(backend))
             attempt = job.attempts[-1]
             if attempt.state in (AttemptState.ENDED, AttemptState.ABANDONED):
                 continue
@@ -168,6 +171,13 @@ class Monitor:
             self._next_poll.pop(name, None)
             self._woken.discard(name)
         await self._dispatcher.dispatch()
+
+    def _exit_check(self, backend: Backend) -> float:
+        """How soon to look for exit files again, for a backend that does not notify."""
+        last = self._last_submit.get(backend.name)
+        if last is None:
+            return EXIT_CHECK
+        return min(EXIT_CHECK, max(FIRST_EXIT_CHECK, (time.monotonic() - last) / 10))
 
     def _soon(self, delay: float) -> None:
         """Make sure a cycle runs within ``delay`` seconds."""
