@@ -211,3 +211,23 @@ def test_the_async_twin_has_the_same_methods_and_parameters(sync_cls: type[Any],
         returns_iterator = str(sync_sig.return_annotation).startswith("Iterator")
         is_plain = name in {"__init__", "job"} or returns_iterator
         assert inspect.iscoroutinefunction(async_method) is not is_plain, name
+
+
+def test_a_stream_of_an_ended_job_asks_nothing_more() -> None:
+    """X-Acjob-Final: the body is all there is; no request follows the stream."""
+    from acjob.client.core import Open, Pull, Response, Run
+    from acjob.client.plans import Plans
+
+    run = Run(Plans(retry_for=1.0).stream("j" * 26, "stdout"))
+    effect = run.next()
+    assert isinstance(effect, Open)
+    run.send(Response(200, {"x-acjob-attempt": "1", "x-acjob-final": "true"}))
+    emitted = []
+    while (effect := run.next()) is not None:
+        assert isinstance(effect, Pull | Emit), effect  # never a Call: no get afterwards
+        if isinstance(effect, Pull):
+            run.send(b"out" if not emitted else b"")
+        else:
+            emitted.append(effect.data)
+            run.send(None)
+    assert emitted == [b"out"]

@@ -255,7 +255,7 @@ class Plans:
             ConnectionFailed: the daemon stayed unreachable for :attr:`retry_for` s.
             PermanentError: the job does not exist, its output expired, …
         """
-        pinned, emitted = attempt is not None, False
+        pinned, emitted, whole = attempt is not None, False, False
         backoff = Backoff(self.retry_for)
         while True:
             params: dict[str, Any] = {"offset": offset, "follow": follow}
@@ -270,6 +270,7 @@ class Plans:
                     # Any 5xx, 501 included, is retried here, as it always was.
                     raise error_of(Response(response.status, response.headers, body))
                 attempt = int(response.headers.get("x-acjob-attempt", "0"))
+                whole = response.headers.get("x-acjob-final") == "true"
                 while chunk := (yield from pull()):
                     offset += len(chunk)
                     emitted = True
@@ -278,8 +279,8 @@ class Plans:
             except RETRIABLE as exc:
                 yield Sleep(backoff.next(exc))
                 continue
-            if not follow or attempt == 0:
-                return
+            if not follow or attempt == 0 or whole:
+                return  # (whole: the job had ended, and every byte came)
             info = yield from self.get(job_id)
             if (info.attempt == attempt and info.is_final) or pinned:
                 return

@@ -223,17 +223,19 @@ def _output_route(stream: Stream) -> Any:
         number = attempt or job.attempt
         if number > job.attempt:
             raise InvalidRequest(f"the job has no attempt {number}", code="no_attempt")
-        return StreamingResponse(
-            output_stream(svc, job_id, stream, number, offset, follow),
-            media_type="application/octet-stream",
-            headers={"X-Acjob-Attempt": str(number), "X-Acjob-Offset": str(offset)},
-        )
+        headers = {"X-Acjob-Attempt": str(number), "X-Acjob-Offset": str(offset)}
+        if job.state.is_final and number == job.attempt:
+            # What follows is all there will ever be: a client need not ask again.
+            headers["X-Acjob-Final"] = "true"
+        return StreamingResponse(output_stream(svc, job_id, stream, number, offset, follow),
+                                 media_type="application/octet-stream", headers=headers)
 
     route.__name__ = f"get_{stream}"
     route.__doc__ = (
         f"Stream the job's {stream} from byte ``offset`` (latest attempt unless "
         "``attempt`` is given). With ``follow``, keep streaming until the job ends; the "
-        "attempt served is in ``X-Acjob-Attempt``."
+        "attempt served is in ``X-Acjob-Attempt``, and ``X-Acjob-Final: true`` says the job "
+        "had ended when the answer began (the body is then the whole output)."
     )
     return route
 
