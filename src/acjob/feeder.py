@@ -26,6 +26,7 @@ import errno
 import fcntl
 import os
 import select
+import signal
 import sys
 
 #: The most copied in one call.
@@ -130,7 +131,15 @@ def feed(path: str, mark: str, out: int = 1) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """``feeder.py STDIN MARK``: exit 0 when done or the reader left, 1 on an error."""
+    """``feeder.py STDIN MARK``: exit 0 when done or the reader left, 1 on an error.
+
+    A signal that stops the job (a cancel's SIGTERM to the whole process group) is
+    ignored: were the feeder to die of it first, the command would read a clean end
+    of file, and take a cut stdin for a whole one. The command dies of it instead,
+    and the feeder then finds its reader gone.
+    """
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     if len(argv) != 2:
         print("usage: feeder.py STDIN MARK", file=sys.stderr)
         return 2

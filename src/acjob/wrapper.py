@@ -141,7 +141,11 @@ trap 'sig=USR2' USR2
 {ignores}echo $$ > "$A/{PID_FILE}"
 export ACJOB_JOB_ID={q(job_id)} ACJOB_ATTEMPT={attempt:d}
 W={q(str(workdir))}
-if cd "$W" 2>/dev/null; then
+if [ -n "$sig" ]; then
+    # Stopped from outside (a cancel) before the command started: it never starts.
+    : > "$A/{STDOUT_FILE}"; : > "$A/{STDERR_FILE}"
+    case $sig in TERM) rc=143 ;; INT) rc=130 ;; HUP) rc=129 ;; *) rc=140 ;; esac
+elif cd "$W" 2>/dev/null; then
     {runs}
     rc=$?
 else

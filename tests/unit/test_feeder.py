@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,3 +110,28 @@ def test_a_truncated_upload_is_fed_once_in_order(tmp_path: Path) -> None:
         child.kill()
         os.close(read_end)
     assert b"hello " + rest == b"hello world"
+
+
+def test_the_feeder_outlives_a_cancel_so_no_cut_stdin_passes_for_whole(tmp_path: Path) -> None:
+    """SIGTERM to the job's group: the feeder ignores it (the command dies of it), so it
+    never closes the pipe early on a command that survived."""
+    data, mark = tmp_path / "stdin", tmp_path / "mark"
+    data.write_bytes(b"first ")
+    read_end, write_end = os.pipe()
+    child = subprocess.Popen([sys.executable, "-I", "-S", feeder.__file__, str(data), str(mark)],
+                             stdout=write_end)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 6) == b"first "
+        child.send_signal(signal.SIGTERM)
+        with data.open("ab") as upload:
+            upload.write(b"second")
+        mark.write_text("12\n")
+        rest = b""
+        while chunk := os.read(read_end, 100):
+            rest += chunk
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        os.close(read_end)
+    assert rest == b"second"

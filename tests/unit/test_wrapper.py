@@ -267,3 +267,22 @@ def test_hostile_paths_given_to_the_feeder_are_data(tmp_path: Path, value: str) 
                                 feed=feed)
     assert status == 0
     assert (a / "stdout").read_bytes().decode() == value
+
+
+def test_a_signal_before_the_command_starts_keeps_it_from_starting(tmp_path: Path) -> None:
+    """A cancel that reaches the wrapper while it is still starting (its traps are set,
+    the command not yet run): the command never runs, and the status says why."""
+    attempt, work = tmp_path / "1", tmp_path / "work"
+    attempt.mkdir()
+    work.mkdir()
+    witness = tmp_path / "ran"
+    script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=work,
+                            command=f"touch {witness}", stdin=None, env={})
+    # The signal arrives right after the traps are set, as a cancel could.
+    marker = "trap 'sig=USR2' USR2\n"
+    assert marker in script
+    script = script.replace(marker, marker + "kill -TERM $$\n")
+    (attempt / "job.sh").write_text(script)
+    subprocess.run(["/bin/sh", str(attempt / "job.sh")], check=False, timeout=30)
+    assert not witness.exists()
+    assert (attempt / "exit").read_text().split() == ["143", "TERM"]
