@@ -113,8 +113,11 @@ def render_wrapper(
     if feed:
         # The command's status is the pipeline's (the last command's, in any sh); the
         # feeder's complaints go to a file of the attempt, never into the job's output.
+        # The feeder is born deaf to a cancel's signals (an ignored signal stays ignored
+        # through exec): dying of one first, it would hand the command a clean end of
+        # file, a cut stdin passing for a whole one. The command dies of it instead.
         feeder = " ".join(q(word) for word in feed)
-        runs = (f'{feeder} 2> "$A/{FEED_LOG}" | {body} '
+        runs = (f"( trap '' TERM INT HUP; exec {feeder} 2> \"$A/{FEED_LOG}\" ) | {body} "
                 f'> "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"')
     else:
         runs = f'{body} < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"'
