@@ -10,6 +10,7 @@ waited for, or canceled if the bench is interrupted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import subprocess
 import time
@@ -78,6 +79,10 @@ def _native_id(system: AcjobSystem, job_id: str) -> str | None:
     return attempts[0].get("native_id") if attempts else None
 
 
+def _handed_over(system: AcjobSystem, job_id: str) -> bool:
+    return _native_id(system, job_id) is not None
+
+
 def acjob_figures(home: Path, *, runs: int, jobs: int) -> dict[str, float]:
     """acjob on Slurm: one job's round trip through the Python client (median seconds),
     and ``jobs`` jobs submitted one request each until every one was handed to Slurm
@@ -91,9 +96,8 @@ def acjob_figures(home: Path, *, runs: int, jobs: int) -> dict[str, float]:
             start = time.perf_counter()
             handles = [system.ident(system.submit()) for _ in range(jobs)]
             for ident in handles:
-                wait_until(lambda ident=ident: _native_id(system, ident) is not None,
-                           timeout=600, what="acjob to hand its jobs to Slurm",
-                           interval=0.01)
+                wait_until(functools.partial(_handed_over, system, ident), timeout=600,
+                           what="acjob to hand its jobs to Slurm", interval=0.01)
             rate = jobs / (time.perf_counter() - start)
             for ident in handles:
                 system.wait_ident(ident)
