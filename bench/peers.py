@@ -81,6 +81,7 @@ class Run:
         self.skipped: dict[str, str] = {}
         self.failures: list[str] = []
         self.versions: dict[str, str] = {"acjob": acjob.__version__}
+        self.load_before = os.getloadavg()
         self.cache: Path = args.cache
         self.out: Path = args.out
 
@@ -289,6 +290,8 @@ def results_of(run: Run, started: float) -> dict[str, Any]:
             "host": platform.node(), "cpus": os.cpu_count(),
             "platform": platform.platform(), "python": platform.python_version(),
             "versions": run.versions, "seconds": round(time.monotonic() - started, 1),
+            # The machine may be shared: its load says how quiet the run had it.
+            "load_average_before": run.load_before, "load_average_after": os.getloadavg(),
         },
         "settings": run.settings,
         "figures": {f.key: {"title": report.title(f, run.settings), "unit": f.unit,
