@@ -52,16 +52,22 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from harness import report, services, slurm  # noqa: E402
-from harness.acjob_side import AcjobSystem, daemon, queue_figures, shell  # noqa: E402
-from harness.common import first_byte_seconds, measure_queue, median_seconds  # noqa: E402
+from harness.acjob_side import (  # noqa: E402
+    AcjobSystem,
+    daemon,
+    first_byte_seconds,
+    queue_figures,
+    shell,
+)
+from harness.common import measure_queue, median_seconds  # noqa: E402
 from harness.processes import Started  # noqa: E402
 
 LOCAL = "[backends.local]\nslots = 2\n"
 """The daemon's local backend: two slots, as the peers have two worker processes."""
 
-FULL = {"runs": 50, "jobs": 500, "clients": 16, "size_mib": 1024, "pause": 3.0,
-        "slurm_runs": 5, "slurm_jobs": 20}
-QUICK = {"runs": 3, "jobs": 20, "clients": 4, "size_mib": 8, "pause": 0.5,
+FULL = {"runs": 50, "jobs": 500, "clients": 16, "repeat": 3, "size_mib": 1024,
+        "pause": 3.0, "slurm_runs": 5, "slurm_jobs": 20}
+QUICK = {"runs": 3, "jobs": 20, "clients": 4, "repeat": 1, "size_mib": 8, "pause": 0.5,
          "slurm_runs": 1, "slurm_jobs": 3}
 
 Values = defaultdict[str, dict[str, float]]
@@ -157,14 +163,16 @@ def measure_acjob(run: Run, tmp: Path) -> None:
         values["stream_out"]["acjob"] = _mb_per_s(run.size_bytes, seconds)
         seconds, rss_through = shell(f"{head} | {cli} -t pipe cat > /dev/null", d.env)
         values["stream_through"]["acjob"] = _mb_per_s(run.size_bytes, seconds)
-        values["stream_client_rss"]["acjob"] = max(rss_out, rss_through)
+        values["stream_out_client_rss"]["acjob"] = rss_out
+        values["stream_through_client_rss"]["acjob"] = rss_through
         values["daemon_rss"]["acjob"] = d.peak_rss_mb()
         values["live_pipe_first_byte"]["acjob"] = first_byte_seconds(
             ["sh", "-c", f"{_producer(settings['pause'])} | {cli} -t pipe cat"], env=d.env)
         _say(f"acjob: jobs through the Python client ({settings['jobs']} jobs, "
              f"{settings['clients']} concurrent clients)")
         for key, value in queue_figures(d, runs=settings["runs"], jobs=settings["jobs"],
-                                        clients=settings["clients"]).items():
+                                        clients=settings["clients"],
+                                        repeat=settings["repeat"]).items():
             values[key]["acjob"] = value
     _say("acjob with synchronous = \"full\" (an fsync per commit): the same job figures")
     with daemon(tmp / "acjob-full", f'synchronous = "full"\n{LOCAL}') as d:
@@ -172,7 +180,7 @@ def measure_acjob(run: Run, tmp: Path) -> None:
         try:
             figures = measure_queue(system, functools.partial(AcjobSystem, d.url),
                                     runs=settings["runs"], jobs=settings["jobs"],
-                                    clients=settings["clients"])
+                                    clients=settings["clients"], repeat=settings["repeat"])
         finally:
             system.client.close()
         for key, value in figures.items():
@@ -227,7 +235,8 @@ def measure_peers(run: Run, tmp: Path) -> None:
                     f"{name} driver",
                     [str(python), "-m", "harness.peer_driver", name,
                      "--runs", str(settings["runs"]), "--jobs", str(settings["jobs"]),
-                     "--clients", str(settings["clients"]), "--logs", str(tmp),
+                     "--clients", str(settings["clients"]),
+                     "--repeat", str(settings["repeat"]), "--logs", str(tmp),
                      "--out", str(result)],
                     tmp / f"{name}-driver.log", env=env, cwd=tmp)
                 try:
@@ -334,9 +343,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Sizes default to a full run (runs 50, jobs 500, clients 16, size 1024 MiB, "
-               "pause 3, Slurm runs 5 and jobs 20), or with --quick to runs 3, jobs 20, "
-               "clients 4, size 8 MiB, pause 0.5, Slurm runs 1 and jobs 3.")
+        epilog="Sizes default to a full run (runs 50, jobs 500, clients 16, repeat 3, "
+               "size 1024 MiB, pause 3, Slurm runs 5 and jobs 20), or with --quick to runs 3, "
+               "jobs 20, clients 4, repeat 1, size 8 MiB, pause 0.5, Slurm runs 1 and jobs 3.")
     parser.add_argument("--quick", action="store_true",
                         help="a small run for CI; peers that cannot be installed are skipped")
     parser.add_argument("--out", type=Path, default=BENCH / "results",
@@ -355,6 +364,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     sizes.add_argument("--runs", type=int, help="round trips per median")
     sizes.add_argument("--jobs", type=int, help="jobs per throughput figure")
     sizes.add_argument("--clients", type=int, help="concurrent submitting clients")
+    sizes.add_argument("--repeat", type=int,
+                       help="passes of the job figures; each figure is their median")
     sizes.add_argument("--size-mib", type=int, help="MiB per stream")
     sizes.add_argument("--pause", type=float, help="seconds the live-pipe producer pauses")
     sizes.add_argument("--slurm-runs", type=int, help="Slurm round trips per median")

@@ -11,17 +11,16 @@ import contextlib
 import functools
 import os
 import select
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import acjob
-from harness.common import measure_queue
+from harness.common import measure_queue, medians
 from harness.processes import Started
 
 SHELL_WORK = "true"
@@ -120,14 +119,14 @@ class AcjobSystem:
         self.wait(self.client.job(ident))
 
 
-def queue_figures(d: Daemon, *, runs: int, jobs: int, clients: int) -> dict[str, float]:
+def queue_figures(d: Daemon, *, runs: int, jobs: int, clients: int,
+                  repeat: int) -> dict[str, float]:
     """The figures every system gets (:func:`harness.common.measure_queue`), plus the
     batch: ``jobs`` jobs in one ``submit_many`` call, the call's rate and the rate until
-    every job was waited for."""
+    every job was waited for (each the median of ``repeat`` passes)."""
     system = AcjobSystem(d.url)
-    try:
-        figures = measure_queue(system, functools.partial(AcjobSystem, d.url), runs=runs, jobs=jobs,
-                                clients=clients)
+
+    def batch() -> dict[str, float]:
         specs = [{"command": SHELL_WORK} for _ in range(jobs)]
         start = time.perf_counter()
         handles = system.client.submit_many(specs)
@@ -135,9 +134,12 @@ def queue_figures(d: Daemon, *, runs: int, jobs: int, clients: int) -> dict[str,
         for handle in handles:
             system.wait(handle)
         done = time.perf_counter()
-        figures["submit_batch"] = jobs / (submitted - start)
-        figures["e2e_batch"] = jobs / (done - start)
-        return figures
+        return {"submit_batch": jobs / (submitted - start), "e2e_batch": jobs / (done - start)}
+
+    try:
+        figures = measure_queue(system, functools.partial(AcjobSystem, d.url), runs=runs,
+                                jobs=jobs, clients=clients, repeat=repeat)
+        return {**figures, **medians([batch() for _ in range(repeat)])}
     finally:
         system.client.close()
 
@@ -160,6 +162,16 @@ def shell(command: str, env: dict[str, str] | None = None) -> tuple[float, float
     return elapsed, usage.ru_maxrss * 1024 / 1e6
 
 
-def which(name: str) -> str | None:
-    """A program on PATH, or None."""
-    return shutil.which(name)
+def first_byte_seconds(argv: Sequence[str], **popen: Any) -> float:
+    """Seconds from starting ``argv`` until the first byte of its stdout; the rest is read
+    and thrown away, and the process waited for. Raises if it fails or prints nothing."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, **popen)
+    assert proc.stdout is not None
+    first = proc.stdout.read(1)
+    elapsed = time.perf_counter() - start
+    proc.stdout.read()
+    proc.wait()
+    if not first or proc.returncode != 0:
+        raise RuntimeError(f"{list(argv)} printed nothing or failed ({proc.returncode})")
+    return elapsed

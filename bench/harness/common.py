@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -91,22 +91,13 @@ def concurrent_submissions(connect: Callable[[], System], clients: int,
     return submitted / (end - start), [ident for a in answers for ident in a[3]]
 
 
-def measure_queue(system: System, connect: Callable[[], System], *, runs: int, jobs: int,
-                  clients: int, warmup: int = 5) -> dict[str, float]:
-    """Take the figures every job system gets, in this order:
+def medians(passes: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each figure's median over several passes."""
+    return {key: statistics.median(p[key] for p in passes) for key in passes[0]}
 
-    - ``round_trip_ms``: median over ``runs`` of one job submitted, waited for and its
-      result read;
-    - ``submit_one_client`` and ``e2e_one_by_one``: ``jobs`` jobs submitted one request
-      each from this client, then waited for in order: jobs per second until the last
-      submission was answered, and until the last job was waited for;
-    - ``submit_concurrent``: ``clients`` processes submitting together (``jobs`` in all,
-      rounded up), jobs per second; their jobs are then waited for, untimed.
 
-    The workers run the jobs meanwhile, as they would in use.
-    """
-    for _ in range(warmup):
-        system.wait(system.submit())
+def _one_pass(system: System, connect: Callable[[], System], runs: int, jobs: int,
+              clients: int) -> dict[str, float]:
     round_trip = median_seconds(lambda: system.wait(system.submit()), runs)
     start = time.perf_counter()
     handles = [system.submit() for _ in range(jobs)]
@@ -125,18 +116,22 @@ def measure_queue(system: System, connect: Callable[[], System], *, runs: int, j
     }
 
 
-def first_byte_seconds(argv: Sequence[str], **popen: Any) -> float:
-    """Seconds from starting ``argv`` until the first byte of its stdout; the rest is read
-    and thrown away, and the process waited for."""
-    import subprocess
+def measure_queue(system: System, connect: Callable[[], System], *, runs: int, jobs: int,
+                  clients: int, repeat: int = 1, warmup: int = 5) -> dict[str, float]:
+    """Take the figures every job system gets, in this order:
 
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, **popen)
-    assert proc.stdout is not None
-    first = proc.stdout.read(1)
-    elapsed = time.perf_counter() - start
-    proc.stdout.read()
-    proc.wait()
-    if not first or proc.returncode != 0:
-        raise RuntimeError(f"{list(argv)} printed nothing or failed ({proc.returncode})")
-    return elapsed
+    - ``round_trip_ms``: median over ``runs`` of one job submitted, waited for and its
+      result read;
+    - ``submit_one_client`` and ``e2e_one_by_one``: ``jobs`` jobs submitted one request
+      each from this client, then waited for in order: jobs per second until the last
+      submission was answered, and until the last job was waited for;
+    - ``submit_concurrent``: ``clients`` processes submitting together (``jobs`` in all,
+      rounded up), jobs per second; their jobs are then waited for, untimed.
+
+    The workers run the jobs meanwhile, as they would in use. After ``warmup`` round
+    trips, the whole sequence runs ``repeat`` times, and each figure is the median of
+    its passes (on a shared machine, one pass may meet a burst of someone else's load).
+    """
+    for _ in range(warmup):
+        system.wait(system.submit())
+    return medians([_one_pass(system, connect, runs, jobs, clients) for _ in range(repeat)])

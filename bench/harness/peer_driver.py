@@ -2,7 +2,7 @@
 
     BENCH_REDIS_URL=redis://127.0.0.1:PORT/N PYTHONPATH=bench \\
         PEERS/bin/python -m harness.peer_driver SYSTEM --runs R --jobs J --clients C \\
-        --logs DIR --out FILE
+        --repeat N --logs DIR --out FILE
 
 Starts the peer's workers (two worker processes), waits until they are ready, takes the
 figures of :func:`harness.common.measure_queue`, writes them as JSON to ``FILE`` with the
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--logs", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
                    what=f"{args.system}'s workers")
         time.sleep(0.5)
         figures = measure_queue(system, factory, runs=args.runs, jobs=args.jobs,
-                                clients=args.clients)
+                                clients=args.clients, repeat=args.repeat)
     except BaseException:
         for worker in workers:
             print(f"--- {worker.name} ({worker.log}):\n{worker.log_tail()}", file=sys.stderr)

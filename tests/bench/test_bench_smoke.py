@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 QUEUE_FIGURES = ["round_trip_ms", "submit_one_client", "submit_concurrent", "e2e_one_by_one"]
 ACJOB_FIGURES = [*QUEUE_FIGURES, "submit_batch", "e2e_batch", "stream_out", "stream_through",
-                 "stream_client_rss", "daemon_rss", "live_pipe_first_byte", "cli_start_ms"]
+                 "stream_out_client_rss", "stream_through_client_rss", "daemon_rss",
+                 "live_pipe_first_byte", "cli_start_ms"]
 BASELINES = {
     "round_trip_ms": ["spawn", "acjob_fsync"],
     "submit_one_client": ["acjob_fsync"],
