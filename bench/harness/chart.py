@@ -19,9 +19,12 @@ from typing import Any
 
 from harness.report import BY_KEY, FIGURES, NAMES, TIMES
 
+Row = tuple[str, float, float | None, bool | None, str]
 
-def _rows(results: Mapping[str, Any]) -> list[tuple[str, float, float | None, bool | None]]:
-    """(label, ratio, required ratio or None, met or None) for each bar, top to bottom."""
+
+def _rows(results: Mapping[str, Any]) -> list[Row]:
+    """(label, ratio, required ratio or None, met or None, figure) for each bar, top to
+    bottom."""
     settings = results["settings"]
     required: dict[tuple[str, str], tuple[float, bool | None]] = {}
     targets: list[tuple[str, str, float, float, bool]] = []
@@ -36,17 +39,17 @@ def _rows(results: Mapping[str, Any]) -> list[tuple[str, float, float | None, bo
                           else f"{check['reference_value']:,.0f} {BY_KEY[check['figure']].unit}")
                 targets.append((check["figure"], f"goal: {target}", check["ratio"],
                                 check["required_ratio"], check["status"] == "met"))
-    rows: list[tuple[str, float, float | None, bool | None]] = []
+    rows: list[Row] = []
     for figure in FIGURES:
         short = figure.short.format(**settings)
         for name, ratio in results["ratios"].get(figure.key, {}).items():
             if name == "acjob_fsync":
                 continue  # a variant of acjob, in the tables only
             need, met = required.get((figure.key, name), (None, None))
-            rows.append((f"{short} vs {NAMES[name]}", ratio, need, met))
+            rows.append((f"{short} vs {NAMES[name]}", ratio, need, met, figure.key))
         for key, label, ratio, need, met in targets:
             if key == figure.key:
-                rows.append((f"{short} vs {label}", ratio, need, met))
+                rows.append((f"{short} vs {label}", ratio, need, met, figure.key))
     return rows
 
 
@@ -63,15 +66,18 @@ def draw(results: Mapping[str, Any], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 0.36 * len(rows) + 1.6))
     ys = list(range(len(rows)))[::-1]
     colours = ["#9e9e9e" if met is None else "#2e7d32" if met else "#c62828"
-               for _, _, _, met in rows]
-    ratios = [ratio for _, ratio, _, _ in rows]
+               for _, _, _, met, _ in rows]
+    ratios = [ratio for _, ratio, _, _, _ in rows]
     # Each bar goes from parity (1) to the ratio: right, acjob is ahead; left, behind.
     ax.barh(ys, [ratio - 1 for ratio in ratios], left=1, color=colours, height=0.7)
     ax.set_xscale("log")
-    low = min([*ratios, *(need for _, _, need, _ in rows if need)], default=1.0)
-    high = max([*ratios, *(need for _, _, need, _ in rows if need)], default=1.0)
+    needs = [need for _, _, need, _, _ in rows if need]
+    low = min([*ratios, *needs], default=1.0)
+    high = max([*ratios, *needs], default=1.0)
     ax.set_xlim(min(low / 4, 0.5), max(high * 4, 2))
-    for y, (_, ratio, need, _) in zip(ys, rows, strict=True):
+    for y, (_, ratio, need, _, key) in zip(ys, rows, strict=True):
+        if y < len(rows) - 1 and rows[len(rows) - 2 - y][4] != key:
+            ax.axhline(y + 0.5, color="#dddddd", linewidth=0.8)  # between two figures
         if ratio >= 1:
             ax.text(ratio * 1.06, y, f"{ratio:.2g}{TIMES}", va="center", fontsize=8)
         else:
@@ -80,16 +86,17 @@ def draw(results: Mapping[str, Any], out: Path) -> None:
         if need is not None:
             ax.plot([need], [y], marker="D", color="black", markersize=5)
     ax.axvline(1, color="black", linewidth=0.8)
-    ax.set_yticks(ys, [label for label, _, _, _ in rows], fontsize=8)
+    ax.set_yticks(ys, [label for label, _, _, _, _ in rows], fontsize=8)
     ax.set_xlabel("acjob's speed relative to the baseline (log scale; > 1: acjob is faster)")
     meta = results["meta"]
     ax.set_title(f"acjob {meta['acjob_version']} ({meta['commit']}) beside its peers and "
                  f"raw baselines, {meta['date']}, {meta['cpus']} CPUs"
                  + (" — quick run" if results["settings"]["quick"] else ""), fontsize=10)
-    ax.text(0.0, -0.9 / len(rows) - 0.02, "green/red: a goal of issue 14 met/not met "
-            "(black diamond: the ratio it needs); grey: context", transform=ax.transAxes,
-            fontsize=8, va="top")
-    fig.tight_layout()
+    before, after = meta["load_average_before"][0], meta["load_average_after"][0]
+    fig.text(0.01, 0.005, "Green/red: a goal of issue 14 met/not met (black diamond: the ratio "
+             "it needs); grey: context. The machine's load average before/after the run: "
+             f"{before:.1f}/{after:.1f}.", fontsize=8, va="bottom")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 

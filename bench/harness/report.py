@@ -50,7 +50,7 @@ NAMES = {
     "ssh": "ssh localhost",
     "python": "python3 -c pass",
     "sh": "sh -c true",
-    "sbatch": "sbatch",
+    "sbatch": "raw sbatch",
 }
 """Display names of the systems."""
 
@@ -268,6 +268,11 @@ def _cell(figure: Figure, measured: Mapping[str, float], name: str,
     return f"{value} ({_ratio(ratio_of[name])})"
 
 
+def _md(text: str) -> str:
+    """Text for a Markdown table cell (a ``|`` would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def markdown_report(results: Mapping[str, Any]) -> str:
     """The figures as two Markdown tables (acjob beside the peers, then beside the raw
     tools), each cell a value and acjob's ratio to it, then the goals as a checklist."""
@@ -282,7 +287,7 @@ def markdown_report(results: Mapping[str, Any]) -> str:
             continue
         ratio_of = results["ratios"].get(figure.key, {})
         cells = [_cell(figure, measured, name, ratio_of) for name in peer_columns]
-        out.append(f"| {title(figure, settings)} | " + " | ".join(cells) + " |")
+        out.append(f"| {_md(title(figure, settings))} | " + " | ".join(cells) + " |")
     out += ["", "| figure | acjob | baselines |", "| --- | --- | --- |"]
     for figure in FIGURES:
         measured = figures.get(figure.key, {}).get("values", {})
@@ -291,7 +296,7 @@ def markdown_report(results: Mapping[str, Any]) -> str:
         ratio_of = results["ratios"].get(figure.key, {})
         baselines = "; ".join(f"{NAMES[n]}: {_cell(figure, measured, n, ratio_of)}"
                               for n in figure.baselines if n in measured)
-        out.append(f"| {title(figure, settings)} | {_cell(figure, measured, 'acjob', {})} "
+        out.append(f"| {_md(title(figure, settings))} | {_cell(figure, measured, 'acjob', {})} "
                    f"| {baselines} |")
     out += [""]
     for goal in results["goals"]:
