@@ -88,6 +88,7 @@ class Run:
         self.failures: list[str] = []
         self.versions: dict[str, str] = {"acjob": acjob.__version__}
         self.load_before = os.getloadavg()
+        self.commit = _commit()  # what is measured: the tree as the run starts
         self.cache: Path = args.cache
         self.out: Path = args.out
 
@@ -295,7 +296,7 @@ def results_of(run: Run, started: float) -> dict[str, Any]:
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": _commit(), "acjob_version": acjob.__version__,
+            "commit": run.commit, "acjob_version": acjob.__version__,
             "host": platform.node(), "cpus": os.cpu_count(),
             "platform": platform.platform(), "python": platform.python_version(),
             "versions": run.versions, "seconds": round(time.monotonic() - started, 1),

@@ -79,9 +79,9 @@ def draw(results: Mapping[str, Any], out: Path) -> None:
         if y < len(rows) - 1 and rows[len(rows) - 2 - y][4] != key:
             ax.axhline(y + 0.5, color="#dddddd", linewidth=0.8)  # between two figures
         if ratio >= 1:
-            ax.text(ratio * 1.06, y, f"{ratio:.2g}{TIMES}", va="center", fontsize=8)
+            ax.text(ratio * 1.06, y, f"{ratio:#.2g}{TIMES}", va="center", fontsize=8)
         else:
-            ax.text(ratio / 1.06, y, f"{ratio:.2g}{TIMES}", va="center", ha="right",
+            ax.text(ratio / 1.06, y, f"{ratio:#.2g}{TIMES}", va="center", ha="right",
                     fontsize=8)
         if need is not None:
             ax.plot([need], [y], marker="D", color="black", markersize=5)

@@ -225,7 +225,7 @@ TIMES = "\u00d7"
 def _ratio(value: float) -> str:
     if value >= 10:
         return f"{value:.0f}{TIMES}"
-    return f"{value:.2f}{TIMES}" if value >= 1 else f"{value:.2g}{TIMES}"
+    return f"{value:.2f}{TIMES}" if value >= 1 else f"{value:#.2g}{TIMES}"
 
 
 def text_report(results: Mapping[str, Any]) -> str:
