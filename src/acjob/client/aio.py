@@ -100,8 +100,7 @@ class AsyncClient:
                         await self._ensure_daemon()
                         response = await self._http.request(
                             effect.method, effect.path, params=effect.params, json=effect.json,
-                            content=_in_thread(effect.content.chunks)
-                            if isinstance(effect.content, Streamed) else effect.content,
+                            content=_body(effect.content),
                             headers=effect.headers,
                             timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
                             else effect.timeout)
@@ -280,3 +279,18 @@ async def _in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     event loop: each step runs in a worker thread."""
     while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
         yield chunk
+
+
+def _body(content: bytes | Streamed | None) -> AsyncIterator[bytes] | bytes | None:
+    """Hand httpx a body it will not keep (see ``sync._body``): a stream read in a
+    worker thread, or large bytes through a one-shot iterator."""
+    if isinstance(content, Streamed):
+        return _in_thread(content.chunks)
+    if content is None or len(content) < 1 << 16:
+        return content
+    return _once(content)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    """Yield ``data`` once; once exhausted, this holds no reference to it."""
+    yield data

@@ -103,8 +103,7 @@ class Client:
                         self._ensure_daemon()
                         response = self._http.request(
                             effect.method, effect.path, params=effect.params, json=effect.json,
-                            content=effect.content.chunks
-                            if isinstance(effect.content, Streamed) else effect.content,
+                            content=_body(effect.content),
                             headers=effect.headers,
                             timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
                             else effect.timeout)
@@ -322,3 +321,18 @@ class JobHandle:
     def cancel(self) -> JobInfo:
         """Cancel the job."""
         return self.client.cancel(self.id)
+
+
+def _body(content: bytes | Streamed | None) -> Iterator[bytes] | bytes | None:
+    """Hand httpx a body it will not keep: a response and its request stay in a
+    reference cycle until the collector runs, and an upload's megabytes with them. An
+    exhausted iterator holds nothing."""
+    if isinstance(content, Streamed):
+        return content.chunks
+    if content is None or len(content) < _SMALL_BODY:
+        return content
+    return iter((content,))
+
+
+#: Bodies below this size are given as they are (with a Content-Length).
+_SMALL_BODY = 1 << 16
