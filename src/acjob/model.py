@@ -96,6 +96,9 @@ class FailureKind(StrEnum):
 INFRASTRUCTURE_FAILURES = frozenset(
     {FailureKind.LOST, FailureKind.NODE_FAIL, FailureKind.PREEMPTED, FailureKind.BOOT_FAIL}
 )
+#: Failures of the job's own doing (its command, the limits it asked for), not the
+#: infrastructure's: a job they end is an ``EXECUTOR_ERROR``, never a ``SYSTEM_ERROR``.
+OWN_FAILURES = frozenset({FailureKind.EXIT, FailureKind.TIMEOUT})
 
 _ID_RE = re.compile(r"[a-z2-7]{26}")
 
@@ -360,6 +363,14 @@ class Job:
     purged_at: float | None = None
     attempts: tuple[Attempt, ...] = field(default=())
     deliveries: tuple[DeliveryRecord, ...] = field(default=())
+
+    @property
+    def failure(self) -> FailureKind | None:
+        """Why a job that ended in ``EXECUTOR_ERROR`` or ``SYSTEM_ERROR`` failed: its last
+        attempt's failure (``None`` for any other state, or a job that never ran)."""
+        if self.state not in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) or not self.attempts:
+            return None
+        return self.attempts[-1].failure
 
 
 @dataclass(frozen=True, slots=True)

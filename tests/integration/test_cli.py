@@ -70,11 +70,18 @@ def test_ctrl_c_while_sending_stdin_cancels_the_job(daemon: Daemon) -> None:
         assert client.get(jobs[0].id).state is State.CANCELED
 
 
-def test_local_time_limit(daemon: Daemon) -> None:
+def test_a_time_limit_is_its_own_failure_with_exit_124(daemon: Daemon) -> None:
     result = daemon.run("acjob", "--time-limit", "1", "echo started; sleep 60")
-    assert result.returncode == 255
+    assert result.returncode == 124, result.stderr  # as timeout(1)
     assert result.stdout == b"started\n"
-    assert b"time limit" in result.stderr
+    assert b"timed out: the time limit of 1 s was reached\n" in result.stderr
+    assert b"attempt 1 of" not in result.stderr  # a time-out is not retried
+    handle = daemon.run("acjob", "-t", "poll", "--time-limit", "1", "sleep 60").stdout
+    polled = daemon.run("acpoll", input=handle)
+    assert polled.returncode == 124
+    shown = json.loads(daemon.run("ac", "show", "--json", handle.decode().strip()).stdout)
+    assert (shown["state"], shown["failure"], shown["exit_code"]) == (
+        "EXECUTOR_ERROR", "timeout", None)
 
 
 def test_ac_jobs_show_logs_cancel(daemon: Daemon, short_tmp: Path) -> None:

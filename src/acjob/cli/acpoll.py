@@ -15,11 +15,12 @@ import click
 from ..client import Client
 from ..delivery.mail import extract_stdout
 from ..errors import AcjobError
-from ..model import State, check_job_id
+from ..model import FailureKind, State, check_job_id
 from .common import (
     EXIT_ACJOB_ERROR,
     EXIT_BROKEN_PIPE,
     EXIT_CANCELED,
+    EXIT_TIMEOUT,
     exit_status,
     explain_failure,
     fail,
@@ -74,21 +75,24 @@ def _from_mail() -> tuple[str, ...]:
     if the message does not carry it (too large to mail), return the job's handle to
     fetch it from the daemon instead."""
     try:
-        stdout, job_id, exit_status, state = extract_stdout(sys.stdin.buffer)
+        saved = extract_stdout(sys.stdin.buffer)
     except AcjobError as exc:
         fail(exc)
-    if stdout is None:
-        return (job_id,) if job_id else ()
+    if saved.stdout is None:
+        return (saved.job_id,) if saved.job_id else ()
     try:
-        write_all(1, stdout)
+        write_all(1, saved.stdout)
     except BrokenPipeError:
         sys.exit(EXIT_BROKEN_PIPE)
-    if state == State.COMPLETE.value:
+    if saved.state == State.COMPLETE.value:
         sys.exit(0)
-    if state == State.EXECUTOR_ERROR.value and exit_status is not None:
-        sys.exit(exit_status)
-    print(f"acjob: job {job_id} {state}", file=sys.stderr)
-    sys.exit(EXIT_CANCELED if state == State.CANCELED.value else EXIT_ACJOB_ERROR)
+    if saved.state == State.EXECUTOR_ERROR.value and saved.exit_status is not None:
+        sys.exit(saved.exit_status)
+    if saved.failure == FailureKind.TIMEOUT.value:
+        print(f"acjob: job {saved.job_id} timed out", file=sys.stderr)
+        sys.exit(EXIT_TIMEOUT)
+    print(f"acjob: job {saved.job_id} {saved.state}", file=sys.stderr)
+    sys.exit(EXIT_CANCELED if saved.state == State.CANCELED.value else EXIT_ACJOB_ERROR)
 
 
 def main() -> None:

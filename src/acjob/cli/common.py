@@ -11,12 +11,14 @@ from typing import Any, NoReturn, TypeVar
 
 from ..client import JobInfo
 from ..errors import AcjobError
-from ..model import State
+from ..model import FailureKind, State
 
 #: acjob's own failure (daemon unreachable, job SYSTEM_ERROR), as ssh uses 255.
 EXIT_ACJOB_ERROR = 255
 #: A job canceled (as if killed by SIGTERM).
 EXIT_CANCELED = 143
+#: A job stopped at its time limit, as timeout(1) says it.
+EXIT_TIMEOUT = 124
 #: Interrupted by Ctrl-C.
 EXIT_INTERRUPTED = 130
 #: Our stdout was closed by the reader (as if killed by SIGPIPE).
@@ -65,6 +67,8 @@ def exit_status(info: JobInfo) -> int:
         return 0
     if info.state is State.EXECUTOR_ERROR and info.exit_code is not None:
         return info.exit_code
+    if info.failure is FailureKind.TIMEOUT:
+        return EXIT_TIMEOUT
     if info.state is State.CANCELED:
         return EXIT_CANCELED
     return EXIT_ACJOB_ERROR
@@ -75,7 +79,8 @@ def explain_failure(info: JobInfo) -> None:
     unexplained = info.state is State.EXECUTOR_ERROR and info.exit_code is None
     if info.state in (State.SYSTEM_ERROR, State.CANCELED) or unexplained:
         reason = info.reason or "no reason recorded"
-        print(f"acjob: job {info.id} {info.state.value}: {reason}", file=sys.stderr)
+        what = "timed out" if info.failure is FailureKind.TIMEOUT else info.state.value
+        print(f"acjob: job {info.id} {what}: {reason}", file=sys.stderr)
 
 
 def write_all(fd: int, data: bytes) -> None:

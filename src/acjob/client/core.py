@@ -22,7 +22,7 @@ from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
 
 from ..config import load_config, parse_endpoint, private_socket
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
-from ..model import State
+from ..model import FailureKind, State
 
 Stdin = bytes | str | Path | IO[bytes] | Iterable[bytes] | None
 Which = Literal["stdout", "stderr"]
@@ -246,6 +246,17 @@ class JobInfo:
     def is_final(self) -> bool:
         """True once the job will not change any more."""
         return self.state.is_final
+
+    @property
+    def failure(self) -> FailureKind | None:
+        """Why a job that ended in ``EXECUTOR_ERROR`` or ``SYSTEM_ERROR`` failed
+        (``timeout`` for its time limit); ``None`` otherwise, or from a daemon that does
+        not say."""
+        value = self.data.get("failure")
+        try:
+            return FailureKind(value) if isinstance(value, str) else None
+        except ValueError:  # a kind this client does not know yet
+            return None
 
 
 @dataclass(frozen=True, slots=True)
