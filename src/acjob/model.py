@@ -128,12 +128,29 @@ def check_job_id(job_id: str) -> str:
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """Return the first of pydantic's validation errors as ``where: what``."""
+    """Return the first of pydantic's validation errors as ``where: what``.
+
+    A union (a command is a string or a list of words) is reported by pydantic once per
+    branch: the branches whose type the input does not have are left out, and so are
+    the names pydantic gives the branches (``constrained-str``), the ``[key]`` marker of
+    a mapping's key and FastAPI's ``body``. So ``["a"] * 70000`` as a command reads
+    ``command: List should have at most 65536 items``, not "Input should be a valid
+    string".
+    """
     if not errors:
         return "invalid"
-    where = ".".join(str(part) for part in errors[0].get("loc", ()))
-    what = str(errors[0].get("msg", "invalid"))
+    relevant = [e for e in errors if not str(e.get("type", "")).endswith("_type")]
+    first = (relevant or list(errors))[0]
+    loc = list(first.get("loc", ()))
+    if loc[:1] == ["body"]:
+        loc = loc[1:]
+    where = ".".join(str(part) for part in loc if not _BRANCH.search(str(part)))
+    what = str(first.get("msg", "invalid"))
     return f"{where}: {what}" if where else what
+
+
+#: The names pydantic gives a union's branches and a mapping's keys in an error's place.
+_BRANCH = re.compile(r"\[|^constrained-|^function-|^(str|int|float|bool|list|dict)$")
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -167,6 +167,8 @@ class Receiver:
             )
         if spec.workdir is not None and not _is_dir(spec.workdir):
             raise InvalidRequest(f"the working directory {spec.workdir[:256]} does not exist",
+                                 hint="name a directory that exists where the daemon runs, "
+                                      "or none: each job then gets a fresh one",
                                  code="invalid_workdir")
 
     def _write_files(self, job_id: str, item: Submission) -> Path:

@@ -16,10 +16,13 @@ from ..config import DEFAULT_IDLE_TIMEOUT, load_config
 from ..daemon import resolve_settings, serve
 from ..errors import AcjobError
 from ..model import State, check_job_id
-from .common import EXIT_BROKEN_PIPE, fail, print_json, reports_errors, write_all
+from ..version import __version__
+from .common import EXIT_BROKEN_PIPE, fail, print_json, reports_errors, run_tool, write_all
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="ac",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """Run and inspect the acjob daemon."""
 
@@ -164,7 +167,7 @@ def shutdown_command() -> None:
 
 def main() -> None:
     """Entry point of the ``ac`` command."""
-    cli(prog_name="ac")
+    run_tool(cli, "ac")
 
 
 if __name__ == "__main__":

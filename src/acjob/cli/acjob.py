@@ -19,40 +19,28 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ..client import AsyncClient, Which
-from ..errors import AcjobError, Conflict
+from ..errors import AcjobError, Conflict, InvalidRequest
+from ..version import __version__
+from . import options
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     exit_status,
     explain_failure,
     fail,
     print_json,
+    run_tool,
     write_all,
 )
 
 
-class _Command(click.Command):
-    """Remembers whether ``--`` separated the options from the command."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta["acjob.dashes"] = args.count("--")
-        return super().parse_args(ctx, args)
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=what)
-        result[key] = value
-    return result
-
-
 @click.command(
-    cls=_Command,
+    cls=options.AcjobCommand,
     context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
 )
+@click.version_option(__version__, "-V", "--version", prog_name="acjob",
+                      message="%(prog)s %(version)s")
 @click.option("-t", "--type", "mode", type=click.Choice(["pipe", "poll", "email", "webhook"]),
               default="pipe", show_default=True,
               help="How the output comes back; email and webhook take the address or URL "
@@ -62,63 +50,79 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--webhook", "webhooks", multiple=True, metavar="URL",
               help="Also POST the result to URL when the job ends.")
 @click.option("--backend", help="Where the job runs (default: the daemon's).")
-@click.option("--workdir", help="Run in this directory (default: a fresh one per job).")
-@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
-@click.option("--cpus", type=click.IntRange(min=1), help="CPUs the job needs.")
-@click.option("--memory", "memory_mb", type=click.IntRange(min=1), help="Memory (MB).")
-@click.option("--time-limit", "time_limit_s", type=click.IntRange(min=1),
-              help="Wall-clock limit (seconds).")
-@click.option("--max-attempts", type=click.IntRange(1, 100),
+@click.option("--workdir", metavar="DIR",
+              help="Run in DIR, e.g. '--workdir .' for this one (default: a fresh, empty "
+                   "directory per job).")
+@click.option("-e", "--env", multiple=True, metavar="NAME[=VALUE]",
+              help="Set a variable; NAME alone passes your own value of NAME. (The job "
+                   "starts with the daemon's environment, not yours.)")
+@click.option("--cpus", type=options.Bounded(1, 4096, "cpus"), help="CPUs the job needs.")
+@click.option("--memory", "memory_mb", type=options.Bounded(1, 1 << 30, "MB"),
+              help="Memory (MB).")
+@click.option("--time-limit", "time_limit_s", type=options.Bounded(1, 10 * 365 * 86400, "s"),
+              help="Wall-clock limit (seconds); past it the job is stopped and acjob exits "
+                   "124.")
+@click.option("--max-attempts", type=options.Bounded(1, 100, "attempts"),
               help="Attempts in all when infrastructure fails (default 3).")
 @click.option("--name", help="A name for the job.")
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Label the job.")
 @click.option("-n", "--no-stdin", is_flag=True, help="Give the job no stdin.")
 @click.option("--cancel-on-interrupt", is_flag=True,
-              help="Ctrl-C cancels the job instead of detaching from it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (poll mode).")
+              help="Ctrl-C (or SIGTERM, SIGHUP) cancels the job instead of detaching from it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the job as JSON instead of its id (not with -t pipe).")
 @click.argument("command", nargs=-1, required=True)
 @click.pass_context
 def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bool,
         cancel_on_interrupt: bool, as_json: bool, env: tuple[str, ...],
         label: tuple[str, ...], mail_to: tuple[str, ...], webhooks: tuple[str, ...],
-        **options: Any) -> None:
+        **given: Any) -> None:
     """Run COMMAND as a job; its output comes back as a pipe (-t pipe), a handle for
     acpoll (-t poll), a mail (-t email ADDRESS) or an HTTP callback (-t webhook URL).
 
     One COMMAND argument is a shell string; after '--', the words are an argv that
-    no shell sees. acjob exits with the job's status (255 if acjob failed).
+    no shell sees. acjob exits with the job's status (124: its time limit; 255: acjob
+    failed; 2: a usage error).
     """
-    argv_mode = ctx.meta.get("acjob.dashes", 0) > command.count("--")
-    deliveries = [{"type": "email", "to": a} for a in mail_to]
-    deliveries += [{"type": "webhook", "url": u} for u in webhooks]
+    if as_json and mode == "pipe":
+        raise options.UsageError("--json prints the job instead of its output: it goes with "
+                                 "-t poll, -t email or -t webhook",
+                                 hint="acjob -t poll --json CMD")
+    deliveries = [options.mail_delivery(a, "--mail") for a in mail_to]
+    deliveries += [options.webhook_delivery(u, "--webhook") for u in webhooks]
     if mode in ("email", "webhook"):
-        if len(command) < 2:
-            raise click.UsageError(f"-t {mode} needs the {'address' if mode == 'email' else 'URL'}"
-                                   " and then the command")
-        target, *rest = command
-        deliveries.append({"type": "email", "to": target} if mode == "email"
-                          else {"type": "webhook", "url": target})
-        argv_mode = rest[0] == "--"
-        command = tuple(rest[1:] if argv_mode else rest)
-        if not command:
-            raise click.UsageError("no command given")
-    job_command: str | list[str] = list(command) if argv_mode else " ".join(command)
-    # Popped even when unset: what stays in options are the client's own keywords.
+        target = ctx.meta.get("acjob.target")
+        if target is None:
+            raise options.UsageError(
+                f"-t {mode} needs the {'address' if mode == 'email' else 'URL'} and then "
+                "the command",
+                hint=f"acjob -t {mode} {'you@example.org' if mode == 'email' else 'URL'} CMD")
+        deliveries.append(options.mail_delivery(target, "-t email") if mode == "email"
+                          else options.webhook_delivery(target, "-t webhook"))
+    argv_mode = ctx.meta.get("acjob.dashes", 0) > command.count("--")
     resources = {k: v for k in ("cpus", "memory_mb", "time_limit_s")
-                 if (v := options.pop(k)) is not None}
-    max_attempts = options.pop("max_attempts")
-    spec: dict[str, Any] = {
-        "env": _pairs(env, "--env") or None,
-        "labels": _pairs(label, "--label") or None,
+                 if (v := given.pop(k)) is not None}
+    max_attempts = given.pop("max_attempts")
+    spec = options.checked({
+        "command": options.command(command, argv_mode),
+        "env": options.environment(env, os.environ) or None,
+        "labels": options.labels(label) or None,
         "resources": resources or None,
         "retry": {"max_attempts": max_attempts} if max_attempts else None,
         "deliveries": deliveries or None,
-        **options,
-    }
+        "workdir": options.workdir(given.pop("workdir")),
+        "backend": options.backend(given.pop("backend")),
+        "name": given.pop("name"),
+    })
+    job_command = spec.pop("command")
     use_stdin = not no_stdin and not sys.stdin.isatty()
     try:
         code = asyncio.run(_run(mode, job_command, spec, use_stdin, cancel_on_interrupt,
                                 as_json))
+    except InvalidRequest as exc:
+        # The daemon refused the job as asked (a backend it does not have, a working
+        # directory missing there): the command line must change, as for a usage error.
+        fail(exc, code=EXIT_USAGE)
     except AcjobError as exc:
         fail(exc)
     sys.exit(code)
@@ -215,4 +219,4 @@ async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int) -> None
 
 def main() -> None:
     """Entry point of the ``acjob`` command."""
-    cli(prog_name="acjob")
+    run_tool(cli, "acjob")

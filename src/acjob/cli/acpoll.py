@@ -16,6 +16,7 @@ from ..client import Client
 from ..delivery.mail import extract_stdout
 from ..errors import AcjobError
 from ..model import FailureKind, State, check_job_id
+from ..version import __version__
 from .common import (
     EXIT_ACJOB_ERROR,
     EXIT_BROKEN_PIPE,
@@ -24,11 +25,14 @@ from .common import (
     exit_status,
     explain_failure,
     fail,
+    run_tool,
     write_all,
 )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="acpoll",
+                      message="%(prog)s %(version)s")
 @click.option("-i", "--interval", type=click.FloatRange(0.1, 600), default=60.0,
               show_default=True, help="Seconds between two questions to the daemon.")
 @click.option("--stderr/--no-stderr", "with_stderr", default=True,
@@ -97,4 +101,4 @@ def _from_mail() -> tuple[str, ...]:
 
 def main() -> None:
     """Entry point of the ``acpoll`` command."""
-    cli(prog_name="acpoll")
+    run_tool(cli, "acpoll")

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+import click
+
 from ..client import JobInfo
 from ..errors import AcjobError
 from ..model import FailureKind, State
@@ -23,6 +25,8 @@ EXIT_TIMEOUT = 124
 EXIT_INTERRUPTED = 130
 #: Our stdout was closed by the reader (as if killed by SIGPIPE).
 EXIT_BROKEN_PIPE = 141
+#: A mistake on the command line (click's status for usage errors).
+EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +41,33 @@ def fail(error: AcjobError | str, code: int = EXIT_ACJOB_ERROR) -> NoReturn:
     if hint:
         print(f"Try: {hint}", file=sys.stderr)
     sys.exit(code)
+
+
+def run_tool(command: click.Command, prog_name: str) -> NoReturn:
+    """Run a tool's click command; say a usage error as ``Error: …`` / ``Try: …``.
+
+    A usage error (an unknown option, a bad value, a missing argument) exits with
+    :data:`EXIT_USAGE`; its ``Try:`` line is the error's own hint (see
+    :class:`~acjob.cli.options.UsageError`), else the command's ``--help``. Click's own
+    usage errors print the usage line first. Ctrl-C before the tool's own handling
+    exits 130.
+    """
+    try:
+        result = command.main(prog_name=prog_name, standalone_mode=False)
+    except click.UsageError as exc:
+        hint = getattr(exc, "hint", None)
+        path = exc.ctx.command_path if exc.ctx is not None else prog_name
+        if hint is None and exc.ctx is not None:
+            print(exc.ctx.get_usage(), file=sys.stderr)
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        print(f"Try: {hint or f'{path} --help'}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def reports_errors(code: int = EXIT_ACJOB_ERROR) -> Callable[[F], F]:
