@@ -173,6 +173,9 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     receiver = Receiver(store, spool, backends, ReceiverSettings(
         default_backend=settings.config.server.backend,
         webhook_signing=bool(settings.config.webhook.secret),
+        # A [mail] table, even an empty one (a mail server on localhost:25), is a choice;
+        # none at all is not: no mail is accepted that nobody set up a server for.
+        mail_sending="mail" in settings.config.model_fields_set,
         max_stdin_bytes=settings.config.server.max_stdin_bytes,
     ), wake=monitor.wake)
     stopping = asyncio.Event()

@@ -64,11 +64,13 @@ class ReceiverSettings:
     Attributes:
         default_backend: The backend of jobs that name none.
         webhook_signing: Whether callbacks can be signed (a webhook secret is set).
+        mail_sending: Whether results can be mailed (a ``[mail]`` table is configured).
         max_stdin_bytes: The largest stdin accepted, or ``None`` for no limit.
     """
 
     default_backend: str
     webhook_signing: bool = False
+    mail_sending: bool = False
     max_stdin_bytes: int | None = None
 
 
@@ -147,8 +149,8 @@ class Receiver:
 
         Raises:
             InvalidRequest: naming what is wrong (its backend, what the backend refuses,
-                a webhook without a secret to sign it, a working directory that does
-                not exist).
+                a webhook without a secret to sign it, a mail without a mail server to
+                send it, a working directory that does not exist).
         """
         backend = spec.backend or self.settings.default_backend
         if backend not in self.backends:
@@ -164,6 +166,15 @@ class Receiver:
                 "this daemon has no webhook secret, so it cannot sign callbacks",
                 hint="set [webhook] secret in the daemon's configuration",
                 code="webhook_unavailable",
+            )
+        if not self.settings.mail_sending and any(d.type == "email" for d in spec.deliveries):
+            # Accepted, the mail would be retried against a server that is not there for
+            # days, and keep a private daemon from ever stopping.
+            raise InvalidRequest(
+                "this daemon has no [mail] configuration, so it cannot mail results",
+                hint="add a [mail] table (host, sender) to the daemon's configuration "
+                     "(docs/operations.md), or fetch the result with -t poll and acpoll",
+                code="mail_unavailable",
             )
         if spec.workdir is not None and not _is_dir(spec.workdir):
             raise InvalidRequest(f"the working directory {spec.workdir[:256]} does not exist",

@@ -66,6 +66,9 @@ MISTAKES = {
     "--json with a pipe": (["--json", "true"], "--json prints the job instead of its output"),
     "no address": (["-t", "email", "true"], "-t email needs the address and then the command"),
     "an unknown option": (["--nosuch", "true"], "No such option '--nosuch'"),
+    "-t email on a daemon with no [mail] (the daemon's refusal)":
+        (["-t", "email", "me@example.org", "true"],
+         "this daemon has no [mail] configuration, so it cannot mail results"),
     "an unknown backend (the daemon's refusal)": (["--backend", "nope", "true"],
                                                   "no backend named 'nope'"),
     "a working directory the daemon does not have": (["--workdir", "/nonexistent/x", "true"],
