@@ -25,6 +25,8 @@ from .errors import ConfigError
 from .model import describe_errors
 
 DEFAULT_IDLE_TIMEOUT = 600.0
+#: How many seconds a client's call waits for an unreachable daemon by default.
+DEFAULT_RETRY_FOR_S = 60.0
 
 
 class ServerConfig(BaseModel):
@@ -105,6 +107,8 @@ class ClientConfig(BaseModel):
 
     url: str | None = None
     token: str | None = Field(default=None, repr=False)
+    #: Seconds a call waits for an unreachable daemon (``ACJOB_RETRY_FOR`` overrides).
+    retry_for: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
 class Config(BaseModel):
@@ -158,6 +162,26 @@ def load_config(path: Path | None = None) -> Config:
             f"{path}: {describe_errors(exc.errors())}",
             hint="see docs/operations.md for the configuration keys",
         ) from exc
+
+
+def retry_for_setting(client: ClientConfig) -> float:
+    """Return how many seconds a client's call waits for an unreachable daemon:
+    ``ACJOB_RETRY_FOR``, else ``[client] retry_for``, else a minute.
+
+    Raises:
+        ConfigError: ``ACJOB_RETRY_FOR`` is not a number of seconds.
+    """
+    text = os.environ.get("ACJOB_RETRY_FOR", "").strip()
+    if not text:
+        return DEFAULT_RETRY_FOR_S if client.retry_for is None else client.retry_for
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"ACJOB_RETRY_FOR={text[:32]!r} is not a number of seconds",
+                          hint="ACJOB_RETRY_FOR=60 waits a minute for the daemon; 0 not at all")
+    return seconds
 
 
 # -- where things are ---------------------------------------------------------------

@@ -138,7 +138,37 @@ def test_unreachable_daemon_is_a_clear_error(short_tmp: Path) -> None:
         [sys.executable, "-c", "from acjob.cli.ac import main; main()", "shutdown"],
         env=env, capture_output=True, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.startswith(b"Error: cannot reach the acjob daemon")
+    assert result.stderr.decode().splitlines()[0] == (
+        f"Error: cannot reach the acjob daemon at unix:{short_tmp}/nobody.sock: no such socket")
+    assert b"Errno" not in result.stderr
+
+
+def test_a_wait_for_the_daemon_is_said_at_once_with_where_and_how_long(
+        short_tmp: Path) -> None:
+    from tests.conftest import free_port, tool_env
+
+    url = f"http://127.0.0.1:{free_port()}"
+    env = tool_env(short_tmp, ACJOB_URL=url, ACJOB_TOKEN="t", ACJOB_RETRY_FOR="600")
+    proc = subprocess.Popen([sys.executable, "-c", "from acjob.cli.acjob import main; main()",
+                             "-n", "true"], env=env, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        first = proc.stderr.readline().decode()
+        assert proc.poll() is None  # said while it waits, not after
+        assert first == (f"acjob: waiting up to 600 s for the acjob daemon at {url} "
+                         "(connection refused); ACJOB_RETRY_FOR sets the wait\n")
+    finally:
+        proc.kill()
+        proc.communicate()
+    env["ACJOB_RETRY_FOR"] = "0.5"
+    result = subprocess.run([sys.executable, "-c", "from acjob.cli.acpoll import main; main()",
+                             "a" * 26], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 255
+    lines = result.stderr.decode().splitlines()
+    assert lines[0].startswith(f"acjob: waiting up to 0.5 s for the acjob daemon at {url}")
+    assert lines[1] == (f"Error: cannot reach the acjob daemon at {url}: connection refused "
+                        "(tried for 0.5 s)")
+    assert lines[2].startswith("Try: check that it runs")
 
 
 def test_200_mb_binary_roundtrip(daemon: Daemon, short_tmp: Path) -> None:

@@ -105,8 +105,9 @@ def test_errors_that_retrying_cannot_fix_are_raised_at_once() -> None:
 
 
 def test_retrying_stops_at_the_deadline() -> None:
-    with pytest.raises(ConnectionFailed, match="cannot reach the acjob daemon: refused"):
-        FakeDriver(TransportError("refused")).run(Plans(0).shutdown())
+    # A driver's transport error says where and why (see acjob.client.reach).
+    with pytest.raises(ConnectionFailed, match=r"^cannot reach the acjob daemon at h: refused$"):
+        FakeDriver(TransportError("h: refused")).run(Plans(0).shutdown())
     with pytest.raises(StorageFull):
         FakeDriver(error(507, "storage_full")).run(Plans(0).shutdown())
 

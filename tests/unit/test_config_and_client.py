@@ -76,3 +76,39 @@ def test_resume_points() -> None:
     assert _resume_at({"bytes": 20, "closed": True}, 10, 10) is None
     with pytest.raises(ConnectionFailed):
         _resume_at({"bytes": 3, "closed": False}, 10, 10)
+
+
+def test_how_long_a_client_waits_for_the_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    from acjob.config import ClientConfig, retry_for_setting
+
+    monkeypatch.delenv("ACJOB_RETRY_FOR", raising=False)
+    assert retry_for_setting(ClientConfig()) == 60.0
+    assert retry_for_setting(ClientConfig(retry_for=5)) == 5.0
+    monkeypatch.setenv("ACJOB_RETRY_FOR", "0")
+    assert retry_for_setting(ClientConfig(retry_for=5)) == 0.0
+    for bad in ("soon", "-1", "inf", "nan"):
+        monkeypatch.setenv("ACJOB_RETRY_FOR", bad)
+        with pytest.raises(ConfigError, match="ACJOB_RETRY_FOR"):
+            retry_for_setting(ClientConfig())
+
+
+def test_a_failed_connection_is_said_in_words() -> None:
+    import errno
+
+    from acjob.client.reach import Reach, describe_failure
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    wrapped = RuntimeError("wrapped")
+    wrapped.__cause__ = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    assert describe_failure(refused) == "connection refused"
+    assert describe_failure(wrapped) == "no such socket"
+    said: list[str] = []
+    reach = Reach("unix:/x.sock", said.append)
+    first = reach.lost(refused, 30)
+    reach.lost(refused, 30)
+    assert str(first) == "unix:/x.sock: connection refused" and first.__cause__ is refused
+    assert said == ["waiting up to 30 s for the acjob daemon at unix:/x.sock "
+                    "(connection refused); ACJOB_RETRY_FOR sets the wait"]
+    reach.answered()
+    reach.lost(refused, 30)
+    assert len(said) == 2  # a new outage is said again

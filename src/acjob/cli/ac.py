@@ -17,7 +17,15 @@ from ..daemon import resolve_settings, serve
 from ..errors import AcjobError
 from ..model import State, check_job_id
 from ..version import __version__
-from .common import EXIT_BROKEN_PIPE, fail, print_json, reports_errors, run_tool, write_all
+from .common import (
+    EXIT_BROKEN_PIPE,
+    fail,
+    print_json,
+    reports_errors,
+    run_tool,
+    say_waiting,
+    write_all,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +83,7 @@ def _command_text(data: dict[str, Any]) -> str:
 @reports_errors(code=1)
 def jobs_command(states: tuple[str, ...], limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
-    with Client() as client:
+    with Client(on_wait=say_waiting) as client:
         jobs, _ = client.list(state=[s.upper() for s in states], limit=limit)
     if as_json:
         print_json([dict(j.data) for j in jobs])
@@ -95,7 +103,7 @@ def jobs_command(states: tuple[str, ...], limit: int, as_json: bool) -> None:
 @reports_errors(code=1)
 def show_command(job_id: str, as_json: bool) -> None:
     """Show one job with its attempts."""
-    with Client() as client:
+    with Client(on_wait=say_waiting) as client:
         info = client.get(check_job_id(job_id))
     if as_json:
         print_json(dict(info.data))
@@ -128,7 +136,7 @@ def _describe(info: JobInfo) -> None:
 @reports_errors(code=1)
 def cancel_command(job_ids: tuple[str, ...]) -> None:
     """Cancel jobs."""
-    with Client() as client:
+    with Client(on_wait=say_waiting) as client:
         for job_id in job_ids:
             info = client.cancel(check_job_id(job_id))
             print(f"{info.id} {info.state.value}")
@@ -144,7 +152,7 @@ def cancel_command(job_ids: tuple[str, ...]) -> None:
 def logs_command(job_id: str, which: str, follow: bool, attempt: int | None) -> None:
     """Write a job's stdout (or stderr) as it is now."""
     stream: Which = "stderr" if which == "stderr" else "stdout"
-    with Client() as client:
+    with Client(on_wait=say_waiting) as client:
         try:
             for chunk in client.stream(check_job_id(job_id), stream, follow=follow,
                                        attempt=attempt):

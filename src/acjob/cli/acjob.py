@@ -31,6 +31,7 @@ from .common import (
     fail,
     print_json,
     run_tool,
+    say_waiting,
     write_all,
 )
 
@@ -132,7 +133,7 @@ async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_st
                cancel_on_interrupt: bool, as_json: bool) -> int:
     interrupted = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
-    async with AsyncClient() as client:
+    async with AsyncClient(on_wait=say_waiting) as client:
         info = await client.create(command, stdin_upload=use_stdin, **spec)
         job_id = info.id
         if use_stdin and not info.data["stdin"]["closed"]:

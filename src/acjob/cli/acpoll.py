@@ -26,6 +26,7 @@ from .common import (
     explain_failure,
     fail,
     run_tool,
+    say_waiting,
     write_all,
 )
 
@@ -51,7 +52,7 @@ def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str,
     try:
         ids = [check_job_id(w) for w in words]
         status = 0
-        with Client() as client:
+        with Client(on_wait=say_waiting) as client:
             for job_id in ids:
                 info = client.wait(job_id, poll=interval)
                 try:

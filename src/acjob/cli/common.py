@@ -114,6 +114,12 @@ def explain_failure(info: JobInfo) -> None:
         print(f"acjob: job {info.id} {what}: {reason}", file=sys.stderr)
 
 
+def say_waiting(text: str) -> None:
+    """Tell the user at once that a call waits for an unreachable daemon (an ``on_wait``
+    for the clients), so a minute of retries is never silent."""
+    print(f"acjob: {text}", file=sys.stderr, flush=True)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte to ``fd`` (``os.write`` may write less than asked)."""
     view = memoryview(data)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
 
-from ..config import load_config, parse_endpoint, private_socket
+from ..config import (
+    DEFAULT_RETRY_FOR_S,
+    load_config,
+    parse_endpoint,
+    private_socket,
+    retry_for_setting,
+)
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
 from ..model import FailureKind, State
 
@@ -297,12 +303,17 @@ class Target:
         transport_uds: The Unix socket to connect to, if any.
         token: The bearer token, if any.
         autostart: The private daemon's socket, when the client starts it on demand.
+        where: The daemon's address, for people (``unix:/path`` or ``http://host:port``).
+        retry_for: How many seconds a call waits for an unreachable daemon, unless the
+            client is told otherwise.
     """
 
     base_url: str
     transport_uds: str | None
     token: str | None
     autostart: Path | None
+    where: str = "the acjob daemon"
+    retry_for: float = DEFAULT_RETRY_FOR_S
 
     @property
     def headers(self) -> dict[str, str]:
@@ -312,22 +323,25 @@ class Target:
 
 def resolve(url: str | None, token: str | None, autostart: bool = True) -> Target:
     """Find the daemon as the command-line tools do: ``url``, ``ACJOB_URL``, the
-    configuration file, else the private per-user daemon.
+    configuration file, else the private per-user daemon; and how long to wait for it:
+    ``ACJOB_RETRY_FOR``, else ``[client] retry_for``, else a minute.
 
     Raises:
-        ConfigError: the configuration file or the URL is invalid.
+        ConfigError: the configuration file, the URL or ``ACJOB_RETRY_FOR`` is invalid.
     """
     config = load_config()
     text = url or os.environ.get("ACJOB_URL") or config.client.url or config.server.listen
     token = (token or os.environ.get("ACJOB_TOKEN") or config.client.token
              or config.server.token)
+    wait = retry_for_setting(config.client)
     if not text:
         path = private_socket()
-        return Target("http://acjob", str(path), token, path if autostart else None)
+        return Target("http://acjob", str(path), token, path if autostart else None,
+                      f"unix:{path}", wait)
     endpoint = parse_endpoint(text)
     if endpoint.unix is not None:
-        return Target("http://acjob", str(endpoint.unix), token, None)
-    return Target(endpoint.url, None, token, None)
+        return Target("http://acjob", str(endpoint.unix), token, None, endpoint.url, wait)
+    return Target(endpoint.url, None, token, None, endpoint.url, wait)
 
 
 def _chunks(stdin: Stdin) -> Iterator[bytes]:
@@ -395,6 +409,7 @@ class Backoff:
     def __init__(self, retry_for: float) -> None:
         self.deadline = time.monotonic() + retry_for
         self.delay = _BACKOFF_START
+        self.retry_for = retry_for
 
     def next(self, error: Exception) -> float:
         """Return how long to wait before trying again after ``error``.
@@ -406,9 +421,11 @@ class Backoff:
         if time.monotonic() + self.delay > self.deadline:
             if isinstance(error, AcjobError):
                 raise error
+            tried = f" (tried for {self.retry_for:g} s)" if self.retry_for > 0 else ""
             raise ConnectionFailed(
-                f"cannot reach the acjob daemon: {error}",
-                hint="check that it runs (ac serve) and that ACJOB_URL points at it",
+                f"cannot reach the acjob daemon at {error}{tried}",
+                hint="check that it runs (ac serve) and that ACJOB_URL points at it; "
+                     "ACJOB_RETRY_FOR sets how long to wait",
             ) from error
         delay, self.delay = self.delay, min(self.delay * 2, _BACKOFF_MAX)
         return delay
@@ -417,3 +434,4 @@ class Backoff:
         """Start over: a full ``retry_for`` from now, the shortest delay first."""
         self.deadline = time.monotonic() + retry_for
         self.delay = _BACKOFF_START
+        self.retry_for = retry_for
