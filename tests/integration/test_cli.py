@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import acjob
 from acjob.model import State
 from tests.conftest import Daemon, client_for, wait_for
@@ -22,15 +24,20 @@ def _start_pipe(daemon: Daemon, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def test_ctrl_c_detaches_and_acpoll_picks_up(daemon: Daemon, short_tmp: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["ctrl-c", "sigterm", "sighup"])
+def test_an_interruption_detaches_and_acpoll_picks_up(daemon: Daemon, short_tmp: Path,
+                                                      sig: signal.Signals) -> None:
+    """Ctrl-C, a web service's SIGTERM and a closed terminal's SIGHUP alike: the handle
+    is printed, the job goes on, acjob exits 128+N."""
     gate = short_tmp / "gate"
     proc = _start_pipe(daemon, "-n", f"echo one; while [ ! -e {gate} ]; do sleep 0.05; done; "
                                       "echo two")
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"one\n"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 128 + sig, err
     line = [x for x in err.decode().splitlines() if x.strip().startswith("acpoll ")]
     assert line, err
     job_id = line[0].split()[1]
@@ -42,13 +49,33 @@ def test_ctrl_c_detaches_and_acpoll_picks_up(daemon: Daemon, short_tmp: Path) ->
     assert polled.stdout == b"one\ntwo\n"
 
 
-def test_ctrl_c_with_cancel_on_interrupt_cancels(daemon: Daemon) -> None:
+def test_sighup_after_the_terminal_closed_still_exits_129(daemon: Daemon) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "-n",
+         "echo one; sleep 300"], stdout=subprocess.PIPE, stderr=slave, env=daemon.env)
+    os.close(slave)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"one\n"
+    os.close(master)  # the terminal is gone: writing to it fails with EIO
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 129
+    with client_for(daemon) as client:
+        jobs, _ = client.list()
+        assert jobs[0].state is State.RUNNING  # detached, not lost
+        client.cancel(jobs[0].id)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_with_cancel_on_interrupt_cancels(daemon: Daemon, sig: signal.Signals) -> None:
     proc = _start_pipe(daemon, "-n", "--cancel-on-interrupt", "echo started; sleep 300")
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"started\n"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 128 + sig
     job_id = err.decode().split("canceled job ")[1].split()[0]
     with client_for(daemon) as client:
         assert client.wait(job_id, timeout=60).state is State.CANCELED

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar, cast
 
 import click
 
@@ -118,8 +118,8 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
     job_command = spec.pop("command")
     use_stdin = not no_stdin and not sys.stdin.isatty()
     try:
-        code = asyncio.run(_run(mode, job_command, spec, use_stdin, cancel_on_interrupt,
-                                as_json))
+        code = _status(asyncio.run(_run(mode, job_command, spec, use_stdin,
+                                        cancel_on_interrupt, as_json)))
     except InvalidRequest as exc:
         # The daemon refused the job as asked (a backend it does not have, a working
         # directory missing there): the command line must change, as for a usage error.
@@ -132,7 +132,7 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
 async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: bool,
                cancel_on_interrupt: bool, as_json: bool) -> int:
     interrupted = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
+    _catch_signals(interrupted)
     async with AsyncClient(on_wait=say_waiting) as client:
         info = await client.create(command, stdin_upload=use_stdin, **spec)
         job_id = info.id
@@ -186,9 +186,61 @@ async def _unless_interrupted(work: Coroutine[Any, Any, T], interrupted: asyncio
 
 def _leave(code: int) -> NoReturn:
     """Exit at once, without waiting for worker threads (one may be blocked on stdin)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(_status(code))
+
+
+#: The signals that interrupt acjob, all with Ctrl-C's rules: a web service that kills its
+#: child sends SIGTERM, a closed terminal SIGHUP, and neither may lose the job's handle.
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_caught: list[int] = []
+
+
+def _catch_signals(interrupted: asyncio.Event) -> None:
+    """Set ``interrupted`` on SIGINT, SIGTERM or SIGHUP, and remember which came first."""
+
+    def caught(signum: int) -> None:
+        if not _caught:
+            _caught.append(signum)
+            # After SIGHUP the terminal may be gone: what acjob still says (the acpoll
+            # line) must not fail on it.
+            sys.stderr = cast(TextIO, _Quiet(sys.stderr))
+        interrupted.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in _INTERRUPTS:
+        loop.add_signal_handler(signum, caught, signum)
+
+
+def _status(code: int) -> int:
+    """Return the exit status: an interruption by signal N exits 128+N (130 for
+    Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a killed command."""
+    if code == EXIT_INTERRUPTED and _caught:
+        return 128 + _caught[0]
+    return code
+
+
+class _Quiet:
+    """A text stream that drops what it cannot write (a terminal closed under it)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        """Write ``text`` if the stream still takes it; never raise ``OSError``."""
+        with contextlib.suppress(OSError):
+            return self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush if the stream can be flushed; never raise ``OSError``."""
+        with contextlib.suppress(OSError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 async def _pipe(client: AsyncClient, job_id: str) -> int:
