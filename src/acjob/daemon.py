@@ -141,9 +141,21 @@ def _bind(endpoint: Endpoint) -> socket.socket:
 
 
 def build_backends(config: Config, spool: Spool) -> dict[str, Backend]:
-    """Load the default backend and every backend with a ``[backends.NAME]`` table."""
+    """Load the default backend and every backend with a ``[backends.NAME]`` table.
+
+    Raises:
+        ConfigError: a backend is unknown or its options are invalid; the message names
+            the configuration file.
+    """
     names = {config.server.backend, "local", *config.backends}
-    return {name: load_backend(name, spool, config.backends.get(name, {})) for name in names}
+    try:
+        return {name: load_backend(name, spool, config.backends.get(name, {}))
+                for name in sorted(names)}
+    except ConfigError as exc:
+        where = f"{config.source}: " if config.source else ""
+        raise ConfigError(f"{where}{exc.message}",
+                          hint=exc.hint or "the backends' keys are in docs/backends.md",
+                          code=exc.code) from exc
 
 
 async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:

@@ -168,6 +168,8 @@ def test_unreachable_daemon_is_a_clear_error(short_tmp: Path) -> None:
     assert result.stderr.decode().splitlines()[0] == (
         f"Error: cannot reach the acjob daemon at unix:{short_tmp}/nobody.sock: no such socket")
     assert b"Errno" not in result.stderr
+    assert result.stderr.decode().splitlines()[1].startswith(
+        "Try: if no daemon runs, there is nothing to stop")
 
 
 def test_a_wait_for_the_daemon_is_said_at_once_with_where_and_how_long(

@@ -108,3 +108,52 @@ def test_every_tool_tells_its_version(daemon: Daemon, tool: str) -> None:
     result = daemon.run(tool, "--version")
     assert result.returncode == 0
     assert result.stdout.decode() == f"{tool} {acjob.__version__}\n"
+
+
+def test_acpoll_reads_what_acjob_and_ac_print_as_json(daemon: Daemon) -> None:
+    first = daemon.run("acjob", "-t", "poll", "--json", "echo one").stdout
+    second = daemon.run("acjob", "-t", "poll", "--json", "echo two").stdout
+    assert json.loads(first)["id"]
+    polled = daemon.run("acpoll", input=first + second)
+    assert (polled.returncode, polled.stdout) == (0, b"one\ntwo\n"), polled.stderr
+    listed = daemon.run("ac", "jobs", "--json").stdout  # newest first
+    assert daemon.run("acpoll", input=listed).stdout == b"two\none\n"
+    bad = daemon.run("acpoll", input=b'{"no id": 1}\n')
+    assert bad.returncode == 2 and b"line 1 of stdin is neither handles nor" in bad.stderr
+
+
+def test_ac_cancel_prints_json(daemon: Daemon) -> None:
+    job_id = daemon.run("acjob", "-t", "poll", "sleep 300").stdout.decode().strip()
+    result = daemon.run("ac", "cancel", "--json", job_id)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["id"] == job_id and shown["state"] in ("CANCELING", "CANCELED")
+
+
+def test_a_queued_pipe_job_says_so_once_on_a_terminal(short_tmp: Path) -> None:
+    import os
+    import pty
+
+    state, sock = short_tmp / "state", short_tmp / "d.sock"
+    config = short_tmp / "d.toml"
+    config.write_text(f'[server]\nstate_dir = "{state}"\n[backends.local]\nslots = 1\n')
+    d = Daemon(state_dir=state, url=f"unix:{sock}", config=config,
+               env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"))
+    d.start()
+    master, slave = pty.openpty()
+    try:
+        blocker = d.run("acjob", "-t", "poll", "sleep 300").stdout.decode().strip()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "-n",
+             "echo ran"], stdout=subprocess.PIPE, stderr=slave, env=d.env)
+        os.close(slave)
+        said = b""
+        while b"\n" not in said:
+            said += os.read(master, 1024)
+        assert b"is queued: waiting for room on local (Ctrl-C detaches)" in said
+        assert d.run("ac", "cancel", blocker).returncode == 0
+        out, _ = proc.communicate(timeout=60)
+        assert (proc.returncode, out) == (0, b"ran\n")
+    finally:
+        os.close(master)
+        d.stop()

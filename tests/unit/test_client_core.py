@@ -212,3 +212,12 @@ def test_the_async_twin_has_the_same_methods_and_parameters(sync_cls: type[Any],
         returns_iterator = str(sync_sig.return_annotation).startswith("Iterator")
         is_plain = name in {"__init__", "job"} or returns_iterator
         assert inspect.iscoroutinefunction(async_method) is not is_plain, name
+
+
+@pytest.mark.parametrize("handle", [JobHandle, AsyncJobHandle])
+def test_a_handle_waits_like_its_client(handle: type[Any]) -> None:
+    """``job.wait(poll=…)`` as ``client.wait(id, poll=…)``: the handle has every knob."""
+    client = Client if handle is JobHandle else AsyncClient
+    waits = inspect.signature(client.wait).parameters
+    assert list(inspect.signature(handle.wait).parameters) == [
+        "self", *[name for name in waits if name not in ("self", "job_id")]]

@@ -37,7 +37,7 @@ def test_bad_endpoints(text: str) -> None:
 def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[server]\nidle_timeout = -1\n")
-    with pytest.raises(ConfigError, match=r"server\.idle_timeout"):
+    with pytest.raises(ConfigError, match=r"\[server\] idle_timeout"):
         load_config(path)
     path.write_text("[server\n")
     with pytest.raises(ConfigError):
@@ -112,3 +112,52 @@ def test_a_failed_connection_is_said_in_words() -> None:
     reach.answered()
     reach.lost(refused, 30)
     assert len(said) == 2  # a new outage is said again
+
+
+def _config_error(tmp_path: Path, text: str) -> ConfigError:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(path) in raised.value.message  # every error names the file
+    return raised.value
+
+
+def test_configuration_errors_say_the_file_the_key_and_the_fix(tmp_path: Path) -> None:
+    toml = _config_error(tmp_path, "[server\n")
+    assert "is not valid TOML" in toml.message and toml.hint and "[name]" in toml.hint
+    typo = _config_error(tmp_path, '[server]\nlisten_on = "x"\n')
+    assert typo.message.endswith("unknown key 'listen_on' in [server]")
+    assert typo.hint is not None and typo.hint.startswith("did you mean 'listen'?")
+    table = _config_error(tmp_path, "[servr]\n")
+    assert table.message.endswith("unknown table [servr]")
+    assert table.hint is not None and "'server'" in table.hint
+    value = _config_error(tmp_path, "[server]\nretention_days = 0\n")
+    assert "[server] retention_days: Input should be greater than 0" in value.message
+    assert "Extra inputs" not in typo.message + table.message
+
+
+def test_a_backends_option_error_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    from acjob.daemon import build_backends
+    from acjob.spool import Spool
+
+    path = tmp_path / "config.toml"
+    path.write_text('[backends.local]\nslots = "x"\n')
+    with pytest.raises(ConfigError) as raised:
+        build_backends(load_config(path), Spool(tmp_path / "spool"))
+    assert raised.value.message == f"{path}: [backends.local] slots = 'x': not a whole number" \
+                                   " of slots"
+    assert raised.value.hint is not None and raised.value.hint.startswith("write slots = 8")
+
+
+def test_a_runtime_directory_open_to_others_asks_for_chmod(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from acjob.config import runtime_dir
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "acjob").mkdir(mode=0o755)
+    (tmp_path / "acjob").chmod(0o755)
+    with pytest.raises(ConfigError) as raised:
+        runtime_dir()
+    assert "open to other users (mode 0755)" in raised.value.message
+    assert raised.value.hint == f"chmod 700 {tmp_path / 'acjob'}"

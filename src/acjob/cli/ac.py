@@ -14,7 +14,7 @@ import click
 from ..client import Client, JobInfo, Which
 from ..config import DEFAULT_IDLE_TIMEOUT, load_config
 from ..daemon import resolve_settings, serve
-from ..errors import AcjobError
+from ..errors import AcjobError, ConnectionFailed
 from ..model import State, check_job_id
 from ..version import __version__
 from .common import (
@@ -133,13 +133,17 @@ def _describe(info: JobInfo) -> None:
 
 @cli.command("cancel")
 @click.argument("job_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print each job as a line of JSON.")
 @reports_errors(code=1)
-def cancel_command(job_ids: tuple[str, ...]) -> None:
+def cancel_command(job_ids: tuple[str, ...], as_json: bool) -> None:
     """Cancel jobs."""
     with Client(on_wait=say_waiting) as client:
         for job_id in job_ids:
             info = client.cancel(check_job_id(job_id))
-            print(f"{info.id} {info.state.value}")
+            if as_json:
+                print_json(dict(info.data))
+            else:
+                print(f"{info.id} {info.state.value}")
 
 
 @cli.command("logs")
@@ -168,6 +172,9 @@ def shutdown_command() -> None:
     with Client(retry_for=0, autostart=False) as client:
         try:
             client.shutdown()
+        except ConnectionFailed as exc:
+            fail(AcjobError(exc.message, hint="if no daemon runs, there is nothing to stop; "
+                            "else check ACJOB_URL"), code=1)
         except AcjobError as exc:
             fail(exc, code=1)
     print("acjob daemon stopping", file=sys.stderr)

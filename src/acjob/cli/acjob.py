@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TextIO, TypeVar, cast
 
@@ -20,6 +21,7 @@ import click
 
 from ..client import AsyncClient, Which
 from ..errors import AcjobError, Conflict, InvalidRequest
+from ..model import State
 from ..version import __version__
 from . import options
 from .common import (
@@ -251,7 +253,7 @@ async def _pipe(client: AsyncClient, job_id: str) -> int:
     """
     try:
         await asyncio.gather(_copy(client, job_id, "stdout", 1),
-                             _copy(client, job_id, "stderr", 2))
+                             _copy(client, job_id, "stderr", 2), _say_if_waiting(client, job_id))
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
     except Conflict as exc:
@@ -263,6 +265,34 @@ async def _pipe(client: AsyncClient, job_id: str) -> int:
         info = await client.get(job_id, wait=60.0, since=info.seq)
     explain_failure(info)
     return exit_status(info)
+
+
+#: How long a job may take to start before acjob says, on a terminal, that it waits.
+QUIET_START_S = 1.0
+
+
+async def _say_if_waiting(client: AsyncClient, job_id: str) -> None:
+    """Say once on stderr, if it is a terminal, that the job has not started after
+    :data:`QUIET_START_S`: queued for room on its backend, or pending in a scheduler.
+    A pipe that prints nothing for minutes would look hung. A notice never fails the
+    pipe: whatever goes wrong here, the streams meet too and say it."""
+    if not sys.stderr.isatty():
+        return
+    with contextlib.suppress(AcjobError, OSError):
+        deadline = time.monotonic() + QUIET_START_S
+        info = await client.get(job_id)
+        while info.state in _NOT_STARTED and (left := deadline - time.monotonic()) > 0:
+            info = await client.get(job_id, wait=left, since=info.seq)
+        backend = info.data.get("backend", "its backend")
+        if info.state is State.QUEUED:
+            print(f"acjob: job {job_id} is queued: waiting for room on {backend} "
+                  "(Ctrl-C detaches)", file=sys.stderr)
+        elif info.state is State.INITIALIZING:
+            print(f"acjob: job {job_id} is submitted to {backend}, waiting for it to start "
+                  "(Ctrl-C detaches)", file=sys.stderr)
+
+
+_NOT_STARTED = (State.QUEUED, State.INITIALIZING)
 
 
 async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int) -> None:

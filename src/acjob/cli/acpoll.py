@@ -1,13 +1,15 @@
 """``acpoll``: wait for jobs started with ``acjob -t poll`` and write their output.
 
-Handles come as arguments, or one or more per line on stdin. For each job in turn
-acpoll waits (asking the daemon at most every ``-i`` seconds; it answers at once
-when the job ends), then writes the job's stdout to stdout and its stderr to
+Handles come as arguments, or one or more per line on stdin (or jobs as JSON, one
+per line, as ``acjob -t poll --json`` prints them). For each job in turn acpoll
+waits (one question to the daemon is held open at most ``-i`` seconds; it answers at
+once when the job ends), then writes the job's stdout to stdout and its stderr to
 stderr, byte for byte. It exits with the first non-zero job status, else 0.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -22,6 +24,7 @@ from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_CANCELED,
     EXIT_TIMEOUT,
+    EXIT_USAGE,
     exit_status,
     explain_failure,
     fail,
@@ -35,20 +38,26 @@ from .common import (
 @click.version_option(__version__, "-V", "--version", prog_name="acpoll",
                       message="%(prog)s %(version)s")
 @click.option("-i", "--interval", type=click.FloatRange(0.1, 600), default=60.0,
-              show_default=True, help="Seconds between two questions to the daemon.")
+              show_default=True,
+              help="The longest one question to the daemon is held open, in seconds (it "
+                   "answers as soon as the job ends, so acpoll never waits longer for it).")
 @click.option("--stderr/--no-stderr", "with_stderr", default=True,
               help="Also write the jobs' stderr (on stderr).")
 @click.option("--from-mail", is_flag=True,
               help="Read a saved acjob result message on stdin and write the job's stdout.")
 @click.argument("handles", nargs=-1)
 def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str, ...]) -> None:
-    """Wait for each job HANDLE (or the handles read from stdin) and write its output."""
+    """Wait for each job HANDLE (or the handles read from stdin) and write its output.
+
+    Stdin holds handles (acjob -t poll), or jobs as JSON (acjob -t poll --json, ac
+    jobs --json, ac show --json).
+    """
     if from_mail:
         handles = _from_mail()
-    words = list(handles) if handles else sys.stdin.read().split()
+    words = list(handles) if handles else _read_handles(sys.stdin.read())
     if not words:
         fail(AcjobError("no job handle given",
-                        hint="acjob -t poll CMD | acpoll, or acpoll HANDLE"), code=2)
+                        hint="acjob -t poll CMD | acpoll, or acpoll HANDLE"), code=EXIT_USAGE)
     try:
         ids = [check_job_id(w) for w in words]
         status = 0
@@ -73,6 +82,25 @@ def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str,
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(status)
+
+
+def _read_handles(text: str) -> list[str]:
+    """Return the handles in ``text``: words, or on a line that starts with ``{`` or
+    ``[``, the ids of the JSON job (or list of jobs) it holds."""
+    handles: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.lstrip().startswith(("{", "[")):
+            handles += line.split()
+            continue
+        try:
+            data = json.loads(line)
+            jobs = data if isinstance(data, list) else [data]
+            handles += [str(job["id"]) for job in jobs]
+        except (ValueError, TypeError, KeyError):
+            fail(AcjobError(f"line {number} of stdin is neither handles nor a job as JSON",
+                            hint="acjob -t poll CMD | acpoll, or acjob -t poll --json CMD | "
+                                 "acpoll"), code=EXIT_USAGE)
+    return handles
 
 
 def _from_mail() -> tuple[str, ...]:
