@@ -215,6 +215,15 @@ class AsyncClient:
         """Cancel the job (idempotent); return it (see :meth:`Client.cancel`)."""
         return await self._run(self._plans.cancel(job_id))
 
+    async def remove_files(self, job_id: str) -> JobInfo:
+        """Remove a finished job's files now; return the job (its record stays)."""
+        return await self._run(self._plans.remove_files(job_id))
+
+    async def prune(self, older_than: float) -> int:
+        """Remove the files of the jobs that ended ``older_than`` seconds ago or more;
+        return how many."""
+        return await self._run(self._plans.prune(older_than))
+
     async def shutdown(self) -> None:
         """Ask the daemon to stop (running jobs go on)."""
         await self._run(self._plans.shutdown())
@@ -233,10 +242,11 @@ class AsyncClient:
 
     async def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
                    limit: int = 100, cursor: str | None = None,
+                   name_prefix: str | None = None,
                    ) -> tuple[builtins.list[JobInfo], str | None]:
         """Return one page of jobs (newest first) and the cursor of the next page."""
         return await self._run(self._plans.list(state=state, label=label, limit=limit,
-                                                cursor=cursor))
+                                                cursor=cursor, name_prefix=name_prefix))
 
 
 class AsyncJobHandle:

@@ -251,6 +251,22 @@ class Client:
         """
         return self._run(self._plans.cancel(job_id))
 
+    def remove_files(self, job_id: str) -> JobInfo:
+        """Remove a finished job's files now (stdin, output, its default working
+        directory), as retention would later; return the job (its record stays).
+
+        Raises:
+            Conflict: the job has not ended, or a delivery of its result still needs
+                them.
+        """
+        return self._run(self._plans.remove_files(job_id))
+
+    def prune(self, older_than: float) -> int:
+        """Remove the files of every job that ended ``older_than`` seconds ago or more
+        (by the daemon's clock), but for those a pending delivery needs; return how many
+        jobs' files were removed."""
+        return self._run(self._plans.prune(older_than))
+
     def shutdown(self) -> None:
         """Ask the daemon to stop (running jobs go on)."""
         self._run(self._plans.shutdown())
@@ -281,11 +297,15 @@ class Client:
                                                   follow=follow, attempt=attempt)))
 
     def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
-             limit: int = 100, cursor: str | None = None,
+             limit: int = 100, cursor: str | None = None, name_prefix: str | None = None,
              ) -> tuple[builtins.list[JobInfo], str | None]:
-        """Return one page of jobs (newest first) and the cursor of the next page."""
+        """Return one page of jobs (newest first) and the cursor of the next page.
+
+        ``state``, ``label`` (every pair must match) and ``name_prefix`` (the start of
+        the job's name) filter; the cursor (``None`` on the last page) asks for the next.
+        """
         return self._run(self._plans.list(state=state, label=label, limit=limit,
-                                          cursor=cursor))
+                                          cursor=cursor, name_prefix=name_prefix))
 
 
 class JobHandle:
