@@ -14,13 +14,14 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -97,7 +98,16 @@ class TesConfig(BaseModel):
     #: The backend for tasks that name none (default: ``[server] backend``).
     backend: str | None = None
     organization_name: str = "acjob"
-    organization_url: str = "urn:acjob:local"
+    #: An http(s) URL, as GA4GH service-info requires; ``None``: the service's own.
+    organization_url: str | None = None
+
+    @field_validator("organization_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[\x21-\x7e]+", value):
+            raise ValueError("not an http:// or https:// URL, which GA4GH service-info "
+                             "requires (unset, it is the service's own)")
+        return value
 
 
 class ClientConfig(BaseModel):

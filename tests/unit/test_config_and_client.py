@@ -161,3 +161,12 @@ def test_a_runtime_directory_open_to_others_asks_for_chmod(
         runtime_dir()
     assert "open to other users (mode 0755)" in raised.value.message
     assert raised.value.hint == f"chmod 700 {tmp_path / 'acjob'}"
+
+
+def test_a_tes_organization_url_is_an_http_url(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[tes]\norganization_url = "https://example.org/lab"\n')
+    assert load_config(path).tes.organization_url == "https://example.org/lab"
+    assert load_config(path).source == path
+    error = _config_error(tmp_path, '[tes]\norganization_url = "urn:acjob:local"\n')
+    assert "[tes] organization_url: Value error, not an http:// or https:// URL" in error.message
