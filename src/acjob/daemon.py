@@ -4,7 +4,8 @@
 daemons never share a store), binds the listening socket itself (a Unix socket is
 made 0600 inside a 0700 directory; TCP is refused without a token), then runs the
 monitor and the server until SIGINT/SIGTERM, a shutdown request, or — when
-``idle_timeout`` is set — a quiet spell with no active job.
+``idle_timeout`` is set — a quiet spell with no request, no active job and no pending
+delivery.
 Running jobs are never stopped by the daemon stopping.
 """
 
@@ -243,7 +244,8 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
 
 
 async def _stop_when_idle(services: Services, idle_timeout: float) -> None:
-    """Stop the daemon after ``idle_timeout`` seconds without requests or active jobs."""
+    """Stop the daemon after ``idle_timeout`` seconds without requests, active jobs or
+    pending deliveries."""
     check = max(0.5, min(idle_timeout / 4, 30.0))
     while True:
         await asyncio.sleep(check)

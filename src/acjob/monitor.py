@@ -91,9 +91,16 @@ class Monitor:
         """Run until cancelled. Errors in one cycle are logged, never fatal."""
         for name, backend in self._backends.items():
             await backend.start(lambda name=name: self._wake_backend(name))  # type: ignore[misc]
-        for job in self._store.active_jobs():
+        active = self._store.active_jobs()
+        for job in active:
             if job.backend not in self._backends:
                 self._fail(job.id, f"the backend {job.backend!r} is not configured")
+        if active:
+            # What a start after a stop (or a crash) takes over, for whoever reads the log.
+            under_way = sum(1 for job in active if job.attempts and job.attempts[-1].state
+                            in (AttemptState.SUBMITTED, AttemptState.RUNNING))
+            log.info("picking up %d unfinished job(s); re-attaching %d attempt(s) under way",
+                     len(active), under_way)
         try:
             while True:
                 try:

@@ -104,3 +104,20 @@ def test_removal_routes_answer_bad_input_with_4xx_json(daemon: Daemon) -> None:
                 "invalid_request", body
         assert http.delete(f"/v1/jobs/{'a' * 26}/files").status_code == 404
         assert http.delete("/v1/jobs/nope/files").json()["error"]["code"] == "invalid_job_id"
+
+
+def test_a_restart_logs_the_jobs_it_picks_up(daemon: Daemon) -> None:
+    from acjob.model import State
+    from tests.conftest import wait_for
+    from tests.integration.schedulers import until
+
+    job_id = daemon.run("acjob", "-t", "poll", "sleep 300").stdout.decode().strip()
+    with client_for(daemon) as client:
+        until(client, job_id, State.RUNNING)
+    daemon.stop()
+    daemon.start()
+    wait_for(lambda: "picking up 1 unfinished job(s); re-attaching 1 attempt(s) under way"
+             in daemon.log.read_text(), what="the log line")
+    with client_for(daemon) as client:
+        assert client.get(job_id).state is State.RUNNING
+        client.cancel(job_id)
