@@ -189,6 +189,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         # A [mail] table, even an empty one (a mail server on localhost:25), is a choice;
         # none at all is not: no mail is accepted that nobody set up a server for.
         mail_sending="mail" in settings.config.model_fields_set,
+        config_file=str(settings.config.source) if settings.config.source else None,
         max_stdin_bytes=settings.config.server.max_stdin_bytes,
     ), wake=monitor.wake)
     stopping = asyncio.Event()

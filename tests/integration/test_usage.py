@@ -157,3 +157,19 @@ def test_a_queued_pipe_job_says_so_once_on_a_terminal(short_tmp: Path) -> None:
     finally:
         os.close(master)
         d.stop()
+
+
+def test_acpoll_on_a_terminal_without_a_handle_says_so(daemon: Daemon) -> None:
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", "from acjob.cli.acpoll import main; main()"],
+            stdin=slave, capture_output=True, env=daemon.env, timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 2  # not a silent wait for stdin
+    assert result.stderr.startswith(b"Error: no job handle given\nTry: ")

@@ -52,22 +52,24 @@ from .common import (
               help="Also mail the result to ADDRESS when the job ends.")
 @click.option("--webhook", "webhooks", multiple=True, metavar="URL",
               help="Also POST the result to URL when the job ends.")
-@click.option("--backend", help="Where the job runs (default: the daemon's).")
+@click.option("--backend", metavar="NAME", help="Where the job runs (default: the daemon's).")
 @click.option("--workdir", metavar="DIR",
               help="Run in DIR, e.g. '--workdir .' for this one (default: a fresh, empty "
                    "directory per job).")
 @click.option("-e", "--env", multiple=True, metavar="NAME[=VALUE]",
               help="Set a variable; NAME alone passes your own value of NAME. (The job "
                    "starts with the daemon's environment, not yours.)")
-@click.option("--cpus", type=options.Bounded(1, 4096, "cpus"), help="CPUs the job needs.")
-@click.option("--memory", "memory_mb", type=options.Bounded(1, 1 << 30, "MB"),
+@click.option("--cpus", type=options.Bounded(1, 4096, "cpus"), metavar="N",
+              help="CPUs the job needs.")
+@click.option("--memory", "memory_mb", type=options.Bounded(1, 1 << 30, "MB"), metavar="MB",
               help="Memory (MB).")
 @click.option("--time-limit", "time_limit_s", type=options.Bounded(1, 10 * 365 * 86400, "s"),
+              metavar="SECONDS",
               help="Wall-clock limit (seconds); past it the job is stopped and acjob exits "
                    "124.")
-@click.option("--max-attempts", type=options.Bounded(1, 100, "attempts"),
+@click.option("--max-attempts", type=options.Bounded(1, 100, "attempts"), metavar="N",
               help="Attempts in all when infrastructure fails (default 3).")
-@click.option("--name", help="A name for the job.")
+@click.option("--name", metavar="NAME", help="A name for the job (ac jobs --name finds it).")
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Label the job.")
 @click.option("-n", "--no-stdin", is_flag=True, help="Give the job no stdin.")
 @click.option("--cancel-on-interrupt", is_flag=True,

@@ -54,7 +54,9 @@ def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str,
     """
     if from_mail:
         handles = _from_mail()
-    words = list(handles) if handles else _read_handles(sys.stdin.read())
+    # On a terminal, reading stdin would wait silently for a user who gave no handle.
+    given = handles or sys.stdin.isatty()
+    words = list(handles) if given else _read_handles(sys.stdin.read())
     if not words:
         fail(AcjobError("no job handle given",
                         hint="acjob -t poll CMD | acpoll, or acpoll HANDLE"), code=EXIT_USAGE)
