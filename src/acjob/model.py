@@ -282,11 +282,13 @@ class JobSpec(BaseModel):
     name: Annotated[str, Field(max_length=256)] | None = None
     deliveries: list[Delivery] = Field(default_factory=list, max_length=16)
 
-    @field_validator("workdir")
+    @field_validator("workdir", mode="before")
     @classmethod
-    def _absolute_workdir(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("/") or "\0" in value):
-            raise ValueError("workdir must be an absolute path")
+    def _absolute_workdir(cls, value: Any) -> Any:
+        # Before the schema's pattern, so that the error says why in words.
+        if isinstance(value, str) and (not value.startswith("/") or "\0" in value):
+            raise ValueError("must be an absolute path: the daemon cannot know where a "
+                             "relative one starts")
         return value
 
 
