@@ -109,6 +109,7 @@ def test_a_time_limit_is_its_own_failure_with_exit_124(daemon: Daemon) -> None:
     shown = json.loads(daemon.run("ac", "show", "--json", handle.decode().strip()).stdout)
     assert (shown["state"], shown["failure"], shown["exit_code"]) == (
         "EXECUTOR_ERROR", "timeout", None)
+    assert "failure   timeout" in daemon.run("ac", "show", shown["id"]).stdout.decode()
 
 
 def test_ac_jobs_show_logs_cancel(daemon: Daemon, short_tmp: Path) -> None:

@@ -151,6 +151,8 @@ def _describe(info: JobInfo) -> None:
     print(f"state     {info.state.value}" + (f" ({info.reason})" if info.reason else ""))
     if info.exit_code is not None:
         print(f"exit      {info.exit_code}")
+    if info.failure is not None:
+        print(f"failure   {info.failure.value}")
     print(f"command   {_command_text(dict(data))}")
     print(f"backend   {data['backend']}")
     print(f"created   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(data['created_at']))}")
