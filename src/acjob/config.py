@@ -11,20 +11,23 @@ and spool) in ``$XDG_STATE_HOME/acjob/`` (else ``~/.local/state/acjob/``).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
-from .model import describe_errors
 
 DEFAULT_IDLE_TIMEOUT = 600.0
+#: How many seconds a client's call waits for an unreachable daemon by default.
+DEFAULT_RETRY_FOR_S = 60.0
 
 
 class ServerConfig(BaseModel):
@@ -95,7 +98,16 @@ class TesConfig(BaseModel):
     #: The backend for tasks that name none (default: ``[server] backend``).
     backend: str | None = None
     organization_name: str = "acjob"
-    organization_url: str = "urn:acjob:local"
+    #: An http(s) URL, as GA4GH service-info requires; ``None``: the service's own.
+    organization_url: str | None = None
+
+    @field_validator("organization_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[\x21-\x7e]+", value):
+            raise ValueError("not an http:// or https:// URL, which GA4GH service-info "
+                             "requires (unset, it is the service's own)")
+        return value
 
 
 class ClientConfig(BaseModel):
@@ -105,12 +117,25 @@ class ClientConfig(BaseModel):
 
     url: str | None = None
     token: str | None = Field(default=None, repr=False)
+    #: Seconds a call waits for an unreachable daemon (``ACJOB_RETRY_FOR`` overrides).
+    retry_for: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
 class Config(BaseModel):
-    """The whole configuration file."""
+    """The whole configuration file.
+
+    Attributes:
+        source: The file it was read from (``None``: defaults only), which every error
+            about it names.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was read from, if any."""
+        return self._source
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     client: ClientConfig = Field(default_factory=ClientConfig)
@@ -149,15 +174,62 @@ def load_config(path: Path | None = None) -> Config:
             f"the configuration file {path} does not exist",
             hint="create it, or unset ACJOB_CONFIG",
         ) from exc
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}",
+                          hint='fix that line: tables are [name], keys key = value, text in '
+                               'quotes (state_dir = "/var/lib/acjob")') from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}",
+                          hint="make it a readable UTF-8 text file") from exc
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            f"{path}: {describe_errors(exc.errors())}",
-            hint="see docs/operations.md for the configuration keys",
-        ) from exc
+        message, hint = _explain(exc.errors())
+        raise ConfigError(f"{path}: {message}", hint=hint) from exc
+    config._source = path
+    return config
+
+
+def _explain(errors: list[Any]) -> tuple[str, str]:
+    """Say the first of a configuration's validation errors with its table and key, and
+    what to try (for an unknown key: the known key it is closest to)."""
+    first = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    loc = [str(part) for part in first.get("loc", ())]
+    table, key = (".".join(loc[:-1]), loc[-1]) if loc else ("", "")
+    see = "the keys are described in docs/operations.md"
+    if first.get("type") != "extra_forbidden":
+        what = str(first.get("msg", "invalid"))
+        return (f"[{table}] {key}: {what}" if table else f"{key}: {what}"), see
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            break
+        model = inner
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    what = f"unknown key {key!r} in [{table}]" if table else f"unknown table [{key}]"
+    return what, (f"did you mean {close[0]!r}? " if close else "") + see
+
+
+def retry_for_setting(client: ClientConfig) -> float:
+    """Return how many seconds a client's call waits for an unreachable daemon:
+    ``ACJOB_RETRY_FOR``, else ``[client] retry_for``, else a minute.
+
+    Raises:
+        ConfigError: ``ACJOB_RETRY_FOR`` is not a number of seconds.
+    """
+    text = os.environ.get("ACJOB_RETRY_FOR", "").strip()
+    if not text:
+        return DEFAULT_RETRY_FOR_S if client.retry_for is None else client.retry_for
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"ACJOB_RETRY_FOR={text[:32]!r} is not a number of seconds",
+                          hint="ACJOB_RETRY_FOR=60 waits a minute for the daemon; 0 not at all")
+    return seconds
 
 
 # -- where things are ---------------------------------------------------------------
@@ -173,10 +245,16 @@ def runtime_dir() -> Path:
     path = Path(base) / "acjob" if base else Path(f"/tmp/acjob-{os.getuid()}")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
-    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+    if info.st_uid != os.getuid():
         raise ConfigError(
-            f"{path} is not private to this user",
-            hint=f"remove it, or set ACJOB_URL to a daemon of your own (mode {info.st_mode:o})",
+            f"{path} belongs to another user",
+            hint="set XDG_RUNTIME_DIR to a directory of your own, or ACJOB_URL to a daemon",
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise ConfigError(
+            f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):04o}): the "
+            "private daemon's socket must not be",
+            hint=f"chmod 700 {path}",
         )
     return path
 

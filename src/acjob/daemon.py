@@ -4,7 +4,8 @@
 daemons never share a store), binds the listening socket itself (a Unix socket is
 made 0600 inside a 0700 directory; TCP is refused without a token), then runs the
 monitor and the server until SIGINT/SIGTERM, a shutdown request, or — when
-``idle_timeout`` is set — a quiet spell with no active job.
+``idle_timeout`` is set — a quiet spell with no request, no active job and no pending
+delivery.
 Running jobs are never stopped by the daemon stopping.
 """
 
@@ -146,9 +147,21 @@ def _bind(endpoint: Endpoint) -> socket.socket:
 
 
 def build_backends(config: Config, spool: Spool) -> dict[str, Backend]:
-    """Load the default backend and every backend with a ``[backends.NAME]`` table."""
+    """Load the default backend and every backend with a ``[backends.NAME]`` table.
+
+    Raises:
+        ConfigError: a backend is unknown or its options are invalid; the message names
+            the configuration file.
+    """
     names = {config.server.backend, "local", *config.backends}
-    return {name: load_backend(name, spool, config.backends.get(name, {})) for name in names}
+    try:
+        return {name: load_backend(name, spool, config.backends.get(name, {}))
+                for name in sorted(names)}
+    except ConfigError as exc:
+        where = f"{config.source}: " if config.source else ""
+        raise ConfigError(f"{where}{exc.message}",
+                          hint=exc.hint or "the backends' keys are in docs/backends.md",
+                          code=exc.code) from exc
 
 
 async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
@@ -178,6 +191,10 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     receiver = Receiver(store, spool, backends, ReceiverSettings(
         default_backend=settings.config.server.backend,
         webhook_signing=bool(settings.config.webhook.secret),
+        # A [mail] table, even an empty one (a mail server on localhost:25), is a choice;
+        # none at all is not: no mail is accepted that nobody set up a server for.
+        mail_sending="mail" in settings.config.model_fields_set,
+        config_file=str(settings.config.source) if settings.config.source else None,
         max_stdin_bytes=settings.config.server.max_stdin_bytes,
     ), wake=monitor.wake)
     stopping = asyncio.Event()
@@ -238,7 +255,8 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
 
 
 async def _stop_when_idle(services: Services, idle_timeout: float) -> None:
-    """Stop the daemon after ``idle_timeout`` seconds without requests or active jobs."""
+    """Stop the daemon after ``idle_timeout`` seconds without requests, active jobs or
+    pending deliveries."""
     check = max(0.5, min(idle_timeout / 4, 30.0))
     while True:
         await asyncio.sleep(check)

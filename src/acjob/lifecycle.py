@@ -25,7 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import Conflict
-from .model import Attempt, AttemptState, ExitRecord, FailureKind, Job, Observation, State
+from .model import (
+    OWN_FAILURES,
+    Attempt,
+    AttemptState,
+    ExitRecord,
+    FailureKind,
+    Job,
+    Observation,
+    State,
+)
 
 #: How long a wrapper may hold its claim without recording its pid before the
 #: attempt counts as lost (at least; a backend's lost_grace may be longer).
@@ -215,10 +224,13 @@ def conclude(job: Job, verdict: Failed | Canceled, spool_full: str | None = None
     """Decide what follows an attempt that left no exit status of its own.
 
     A job being canceled (or a cancel verdict) ends ``CANCELED``. A failure is retried
-    (``PREEMPTED``) if the retry policy lists its kind and attempts are left, else
-    the job ends ``SYSTEM_ERROR``; its reason then says which attempt it was when
-    the policy allows several (``count_tries``). A loss while the spool is full is
-    reported as the full spool, which is what lost it.
+    (``PREEMPTED``) if the retry policy lists its kind and attempts are left. Else the
+    job ends ``EXECUTOR_ERROR`` for a failure of its own (a time limit reached, a
+    scheduler's out-of-memory kill: :data:`~acjob.model.OWN_FAILURES`) and
+    ``SYSTEM_ERROR`` for the infrastructure's. The reason says which attempt it was
+    when the policy allows several (``count_tries``), except for a failure of the
+    job's own that the policy never retries: "attempt 1 of 3" would promise a retry.
+    A loss while the spool is full is reported as the full spool, which is what lost it.
     """
     if isinstance(verdict, Canceled) or job.state is State.CANCELING:
         reason = verdict.reason
@@ -227,11 +239,13 @@ def conclude(job: Job, verdict: Failed | Canceled, spool_full: str | None = None
     if failure is FailureKind.LOST and spool_full is not None:
         failure, reason = FailureKind.SPOOL_FULL, spool_full
     retry = job.spec.retry.allows(tries(job), failure)
-    if count_tries and job.spec.retry.max_attempts > 1:
+    own = failure in OWN_FAILURES
+    if count_tries and job.spec.retry.max_attempts > 1 and (
+            not own or failure in job.spec.retry.on):
         reason = (f"{reason} (attempt {tries(job)} of {job.spec.retry.max_attempts}"
                   f"{'; retrying' if retry else ''})")
-    return AttemptEnd(State.PREEMPTED if retry else State.SYSTEM_ERROR,
-                      failure=failure, reason=reason)
+    final = State.EXECUTOR_ERROR if own else State.SYSTEM_ERROR
+    return AttemptEnd(State.PREEMPTED if retry else final, failure=failure, reason=reason)
 
 
 def conclude_refusal(job: Job, reason: str) -> AttemptEnd:

@@ -96,6 +96,9 @@ class FailureKind(StrEnum):
 INFRASTRUCTURE_FAILURES = frozenset(
     {FailureKind.LOST, FailureKind.NODE_FAIL, FailureKind.PREEMPTED, FailureKind.BOOT_FAIL}
 )
+#: Failures of the job's own doing (its command, the limits it asked for), not the
+#: infrastructure's: a job they end is an ``EXECUTOR_ERROR``, never a ``SYSTEM_ERROR``.
+OWN_FAILURES = frozenset({FailureKind.EXIT, FailureKind.TIMEOUT})
 
 _ID_RE = re.compile(r"[a-z2-7]{26}")
 
@@ -125,12 +128,29 @@ def check_job_id(job_id: str) -> str:
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """Return the first of pydantic's validation errors as ``where: what``."""
+    """Return the first of pydantic's validation errors as ``where: what``.
+
+    A union (a command is a string or a list of words) is reported by pydantic once per
+    branch: the branches whose type the input does not have are left out, and so are
+    the names pydantic gives the branches (``constrained-str``), the ``[key]`` marker of
+    a mapping's key and FastAPI's ``body``. So ``["a"] * 70000`` as a command reads
+    ``command: List should have at most 65536 items``, not "Input should be a valid
+    string".
+    """
     if not errors:
         return "invalid"
-    where = ".".join(str(part) for part in errors[0].get("loc", ()))
-    what = str(errors[0].get("msg", "invalid"))
+    relevant = [e for e in errors if not str(e.get("type", "")).endswith("_type")]
+    first = (relevant or list(errors))[0]
+    loc = list(first.get("loc", ()))
+    if loc[:1] == ["body"]:
+        loc = loc[1:]
+    where = ".".join(str(part) for part in loc if not _BRANCH.search(str(part)))
+    what = str(first.get("msg", "invalid"))
     return f"{where}: {what}" if where else what
+
+
+#: The names pydantic gives a union's branches and a mapping's keys in an error's place.
+_BRANCH = re.compile(r"\[|^constrained-|^function-|^(str|int|float|bool|list|dict)$")
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -262,11 +282,13 @@ class JobSpec(BaseModel):
     name: Annotated[str, Field(max_length=256)] | None = None
     deliveries: list[Delivery] = Field(default_factory=list, max_length=16)
 
-    @field_validator("workdir")
+    @field_validator("workdir", mode="before")
     @classmethod
-    def _absolute_workdir(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("/") or "\0" in value):
-            raise ValueError("workdir must be an absolute path")
+    def _absolute_workdir(cls, value: Any) -> Any:
+        # Before the schema's pattern, so that the error says why in words.
+        if isinstance(value, str) and (not value.startswith("/") or "\0" in value):
+            raise ValueError("must be an absolute path: the daemon cannot know where a "
+                             "relative one starts")
         return value
 
 
@@ -360,6 +382,14 @@ class Job:
     purged_at: float | None = None
     attempts: tuple[Attempt, ...] = field(default=())
     deliveries: tuple[DeliveryRecord, ...] = field(default=())
+
+    @property
+    def failure(self) -> FailureKind | None:
+        """Why a job that ended in ``EXECUTOR_ERROR`` or ``SYSTEM_ERROR`` failed: its last
+        attempt's failure (``None`` for any other state, or a job that never ran)."""
+        if self.state not in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) or not self.attempts:
+            return None
+        return self.attempts[-1].failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,15 @@ class Monitor:
         for job_id in self._store.active_elsewhere(list(self._backends)):
             job = self._store.get(job_id)
             self._fail(job.id, f"the backend {job.backend!r} is not configured")
+        counts = self._store.count_by_state()
+        active = sum(n for state, n in counts.items() if not State(state).is_final)
+        if active:
+            # What a start after a stop (or a crash) takes over, for whoever reads the log;
+            # counted, not loaded: a store may hold a great many queued jobs.
+            under_way = sum(counts.get(s.value, 0) for s in
+                            (State.INITIALIZING, State.RUNNING, State.CANCELING))
+            log.info("picking up %d unfinished job(s); re-attaching %d attempt(s) under way",
+                     active, under_way)
         try:
             while True:
                 try:

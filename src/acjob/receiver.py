@@ -65,11 +65,16 @@ class ReceiverSettings:
     Attributes:
         default_backend: The backend of jobs that name none.
         webhook_signing: Whether callbacks can be signed (a webhook secret is set).
+        mail_sending: Whether results can be mailed (a ``[mail]`` table is configured).
+        config_file: The daemon's configuration file, which a refusal's hint names
+            (``None``: it read none).
         max_stdin_bytes: The largest stdin accepted, or ``None`` for no limit.
     """
 
     default_backend: str
     webhook_signing: bool = False
+    mail_sending: bool = False
+    config_file: str | None = None
     max_stdin_bytes: int | None = None
 
 
@@ -151,14 +156,15 @@ class Receiver:
 
         Raises:
             InvalidRequest: naming what is wrong (its backend, what the backend refuses,
-                a webhook without a secret to sign it, a working directory that does
-                not exist).
+                a webhook without a secret to sign it, a mail without a mail server to
+                send it, a working directory that does not exist).
         """
         backend = spec.backend or self.settings.default_backend
         if backend not in self.backends:
             raise InvalidRequest(
                 f"no backend named {backend!r} is configured",
-                hint=f"use one of: {', '.join(sorted(self.backends))}",
+                hint=f"use one of: {', '.join(sorted(self.backends))}; a [backends.{backend}] "
+                     f"table in {self._config_file()} makes another available",
                 code="unknown_backend",
             )
         self.backends[backend].validate(spec)
@@ -166,12 +172,31 @@ class Receiver:
                 d.type == "webhook" for d in spec.deliveries):
             raise InvalidRequest(
                 "this daemon has no webhook secret, so it cannot sign callbacks",
-                hint="set [webhook] secret in the daemon's configuration",
+                hint=f"set [webhook] secret in {self._config_file()}",
                 code="webhook_unavailable",
+            )
+        if not self.settings.mail_sending and any(d.type == "email" for d in spec.deliveries):
+            # Accepted, the mail would be retried against a server that is not there for
+            # days, and keep a private daemon from ever stopping.
+            raise InvalidRequest(
+                "this daemon has no [mail] configuration, so it cannot mail results",
+                hint=f"add a [mail] table (host, sender) to {self._config_file()}, or fetch "
+                     "the result with -t poll and acpoll",
+                code="mail_unavailable",
             )
         if spec.workdir is not None and not _is_dir(spec.workdir):
             raise InvalidRequest(f"the working directory {spec.workdir[:256]} does not exist",
+                                 hint="name a directory that exists where the daemon runs, "
+                                      "or none: each job then gets a fresh one",
                                  code="invalid_workdir")
+
+    def _config_file(self) -> str:
+        """Name the daemon's configuration file for a hint, and say that a change to it
+        takes a restart (the daemon reads it once, when it starts)."""
+        where = (self.settings.config_file or
+                 "the daemon's configuration file (docs/operations.md says where)")
+        return (f"{where}, then restart the daemon (ac shutdown; a private daemon starts "
+                "again with the next command)")
 
     def _write_files(self, job_id: str, item: Submission) -> Path:
         self.spool.create_job(job_id)

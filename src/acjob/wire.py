@@ -30,6 +30,7 @@ def job_json(job: Job) -> dict[str, Any]:
         },
         "attempt": job.attempt,
         "exit_code": job.exit_code,
+        "failure": job.failure.value if job.failure else None,
         "reason": job.reason,
         "stdin": {"mode": spec.stdin, "closed": job.stdin_closed, "bytes": job.stdin_bytes},
         "created_at": job.created_at,

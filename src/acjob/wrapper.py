@@ -57,6 +57,14 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: for a command that cannot be executed).
 CANNOT_ENTER_WORKDIR = 126
 
+#: Runs an argv, its words following as arguments, with ``exec``: a name such as
+#: "echo" runs the program, never a builtin. A program that cannot be found is said as
+#: ``acjob: NAME: command not found`` (status 127, as a shell says it), not with the
+#: wrapper script's path, which means nothing to the job's owner.
+_EXEC_ARGV = ("exec /bin/sh -c 'case $1 in */*) ;; *) command -v -- \"$1\" >/dev/null 2>&1 || "
+              "{ printf \"acjob: %s: command not found\\n\" \"$1\" >&2; exit 127; } ;; esac; "
+              "exec \"$@\"' acjob")
+
 
 def render_wrapper(
     *,
@@ -103,8 +111,7 @@ def render_wrapper(
     if isinstance(command, str):
         run = f"exec /bin/sh -c {q(command)}"
     else:
-        # exec, so that a name such as "echo" runs the program, never a builtin.
-        run = "exec " + " ".join(q(word) for word in command)
+        run = f"{_EXEC_ARGV} " + " ".join(q(word) for word in command)
     # The job's environment is set inside the subshell only, so no variable a job
     # sets (PATH, or a name the wrapper uses) can change what the wrapper does.
     exports = "".join(f"export {name}={q(value)}; " for name, value in env.items())

@@ -240,6 +240,25 @@ def test_webhook_retried_with_one_delivery_id_and_valid_signatures(ddaemon: Daem
         receiver.stop()
 
 
+def test_a_time_out_is_told_by_mail_and_by_callback(ddaemon: Daemon, smtp: SMTP,
+                                                   short_tmp: Path) -> None:
+    receiver = Receiver([])
+    try:
+        handle = ddaemon.run("acjob", "--time-limit", "1", "--webhook", receiver.url,
+                             "-t", "email", "me@example.org", "echo started; sleep 60")
+        assert handle.returncode == 0, handle.stderr
+        job_id = handle.stdout.decode().strip()
+        wait_for(lambda: smtp.inbox.messages and receiver.requests, what="both deliveries")
+    finally:
+        receiver.stop()
+    message = email.message_from_bytes(smtp.inbox.messages[0], policy=email.policy.default)
+    assert message["X-Acjob-Failure"] == "timeout"
+    assert json.loads(receiver.requests[0][1])["job"]["failure"] == "timeout"
+    extracted = ddaemon.run("acpoll", "--from-mail", input=smtp.inbox.messages[0])
+    assert (extracted.returncode, extracted.stdout) == (124, b"started\n")
+    assert f"job {job_id} timed out".encode() in extracted.stderr
+
+
 def test_webhook_404_is_not_retried(ddaemon: Daemon) -> None:
     receiver = Receiver([404, 404, 404])
     try:

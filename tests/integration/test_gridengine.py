@@ -59,8 +59,8 @@ def test_run_time_limit_is_a_timeout(gdaemon: Daemon) -> None:
     with client_for(gdaemon) as client:
         job = client.submit("echo started; sleep 300", resources={"time_limit_s": 2})
         info = job.wait(timeout=120)
-        assert info.state is State.SYSTEM_ERROR, info.reason
-        assert info.data["attempts"][0]["failure"] == "timeout"
+        assert info.state is State.EXECUTOR_ERROR, info.reason
+        assert info.failure == "timeout" and info.data["attempts"][0]["failure"] == "timeout"
         assert info.reason is not None and "limit" in info.reason
         assert b"".join(job.stdout()) == b"started\n"
 

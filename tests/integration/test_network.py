@@ -87,6 +87,30 @@ def test_the_bearer_scheme_is_case_insensitive(tcp_daemon: Daemon) -> None:
             assert response.status_code == 401, given
 
 
+def test_the_token_is_taken_as_an_http_basic_password(tcp_daemon: Daemon) -> None:
+    """For TES clients that can only send Basic credentials (Toil, Nextflow, a URL with
+    user:password@): any user name, the token as the password; nothing else passes."""
+    import base64
+
+    def basic(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    tasks = "/ga4gh/tes/v1/tasks"
+    with httpx.Client(base_url=tcp_daemon.url, auth=("toil", TOKEN)) as http:
+        assert http.get(tasks).status_code == 200
+        assert http.get("/v1/jobs").status_code == 200
+    host = tcp_daemon.url.removeprefix("http://")
+    assert httpx.get(f"http://anyone:{TOKEN}@{host}{tasks}").status_code == 200
+    with httpx.Client(base_url=tcp_daemon.url) as http:
+        for given in (basic("u", TOKEN + "x"), basic(TOKEN, ""), basic("", TOKEN[:-1]),
+                      "Basic " + base64.b64encode(TOKEN.encode()).decode(),  # no colon
+                      f"Basic {TOKEN}", "Basic !!!", basic("u", TOKEN) + "!"):
+            response = http.get(tasks, headers={"Authorization": given})
+            assert response.status_code == 401, given
+            assert "Basic" in response.headers["www-authenticate"]
+        assert http.get(tasks, headers={"Authorization": basic("", TOKEN)}).status_code == 200
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
 def test_refuses_tcp_without_token(short_tmp: Path, host: str) -> None:
     env = tool_env(short_tmp)

@@ -77,7 +77,7 @@ def test_mail_addresses_that_cannot_be_sent_are_refused(http: httpx.Client,
     assert response.status_code == 422, response.text
     body = response.json()
     assert body["error"]["code"] == "invalid_request"
-    assert body["error"]["message"].startswith("body.deliveries.0.email.to: ")
+    assert body["error"]["message"].startswith("deliveries.0.email.to: ")
     assert http.get("/v1/jobs").json()["jobs"] == []
 
 
@@ -89,7 +89,7 @@ def test_webhook_urls_with_credentials_are_refused(http: httpx.Client, url: str)
                                            "deliveries": [{"type": "webhook", "url": url}]})
     assert response.status_code == 422, response.text
     error = response.json()["error"]
-    assert error["message"].startswith("body.deliveries.0.webhook.url: ")
+    assert error["message"].startswith("deliveries.0.webhook.url: ")
     assert "credentials" in error["message"] and "[webhook] secret" in error["message"]
     assert "pw-secret" not in response.text
     assert http.get("/v1/jobs").json()["jobs"] == []
@@ -112,7 +112,7 @@ def test_webhook_urls_that_are_not_plain_http_are_refused(http: httpx.Client,
     response = http.post("/v1/jobs", json={"command": "true",
                                            "deliveries": [{"type": "webhook", "url": url}]})
     assert response.status_code == 422, response.text
-    assert response.json()["error"]["message"].startswith("body.deliveries.0.webhook.url: ")
+    assert response.json()["error"]["message"].startswith("deliveries.0.webhook.url: ")
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch"])

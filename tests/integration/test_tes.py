@@ -106,6 +106,8 @@ def test_every_response_matches_the_official_document(api: httpx.Client,
     info = api.get("/service-info")
     assert info.status_code == 200
     validate(info.json(), "tesServiceInfo")
+    # The GA4GH compliance suite wants an http(s) URL: by default, the service's own.
+    assert info.json()["organization"]["url"] == f"{tes_daemon.url}/"
     created = api.post("/tasks", json={"executors": [{"image": "x", "command": ["true"]}]})
     assert created.status_code == 200
     validate(created.json(), "tesCreateTaskResponse")
@@ -207,6 +209,26 @@ def test_file_and_http_inputs_failures_and_ignore_error(api: httpx.Client,
         "outputs": [{"path": "/out/x", "url": f"file://{short_tmp}/x"}],
         "executors": [{"image": "x", "command": ["true"]}]}).json()["id"]
     assert _wait(api, no_output)["state"] == "SYSTEM_ERROR"
+
+
+def test_each_executor_log_is_published_as_it_ends(api: httpx.Client,
+                                                   short_tmp: Path) -> None:
+    gate = short_tmp / "gate"
+    created = api.post("/tasks", json={"executors": [
+        {"image": "x", "command": ["sh", "-c", "echo first"]},
+        {"image": "x", "command": ["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"]},
+    ]})
+    task_id = created.json()["id"]
+
+    def first_logged() -> dict[str, Any] | None:
+        task = api.get(f"/tasks/{task_id}", params={"view": "FULL"}).json()
+        return task if task.get("logs") and task["logs"][-1]["logs"] else None
+
+    task = wait_for(first_logged, what="the first executor's log")
+    assert task["state"] == "RUNNING"  # the second executor still runs
+    assert [(e["exit_code"], e["stdout"]) for e in task["logs"][-1]["logs"]] == [(0, "first\n")]
+    gate.touch()
+    assert [e["exit_code"] for e in _wait(api, task_id)["logs"][-1]["logs"]] == [0, 0]
 
 
 def test_cancel_list_pages_and_filters(tes_daemon: Daemon, api: httpx.Client,

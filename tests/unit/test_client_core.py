@@ -105,8 +105,9 @@ def test_errors_that_retrying_cannot_fix_are_raised_at_once() -> None:
 
 
 def test_retrying_stops_at_the_deadline() -> None:
-    with pytest.raises(ConnectionFailed, match="cannot reach the acjob daemon: refused"):
-        FakeDriver(TransportError("refused")).run(Plans(0).shutdown())
+    # A driver's transport error says where and why (see acjob.client.reach).
+    with pytest.raises(ConnectionFailed, match=r"^cannot reach the acjob daemon at h: refused$"):
+        FakeDriver(TransportError("h: refused")).run(Plans(0).shutdown())
     with pytest.raises(StorageFull):
         FakeDriver(error(507, "storage_full")).run(Plans(0).shutdown())
 
@@ -231,3 +232,12 @@ def test_a_stream_of_an_ended_job_asks_nothing_more() -> None:
             emitted.append(effect.data)
             run.send(None)
     assert emitted == [b"out"]
+
+
+@pytest.mark.parametrize("handle", [JobHandle, AsyncJobHandle])
+def test_a_handle_waits_like_its_client(handle: type[Any]) -> None:
+    """``job.wait(poll=…)`` as ``client.wait(id, poll=…)``: the handle has every knob."""
+    client = Client if handle is JobHandle else AsyncClient
+    waits = inspect.signature(client.wait).parameters
+    assert list(inspect.signature(handle.wait).parameters) == [
+        "self", *[name for name in waits if name not in ("self", "job_id")]]

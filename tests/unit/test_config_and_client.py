@@ -37,7 +37,7 @@ def test_bad_endpoints(text: str) -> None:
 def test_config_file_errors_name_the_key(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[server]\nidle_timeout = -1\n")
-    with pytest.raises(ConfigError, match=r"server\.idle_timeout"):
+    with pytest.raises(ConfigError, match=r"\[server\] idle_timeout"):
         load_config(path)
     path.write_text("[server\n")
     with pytest.raises(ConfigError):
@@ -76,3 +76,97 @@ def test_resume_points() -> None:
     assert _resume_at({"bytes": 20, "closed": True}, 10, 10) is None
     with pytest.raises(ConnectionFailed):
         _resume_at({"bytes": 3, "closed": False}, 10, 10)
+
+
+def test_how_long_a_client_waits_for_the_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    from acjob.config import ClientConfig, retry_for_setting
+
+    monkeypatch.delenv("ACJOB_RETRY_FOR", raising=False)
+    assert retry_for_setting(ClientConfig()) == 60.0
+    assert retry_for_setting(ClientConfig(retry_for=5)) == 5.0
+    monkeypatch.setenv("ACJOB_RETRY_FOR", "0")
+    assert retry_for_setting(ClientConfig(retry_for=5)) == 0.0
+    for bad in ("soon", "-1", "inf", "nan"):
+        monkeypatch.setenv("ACJOB_RETRY_FOR", bad)
+        with pytest.raises(ConfigError, match="ACJOB_RETRY_FOR"):
+            retry_for_setting(ClientConfig())
+
+
+def test_a_failed_connection_is_said_in_words() -> None:
+    import errno
+
+    from acjob.client.reach import Reach, describe_failure
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    wrapped = RuntimeError("wrapped")
+    wrapped.__cause__ = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    assert describe_failure(refused) == "connection refused"
+    assert describe_failure(wrapped) == "no such socket"
+    said: list[str] = []
+    reach = Reach("unix:/x.sock", said.append)
+    first = reach.lost(refused, 30)
+    reach.lost(refused, 30)
+    assert str(first) == "unix:/x.sock: connection refused" and first.__cause__ is refused
+    assert said == ["waiting up to 30 s for the acjob daemon at unix:/x.sock "
+                    "(connection refused); ACJOB_RETRY_FOR sets the wait"]
+    reach.answered()
+    reach.lost(refused, 30)
+    assert len(said) == 2  # a new outage is said again
+
+
+def _config_error(tmp_path: Path, text: str) -> ConfigError:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(path) in raised.value.message  # every error names the file
+    return raised.value
+
+
+def test_configuration_errors_say_the_file_the_key_and_the_fix(tmp_path: Path) -> None:
+    toml = _config_error(tmp_path, "[server\n")
+    assert "is not valid TOML" in toml.message and toml.hint and "[name]" in toml.hint
+    typo = _config_error(tmp_path, '[server]\nlisten_on = "x"\n')
+    assert typo.message.endswith("unknown key 'listen_on' in [server]")
+    assert typo.hint is not None and typo.hint.startswith("did you mean 'listen'?")
+    table = _config_error(tmp_path, "[servr]\n")
+    assert table.message.endswith("unknown table [servr]")
+    assert table.hint is not None and "'server'" in table.hint
+    value = _config_error(tmp_path, "[server]\nretention_days = 0\n")
+    assert "[server] retention_days: Input should be greater than 0" in value.message
+    assert "Extra inputs" not in typo.message + table.message
+
+
+def test_a_backends_option_error_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    from acjob.daemon import build_backends
+    from acjob.spool import Spool
+
+    path = tmp_path / "config.toml"
+    path.write_text('[backends.local]\nslots = "x"\n')
+    with pytest.raises(ConfigError) as raised:
+        build_backends(load_config(path), Spool(tmp_path / "spool"))
+    assert raised.value.message == f"{path}: [backends.local] slots = 'x': not a whole number" \
+                                   " of slots"
+    assert raised.value.hint is not None and raised.value.hint.startswith("write slots = 8")
+
+
+def test_a_runtime_directory_open_to_others_asks_for_chmod(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from acjob.config import runtime_dir
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "acjob").mkdir(mode=0o755)
+    (tmp_path / "acjob").chmod(0o755)
+    with pytest.raises(ConfigError) as raised:
+        runtime_dir()
+    assert "open to other users (mode 0755)" in raised.value.message
+    assert raised.value.hint == f"chmod 700 {tmp_path / 'acjob'}"
+
+
+def test_a_tes_organization_url_is_an_http_url(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[tes]\norganization_url = "https://example.org/lab"\n')
+    assert load_config(path).tes.organization_url == "https://example.org/lab"
+    assert load_config(path).source == path
+    error = _config_error(tmp_path, '[tes]\norganization_url = "urn:acjob:local"\n')
+    assert "[tes] organization_url: Value error, not an http:// or https:// URL" in error.message

@@ -8,7 +8,7 @@ full spool, a cancel racing an end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -201,9 +201,21 @@ CONCLUDE: dict[str, tuple[Job, Verdict, str | None, AttemptEnd]] = {
     "a node failure is retried":
         (_job(retry=RetryPolicy(max_attempts=2)), Failed(NODE_FAIL, "NODE_FAIL"), None,
          AttemptEnd(State.PREEMPTED, None, NODE_FAIL, "NODE_FAIL (attempt 1 of 2; retrying)")),
-    "a time-out is final by default":
+    "a time-out is the job's own failure, final by default":
         (_job(retry=ONCE), Failed(TIMEOUT, "limit"), None,
-         AttemptEnd(State.SYSTEM_ERROR, None, TIMEOUT, "limit")),
+         AttemptEnd(State.EXECUTOR_ERROR, None, TIMEOUT, "limit")),
+    "a time-out with attempts left is final too, and its reason promises no retry":
+        (_job(), Failed(TIMEOUT, "limit"), None,
+         AttemptEnd(State.EXECUTOR_ERROR, None, TIMEOUT, "limit")),
+    "a time-out on the last attempt of a policy that retries it":
+        (_job(retry=ON_TIMEOUT, tries=3), Failed(TIMEOUT, "limit"), None,
+         AttemptEnd(State.EXECUTOR_ERROR, None, TIMEOUT, "limit (attempt 3 of 3)")),
+    "a scheduler's out-of-memory kill is the command's own failure (Slurm)":
+        (_job(), Failed(FailureKind.EXIT, "out of memory (Slurm)"), None,
+         AttemptEnd(State.EXECUTOR_ERROR, None, FailureKind.EXIT, "out of memory (Slurm)")),
+    "a time-out while canceling ends canceled":
+        (_job(State.CANCELING), Failed(TIMEOUT, "limit"), None,
+         AttemptEnd(State.CANCELED, reason="limit")),
     "a time-out is retried when the policy lists it":
         (_job(retry=ON_TIMEOUT), Failed(TIMEOUT, "limit"), None,
          AttemptEnd(State.PREEMPTED, None, TIMEOUT, "limit (attempt 1 of 3; retrying)")),
@@ -233,6 +245,14 @@ def test_conclude(job: Job, verdict: Verdict, full: str | None, expected: Attemp
     assert end == expected
     assert end.retry is (end.state is State.PREEMPTED)
     assert can_transition(job.state, end.state), "the table must allow every conclusion"
+
+
+def test_a_final_job_tells_its_failure() -> None:
+    job = _job(State.EXECUTOR_ERROR)
+    ended = Attempt("j", 1, state=AttemptState.ENDED, failure=TIMEOUT)
+    assert replace(job, attempts=(ended,)).failure is TIMEOUT
+    assert replace(job, state=State.COMPLETE, attempts=(ended,)).failure is None
+    assert replace(job, state=State.SYSTEM_ERROR, attempts=()).failure is None
 
 
 REFUSED = {

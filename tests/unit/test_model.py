@@ -15,6 +15,7 @@ from acjob.model import (
     State,
     can_transition,
     check_job_id,
+    describe_errors,
     new_job_id,
 )
 
@@ -93,3 +94,28 @@ def test_spec_round_trips_through_json() -> None:
     spec = JobSpec(command=["printf", "%s"], stdin="upload", env={"A": "1"},
                    labels={"k": "v"}, retry=RetryPolicy(max_attempts=5))
     assert JobSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+ERRORS = {
+    "an empty command": ({"command": ""}, "command: String should have at least 1 character"),
+    "too long an argv, not 'a valid string'": (
+        {"command": ["x"] * 70000},
+        "command: List should have at most 65536 items after validation, not 70000"),
+    "a variable name, without '[key]'": (
+        {"command": "x", "env": {"1X": "y"}},
+        "env.1X: String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$'"),
+    "a relative working directory, in words": (
+        {"command": "x", "workdir": "rel"},
+        "workdir: Value error, must be an absolute path: the daemon cannot know where a "
+        "relative one starts"),
+}
+
+
+@pytest.mark.parametrize("data,said", ERRORS.values(), ids=ERRORS.keys())
+def test_validation_errors_are_said_without_pydantics_branch_names(data: dict,
+                                                                    said: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobSpec.model_validate(data)
+    assert describe_errors(raised.value.errors()) == said
+    fastapi_form = [{**e, "loc": ("body", *e["loc"])} for e in raised.value.errors()]
+    assert describe_errors(fastapi_form) == said

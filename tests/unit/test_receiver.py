@@ -50,6 +50,25 @@ def test_a_refused_job_leaves_nothing(parts: tuple[Receiver, list[str | None]]) 
     assert woken == []
 
 
+def test_a_mail_needs_a_mail_server(parts: tuple[Receiver, list[str | None]]) -> None:
+    receiver, _ = parts
+    spec = JobSpec(command="true", deliveries=[{"type": "email", "to": "me@example.org"}])
+    with pytest.raises(InvalidRequest) as refused:
+        receiver.accept([Submission(spec)])
+    assert refused.value.code == "mail_unavailable" and "[mail]" in (refused.value.hint or "")
+    # A new [mail] table takes a restart: the hint says so, and names the file.
+    receiver.settings = ReceiverSettings(default_backend="local", config_file="/etc/a.toml")
+    with pytest.raises(InvalidRequest) as refused:
+        receiver.accept([Submission(spec)])
+    assert refused.value.hint == (
+        "add a [mail] table (host, sender) to /etc/a.toml, then restart the daemon (ac "
+        "shutdown; a private daemon starts again with the next command), or fetch the result "
+        "with -t poll and acpoll")
+    receiver.settings = ReceiverSettings(default_backend="local", mail_sending=True)
+    [(_, created)] = receiver.accept([Submission(spec)])
+    assert created
+
+
 def test_a_failed_commit_removes_the_files_it_would_have_owned(
         parts: tuple[Receiver, list[str | None]], monkeypatch: pytest.MonkeyPatch) -> None:
     receiver, _ = parts

@@ -51,8 +51,19 @@ def test_argv_words_are_never_interpreted(tmp_path: Path, word: str) -> None:
 
 
 def test_argv_runs_programs_not_builtins(tmp_path: Path) -> None:
-    a = _run(tmp_path, ["nonexistent-program-xyz"])
+    a = _run(tmp_path, ["nonexistent-program-xyz", "arg"])
     assert (a / "exit").read_text().split() == ["127"]
+    # In the job's words, as a shell says it: never the wrapper script's own path.
+    assert (a / "stderr").read_text() == "acjob: nonexistent-program-xyz: command not found\n"
+
+
+def test_an_argv_program_that_cannot_run_is_not_said_with_the_wrappers_path(
+        tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("not a program")
+    a = _run(tmp_path, [str(tmp_path / "plain")])
+    assert (a / "exit").read_text().split() == ["126"]
+    assert "job.sh" not in (a / "stderr").read_text()
+    assert (a / "stderr").read_text().startswith("acjob: ")
 
 
 @pytest.mark.parametrize(("code", "wrapper_code"), [(3, 3), (99, 1), (100, 1), (137, 137)])

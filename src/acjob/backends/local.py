@@ -70,7 +70,8 @@ def _group_exists(pgid: int) -> bool:
 def _positive(options: Mapping[str, Any], key: str, default: float) -> float:
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"backends.local.{key} must be a positive number of seconds")
+        raise ConfigError(f"[backends.local] {key} = {value!r}: not a number of seconds",
+                          hint=f"write {key} = {default:g} (a number above 0)")
     return float(value)
 
 
@@ -98,10 +99,12 @@ class LocalBackend:
     def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
         unknown = set(options) - {"slots", "kill_grace", "poll_interval"}
         if unknown:
-            raise ConfigError(f"unknown option(s) for the local backend: {sorted(unknown)}")
+            raise ConfigError(f"unknown key(s) in [backends.local]: {sorted(unknown)}",
+                              hint="its keys are slots, kill_grace and poll_interval")
         slots = options.get("slots", os.cpu_count() or 1)
         if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
-            raise ConfigError("backends.local.slots must be a positive integer")
+            raise ConfigError(f"[backends.local] slots = {slots!r}: not a whole number of "
+                              "slots", hint="write slots = 8 (at least 1; unset, the CPU count)")
         self.capacity: int | None = slots
         self.kill_grace = _positive(options, "kill_grace", 10.0)
         # Exits are notified; the poll is only a safety net.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
@@ -10,16 +11,29 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from ..client import Client, JobInfo, Which
 from ..config import DEFAULT_IDLE_TIMEOUT, load_config
 from ..daemon import resolve_settings, serve
-from ..errors import AcjobError
-from ..model import State, check_job_id
-from .common import EXIT_BROKEN_PIPE, fail, print_json, reports_errors, write_all
+from ..errors import AcjobError, ConnectionFailed
+from ..model import JobSpec, State, check_job_id, describe_errors
+from ..version import __version__
+from .common import (
+    EXIT_BROKEN_PIPE,
+    fail,
+    print_json,
+    reports_errors,
+    run_tool,
+    say_waiting,
+    write_all,
+)
+from .options import UsageError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="ac",
+                      message="%(prog)s %(version)s")
 def cli() -> None:
     """Run and inspect the acjob daemon."""
 
@@ -64,16 +78,47 @@ def _command_text(data: dict[str, Any]) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _label_filter(ctx: click.Context, param: click.Parameter,
+                  values: tuple[str, ...]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label {item}: a label filter is KEY=VALUE",
+                             hint="ac jobs --label project=x")
+        result[key] = value
+    return result
+
+
 @cli.command("jobs")
 @click.option("--state", "states", multiple=True,
-              type=click.Choice([s.value for s in State], case_sensitive=False))
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+              type=click.Choice([s.value for s in State], case_sensitive=False),
+              help="Only jobs in this state (repeat for several).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", callback=_label_filter,
+              help="Only jobs with this label (repeat: every one must match).")
+@click.option("--name", "name_prefix", metavar="PREFIX",
+              help="Only jobs whose name starts with PREFIX.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="Jobs per page.")
+@click.option("--cursor", help="The page after the one that printed this cursor.")
+@click.option("--all", "all_pages", is_flag=True, help="Every page, not only the first.")
 @click.option("--json", "as_json", is_flag=True)
 @reports_errors(code=1)
-def jobs_command(states: tuple[str, ...], limit: int, as_json: bool) -> None:
-    """List jobs, newest first."""
-    with Client() as client:
-        jobs, _ = client.list(state=[s.upper() for s in states], limit=limit)
+def jobs_command(states: tuple[str, ...], labels: dict[str, str], name_prefix: str | None,
+                 limit: int, cursor: str | None, all_pages: bool, as_json: bool) -> None:
+    """List jobs, newest first, a page at a time (the next page's cursor on stderr)."""
+    jobs: list[JobInfo] = []
+    with Client(on_wait=say_waiting) as client:
+        while True:
+            page, cursor = client.list(state=[s.upper() for s in states], label=labels,
+                                       name_prefix=name_prefix, limit=limit, cursor=cursor)
+            jobs += page
+            if not all_pages or cursor is None:
+                break
+    if cursor is not None:
+        # On stderr, so that stdout (a table, or JSON) stays what a script reads.
+        print(f"ac: more jobs follow: add --cursor {cursor} for the next page, or --all",
+              file=sys.stderr)
     if as_json:
         print_json([dict(j.data) for j in jobs])
         return
@@ -92,7 +137,7 @@ def jobs_command(states: tuple[str, ...], limit: int, as_json: bool) -> None:
 @reports_errors(code=1)
 def show_command(job_id: str, as_json: bool) -> None:
     """Show one job with its attempts."""
-    with Client() as client:
+    with Client(on_wait=say_waiting) as client:
         info = client.get(check_job_id(job_id))
     if as_json:
         print_json(dict(info.data))
@@ -106,6 +151,8 @@ def _describe(info: JobInfo) -> None:
     print(f"state     {info.state.value}" + (f" ({info.reason})" if info.reason else ""))
     if info.exit_code is not None:
         print(f"exit      {info.exit_code}")
+    if info.failure is not None:
+        print(f"failure   {info.failure.value}")
     print(f"command   {_command_text(dict(data))}")
     print(f"backend   {data['backend']}")
     print(f"created   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(data['created_at']))}")
@@ -122,13 +169,99 @@ def _describe(info: JobInfo) -> None:
 
 @cli.command("cancel")
 @click.argument("job_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print each job as a line of JSON.")
 @reports_errors(code=1)
-def cancel_command(job_ids: tuple[str, ...]) -> None:
+def cancel_command(job_ids: tuple[str, ...], as_json: bool) -> None:
     """Cancel jobs."""
-    with Client() as client:
+    with Client(on_wait=say_waiting) as client:
         for job_id in job_ids:
             info = client.cancel(check_job_id(job_id))
-            print(f"{info.id} {info.state.value}")
+            if as_json:
+                print_json(dict(info.data))
+            else:
+                print(f"{info.id} {info.state.value}")
+
+
+@cli.command("rm")
+@click.argument("job_ids", nargs=-1, required=True)
+@reports_errors(code=1)
+def rm_command(job_ids: tuple[str, ...]) -> None:
+    """Remove finished jobs' files now (stdin, output, default working directory), as
+    retention would later; their records stay. Stops at the first job that runs."""
+    with Client(on_wait=say_waiting) as client:
+        for job_id in job_ids:
+            info = client.remove_files(check_job_id(job_id))
+            print(f"{info.id} files removed")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _age_option(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """Return an age given as seconds, or a number with s, m, h or d (``90m``, ``7d``)."""
+    text = value.strip().lower()
+    unit = _UNITS.get(text[-1:], 0)
+    try:
+        seconds = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise click.BadParameter(f"{value!r} is not an age (such as 90m, 12h or 7d)")
+    return seconds
+
+
+@cli.command("prune")
+@click.option("--older-than", "age", required=True, metavar="AGE", callback=_age_option,
+              help="Jobs that ended at least this long ago: 90m, 12h, 7d (0: every one).")
+@reports_errors(code=1)
+def prune_command(age: float) -> None:
+    """Remove the files of every job that ended long enough ago, before retention would;
+    their records stay. Jobs whose result is still to be delivered keep theirs."""
+    with Client(on_wait=say_waiting) as client:
+        removed = client.prune(age)
+    print(f"removed the files of {removed} finished job(s)")
+
+
+@cli.command("submit")
+@click.option("--batch", "batch", type=click.File("r"), required=True, metavar="FILE",
+              help="One job per line, as JSON (the body of POST /v1/jobs); '-' is stdin.")
+@reports_errors(code=1)
+def submit_command(batch: Any) -> None:
+    """Submit many jobs at once, in one transaction: all of them, or none. Prints their
+    ids, one per line, in order (acpoll reads them)."""
+    specs: list[dict[str, Any]] = []
+    for number, line in enumerate(batch, 1):
+        if line.strip():
+            specs.append(_batch_line(batch.name, number, line))
+    if not specs:
+        raise UsageError(f"{batch.name} holds no job", hint='one per line: {"command": "CMD"}')
+    if len(specs) > 1000:
+        raise UsageError(f"{batch.name} holds {len(specs)} jobs; one batch takes at most 1000",
+                         hint="split the file (split -l 1000)")
+    with Client(on_wait=say_waiting) as client:
+        for job in client.submit_many(specs):
+            print(job.id)
+
+
+def _batch_line(name: str, number: int, line: str) -> dict[str, Any]:
+    """Return one line of a batch as a job spec the daemon will take.
+
+    Raises:
+        UsageError: not a JSON object, or not a job the job model accepts.
+    """
+    try:
+        spec = json.loads(line)
+        if not isinstance(spec, dict):
+            raise ValueError("not a JSON object")
+        JobSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise UsageError(f"{name} line {number}: {describe_errors(exc.errors())}",
+                         hint="the fields of a job are in docs/api.md") from None
+    except ValueError as exc:
+        raise UsageError(f"{name} line {number} is not a job as JSON: {exc}",
+                         hint='one job per line: {"command": "sort", "labels": {"k": "v"}}'
+                         ) from None
+    return spec
 
 
 @cli.command("logs")
@@ -141,7 +274,7 @@ def cancel_command(job_ids: tuple[str, ...]) -> None:
 def logs_command(job_id: str, which: str, follow: bool, attempt: int | None) -> None:
     """Write a job's stdout (or stderr) as it is now."""
     stream: Which = "stderr" if which == "stderr" else "stdout"
-    with Client() as client:
+    with Client(on_wait=say_waiting) as client:
         try:
             for chunk in client.stream(check_job_id(job_id), stream, follow=follow,
                                        attempt=attempt):
@@ -157,6 +290,9 @@ def shutdown_command() -> None:
     with Client(retry_for=0, autostart=False) as client:
         try:
             client.shutdown()
+        except ConnectionFailed as exc:
+            fail(AcjobError(exc.message, hint="if no daemon runs, there is nothing to stop; "
+                            "else check ACJOB_URL"), code=1)
         except AcjobError as exc:
             fail(exc, code=1)
     print("acjob daemon stopping", file=sys.stderr)
@@ -164,7 +300,7 @@ def shutdown_command() -> None:
 
 def main() -> None:
     """Entry point of the ``ac`` command."""
-    cli(prog_name="ac")
+    run_tool(cli, "ac")
 
 
 if __name__ == "__main__":

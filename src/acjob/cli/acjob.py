@@ -14,46 +14,37 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar, cast
 
 import click
 
 from ..client import AsyncClient, Client, Which
-from ..errors import AcjobError, Conflict
+from ..errors import AcjobError, Conflict, InvalidRequest
+from ..model import State
+from ..version import __version__
+from . import options
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     exit_status,
     explain_failure,
     fail,
     print_json,
+    run_tool,
+    say_waiting,
     write_all,
 )
 
 
-class _Command(click.Command):
-    """Remembers whether ``--`` separated the options from the command."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta["acjob.dashes"] = args.count("--")
-        return super().parse_args(ctx, args)
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=what)
-        result[key] = value
-    return result
-
-
 @click.command(
-    cls=_Command,
+    cls=options.AcjobCommand,
     context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
 )
+@click.version_option(__version__, "-V", "--version", prog_name="acjob",
+                      message="%(prog)s %(version)s")
 @click.option("-t", "--type", "mode", type=click.Choice(["pipe", "poll", "email", "webhook"]),
               default="pipe", show_default=True,
               help="How the output comes back; email and webhook take the address or URL "
@@ -62,64 +53,82 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
               help="Also mail the result to ADDRESS when the job ends.")
 @click.option("--webhook", "webhooks", multiple=True, metavar="URL",
               help="Also POST the result to URL when the job ends.")
-@click.option("--backend", help="Where the job runs (default: the daemon's).")
-@click.option("--workdir", help="Run in this directory (default: a fresh one per job).")
-@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set a variable.")
-@click.option("--cpus", type=click.IntRange(min=1), help="CPUs the job needs.")
-@click.option("--memory", "memory_mb", type=click.IntRange(min=1), help="Memory (MB).")
-@click.option("--time-limit", "time_limit_s", type=click.IntRange(min=1),
-              help="Wall-clock limit (seconds).")
-@click.option("--max-attempts", type=click.IntRange(1, 100),
+@click.option("--backend", metavar="NAME", help="Where the job runs (default: the daemon's).")
+@click.option("--workdir", metavar="DIR",
+              help="Run in DIR, e.g. '--workdir .' for this one (default: a fresh, empty "
+                   "directory per job).")
+@click.option("-e", "--env", multiple=True, metavar="NAME[=VALUE]",
+              help="Set a variable; NAME alone passes your own value of NAME. (The job "
+                   "starts with the daemon's environment, not yours.)")
+@click.option("--cpus", type=options.Bounded(1, 4096, "cpus"), metavar="N",
+              help="CPUs the job needs.")
+@click.option("--memory", "memory_mb", type=options.Bounded(1, 1 << 30, "MB"), metavar="MB",
+              help="Memory (MB).")
+@click.option("--time-limit", "time_limit_s", type=options.Bounded(1, 10 * 365 * 86400, "s"),
+              metavar="SECONDS",
+              help="Wall-clock limit (seconds); past it the job is stopped and acjob exits "
+                   "124.")
+@click.option("--max-attempts", type=options.Bounded(1, 100, "attempts"), metavar="N",
               help="Attempts in all when infrastructure fails (default 3).")
-@click.option("--name", help="A name for the job.")
+@click.option("--name", metavar="NAME", help="A name for the job (ac jobs --name finds it).")
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Label the job.")
 @click.option("-n", "--no-stdin", is_flag=True, help="Give the job no stdin.")
 @click.option("--cancel-on-interrupt", is_flag=True,
-              help="Ctrl-C cancels the job instead of detaching from it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON (poll mode).")
+              help="Ctrl-C (or SIGTERM, SIGHUP) cancels the job instead of detaching from it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the job as JSON instead of its id (not with -t pipe).")
 @click.argument("command", nargs=-1, required=True)
 @click.pass_context
 def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bool,
         cancel_on_interrupt: bool, as_json: bool, env: tuple[str, ...],
         label: tuple[str, ...], mail_to: tuple[str, ...], webhooks: tuple[str, ...],
-        **options: Any) -> None:
+        **given: Any) -> None:
     """Run COMMAND as a job; its output comes back as a pipe (-t pipe), a handle for
     acpoll (-t poll), a mail (-t email ADDRESS) or an HTTP callback (-t webhook URL).
 
     One COMMAND argument is a shell string; after '--', the words are an argv that
-    no shell sees. acjob exits with the job's status (255 if acjob failed).
+    no shell sees. acjob exits with the job's status (124: its time limit; 255: acjob
+    failed; 2: a usage error).
     """
-    argv_mode = ctx.meta.get("acjob.dashes", 0) > command.count("--")
-    deliveries = [{"type": "email", "to": a} for a in mail_to]
-    deliveries += [{"type": "webhook", "url": u} for u in webhooks]
+    if as_json and mode == "pipe":
+        raise options.UsageError("--json prints the job instead of its output: it goes with "
+                                 "-t poll, -t email or -t webhook",
+                                 hint="acjob -t poll --json CMD")
+    deliveries = [options.mail_delivery(a, "--mail") for a in mail_to]
+    deliveries += [options.webhook_delivery(u, "--webhook") for u in webhooks]
     if mode in ("email", "webhook"):
-        if len(command) < 2:
-            raise click.UsageError(f"-t {mode} needs the {'address' if mode == 'email' else 'URL'}"
-                                   " and then the command")
-        target, *rest = command
-        deliveries.append({"type": "email", "to": target} if mode == "email"
-                          else {"type": "webhook", "url": target})
-        argv_mode = rest[0] == "--"
-        command = tuple(rest[1:] if argv_mode else rest)
-        if not command:
-            raise click.UsageError("no command given")
-    job_command: str | list[str] = list(command) if argv_mode else " ".join(command)
-    # Popped even when unset: what stays in options are the client's own keywords.
+        target = ctx.meta.get("acjob.target")
+        if target is None:
+            raise options.UsageError(
+                f"-t {mode} needs the {'address' if mode == 'email' else 'URL'} and then "
+                "the command",
+                hint=f"acjob -t {mode} {'you@example.org' if mode == 'email' else 'URL'} CMD")
+        deliveries.append(options.mail_delivery(target, "-t email") if mode == "email"
+                          else options.webhook_delivery(target, "-t webhook"))
+    argv_mode = ctx.meta.get("acjob.dashes", 0) > command.count("--")
     resources = {k: v for k in ("cpus", "memory_mb", "time_limit_s")
-                 if (v := options.pop(k)) is not None}
-    max_attempts = options.pop("max_attempts")
-    spec: dict[str, Any] = {
-        "env": _pairs(env, "--env") or None,
-        "labels": _pairs(label, "--label") or None,
+                 if (v := given.pop(k)) is not None}
+    max_attempts = given.pop("max_attempts")
+    spec = options.checked({
+        "command": options.command(command, argv_mode),
+        "env": options.environment(env, os.environ) or None,
+        "labels": options.labels(label) or None,
         "resources": resources or None,
         "retry": {"max_attempts": max_attempts} if max_attempts else None,
         "deliveries": deliveries or None,
-        **options,
-    }
+        "workdir": options.workdir(given.pop("workdir")),
+        "backend": options.backend(given.pop("backend")),
+        "name": given.pop("name"),
+    })
+    job_command = spec.pop("command")
     use_stdin = not no_stdin and not sys.stdin.isatty()
     try:
-        code = asyncio.run(_run(mode, job_command, spec, use_stdin, cancel_on_interrupt,
-                                as_json))
+        code = _status(asyncio.run(_run(mode, job_command, spec, use_stdin,
+                                        cancel_on_interrupt, as_json)))
+    except InvalidRequest as exc:
+        # The daemon refused the job as asked (a backend it does not have, a working
+        # directory missing there): the command line must change, as for a usage error.
+        fail(exc, code=EXIT_USAGE)
     except AcjobError as exc:
         fail(exc)
     sys.exit(code)
@@ -128,8 +137,8 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
 async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: bool,
                cancel_on_interrupt: bool, as_json: bool) -> int:
     interrupted = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted.set)
-    async with AsyncClient() as client:
+    _catch_signals(interrupted)
+    async with AsyncClient(on_wait=say_waiting) as client:
         info = await client.create(command, stdin_upload=use_stdin, **spec)
         job_id = info.id
         upload: asyncio.Task[int] | None = None
@@ -222,9 +231,61 @@ async def _unless_interrupted(work: Coroutine[Any, Any, T] | asyncio.Task[T],
 
 def _leave(code: int) -> NoReturn:
     """Exit at once, without waiting for worker threads (one may be blocked on stdin)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(_status(code))
+
+
+#: The signals that interrupt acjob, all with Ctrl-C's rules: a web service that kills its
+#: child sends SIGTERM, a closed terminal SIGHUP, and neither may lose the job's handle.
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_caught: list[int] = []
+
+
+def _catch_signals(interrupted: asyncio.Event) -> None:
+    """Set ``interrupted`` on SIGINT, SIGTERM or SIGHUP, and remember which came first."""
+
+    def caught(signum: int) -> None:
+        if not _caught:
+            _caught.append(signum)
+            # After SIGHUP the terminal may be gone: what acjob still says (the acpoll
+            # line) must not fail on it.
+            sys.stderr = cast(TextIO, _Quiet(sys.stderr))
+        interrupted.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in _INTERRUPTS:
+        loop.add_signal_handler(signum, caught, signum)
+
+
+def _status(code: int) -> int:
+    """Return the exit status: an interruption by signal N exits 128+N (130 for
+    Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a killed command."""
+    if code == EXIT_INTERRUPTED and _caught:
+        return 128 + _caught[0]
+    return code
+
+
+class _Quiet:
+    """A text stream that drops what it cannot write (a terminal closed under it)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        """Write ``text`` if the stream still takes it; never raise ``OSError``."""
+        with contextlib.suppress(OSError):
+            return self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush if the stream can be flushed; never raise ``OSError``."""
+        with contextlib.suppress(OSError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 async def _pipe(client: AsyncClient, job_id: str) -> int:
@@ -235,7 +296,7 @@ async def _pipe(client: AsyncClient, job_id: str) -> int:
     """
     try:
         await asyncio.gather(_copy(client, job_id, "stdout", 1),
-                             _copy(client, job_id, "stderr", 2))
+                             _copy(client, job_id, "stderr", 2), _say_if_waiting(client, job_id))
     except BrokenPipeError:
         return EXIT_BROKEN_PIPE
     except Conflict as exc:
@@ -249,6 +310,34 @@ async def _pipe(client: AsyncClient, job_id: str) -> int:
     return exit_status(info)
 
 
+#: How long a job may take to start before acjob says, on a terminal, that it waits.
+QUIET_START_S = 1.0
+
+
+async def _say_if_waiting(client: AsyncClient, job_id: str) -> None:
+    """Say once on stderr, if it is a terminal, that the job has not started after
+    :data:`QUIET_START_S`: queued for room on its backend, or pending in a scheduler.
+    A pipe that prints nothing for minutes would look hung. A notice never fails the
+    pipe: whatever goes wrong here, the streams meet too and say it."""
+    if not sys.stderr.isatty():
+        return
+    with contextlib.suppress(AcjobError, OSError):
+        deadline = time.monotonic() + QUIET_START_S
+        info = await client.get(job_id)
+        while info.state in _NOT_STARTED and (left := deadline - time.monotonic()) > 0:
+            info = await client.get(job_id, wait=left, since=info.seq)
+        backend = info.data.get("backend", "its backend")
+        if info.state is State.QUEUED:
+            print(f"acjob: job {job_id} is queued: waiting for room on {backend} "
+                  "(Ctrl-C detaches)", file=sys.stderr)
+        elif info.state is State.INITIALIZING:
+            print(f"acjob: job {job_id} is submitted to {backend}, waiting for it to start "
+                  "(Ctrl-C detaches)", file=sys.stderr)
+
+
+_NOT_STARTED = (State.QUEUED, State.INITIALIZING)
+
+
 async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int) -> None:
     async for chunk in client.stream(job_id, which):
         write_all(fd, chunk)
@@ -256,4 +345,4 @@ async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int) -> None
 
 def main() -> None:
     """Entry point of the ``acjob`` command."""
-    cli(prog_name="acjob")
+    run_tool(cli, "acjob")

@@ -1,13 +1,15 @@
 """``acpoll``: wait for jobs started with ``acjob -t poll`` and write their output.
 
-Handles come as arguments, or one or more per line on stdin. For each job in turn
-acpoll waits (asking the daemon at most every ``-i`` seconds; it answers at once
-when the job ends), then writes the job's stdout to stdout and its stderr to
+Handles come as arguments, or one or more per line on stdin (or jobs as JSON, one
+per line, as ``acjob -t poll --json`` prints them). For each job in turn acpoll
+waits (one question to the daemon is held open at most ``-i`` seconds; it answers at
+once when the job ends), then writes the job's stdout to stdout and its stderr to
 stderr, byte for byte. It exits with the first non-zero job status, else 0.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -15,38 +17,53 @@ import click
 from ..client import Client
 from ..delivery.mail import extract_stdout
 from ..errors import AcjobError
-from ..model import State, check_job_id
+from ..model import FailureKind, State, check_job_id
+from ..version import __version__
 from .common import (
     EXIT_ACJOB_ERROR,
     EXIT_BROKEN_PIPE,
     EXIT_CANCELED,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
     exit_status,
     explain_failure,
     fail,
+    run_tool,
+    say_waiting,
     write_all,
 )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="acpoll",
+                      message="%(prog)s %(version)s")
 @click.option("-i", "--interval", type=click.FloatRange(0.1, 600), default=60.0,
-              show_default=True, help="Seconds between two questions to the daemon.")
+              show_default=True,
+              help="The longest one question to the daemon is held open, in seconds (it "
+                   "answers as soon as the job ends, so acpoll never waits longer for it).")
 @click.option("--stderr/--no-stderr", "with_stderr", default=True,
               help="Also write the jobs' stderr (on stderr).")
 @click.option("--from-mail", is_flag=True,
               help="Read a saved acjob result message on stdin and write the job's stdout.")
 @click.argument("handles", nargs=-1)
 def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str, ...]) -> None:
-    """Wait for each job HANDLE (or the handles read from stdin) and write its output."""
+    """Wait for each job HANDLE (or the handles read from stdin) and write its output.
+
+    Stdin holds handles (acjob -t poll), or jobs as JSON (acjob -t poll --json, ac
+    jobs --json, ac show --json).
+    """
     if from_mail:
         handles = _from_mail()
-    words = list(handles) if handles else sys.stdin.read().split()
+    # On a terminal, reading stdin would wait silently for a user who gave no handle.
+    given = handles or sys.stdin.isatty()
+    words = list(handles) if given else _read_handles(sys.stdin.read())
     if not words:
         fail(AcjobError("no job handle given",
-                        hint="acjob -t poll CMD | acpoll, or acpoll HANDLE"), code=2)
+                        hint="acjob -t poll CMD | acpoll, or acpoll HANDLE"), code=EXIT_USAGE)
     try:
         ids = [check_job_id(w) for w in words]
         status = 0
-        with Client() as client:
+        with Client(on_wait=say_waiting) as client:
             for job_id in ids:
                 info = client.wait(job_id, poll=interval)
                 try:
@@ -69,28 +86,50 @@ def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str,
     sys.exit(status)
 
 
+def _read_handles(text: str) -> list[str]:
+    """Return the handles in ``text``: words, or on a line that starts with ``{`` or
+    ``[``, the ids of the JSON job (or list of jobs) it holds."""
+    handles: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.lstrip().startswith(("{", "[")):
+            handles += line.split()
+            continue
+        try:
+            data = json.loads(line)
+            jobs = data if isinstance(data, list) else [data]
+            handles += [str(job["id"]) for job in jobs]
+        except (ValueError, TypeError, KeyError):
+            fail(AcjobError(f"line {number} of stdin is neither handles nor a job as JSON",
+                            hint="acjob -t poll CMD | acpoll, or acjob -t poll --json CMD | "
+                                 "acpoll"), code=EXIT_USAGE)
+    return handles
+
+
 def _from_mail() -> tuple[str, ...]:
     """Write the stdout carried by the message on stdin and exit with the job's status;
     if the message does not carry it (too large to mail), return the job's handle to
     fetch it from the daemon instead."""
     try:
-        stdout, job_id, exit_status, state = extract_stdout(sys.stdin.buffer)
+        saved = extract_stdout(sys.stdin.buffer)
     except AcjobError as exc:
         fail(exc)
-    if stdout is None:
-        return (job_id,) if job_id else ()
+    if saved.stdout is None:
+        return (saved.job_id,) if saved.job_id else ()
     try:
-        write_all(1, stdout)
+        write_all(1, saved.stdout)
     except BrokenPipeError:
         sys.exit(EXIT_BROKEN_PIPE)
-    if state == State.COMPLETE.value:
+    if saved.state == State.COMPLETE.value:
         sys.exit(0)
-    if state == State.EXECUTOR_ERROR.value and exit_status is not None:
-        sys.exit(exit_status)
-    print(f"acjob: job {job_id} {state}", file=sys.stderr)
-    sys.exit(EXIT_CANCELED if state == State.CANCELED.value else EXIT_ACJOB_ERROR)
+    if saved.state == State.EXECUTOR_ERROR.value and saved.exit_status is not None:
+        sys.exit(saved.exit_status)
+    if saved.failure == FailureKind.TIMEOUT.value:
+        print(f"acjob: job {saved.job_id} timed out", file=sys.stderr)
+        sys.exit(EXIT_TIMEOUT)
+    print(f"acjob: job {saved.job_id} {saved.state}", file=sys.stderr)
+    sys.exit(EXIT_CANCELED if saved.state == State.CANCELED.value else EXIT_ACJOB_ERROR)
 
 
 def main() -> None:
     """Entry point of the ``acpoll`` command."""
-    cli(prog_name="acpoll")
+    run_tool(cli, "acpoll")

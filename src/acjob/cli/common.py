@@ -9,18 +9,24 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+import click
+
 from ..client import JobInfo
 from ..errors import AcjobError
-from ..model import State
+from ..model import FailureKind, State
 
 #: acjob's own failure (daemon unreachable, job SYSTEM_ERROR), as ssh uses 255.
 EXIT_ACJOB_ERROR = 255
 #: A job canceled (as if killed by SIGTERM).
 EXIT_CANCELED = 143
+#: A job stopped at its time limit, as timeout(1) says it.
+EXIT_TIMEOUT = 124
 #: Interrupted by Ctrl-C.
 EXIT_INTERRUPTED = 130
 #: Our stdout was closed by the reader (as if killed by SIGPIPE).
 EXIT_BROKEN_PIPE = 141
+#: A mistake on the command line (click's status for usage errors).
+EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +41,33 @@ def fail(error: AcjobError | str, code: int = EXIT_ACJOB_ERROR) -> NoReturn:
     if hint:
         print(f"Try: {hint}", file=sys.stderr)
     sys.exit(code)
+
+
+def run_tool(command: click.Command, prog_name: str) -> NoReturn:
+    """Run a tool's click command; say a usage error as ``Error: …`` / ``Try: …``.
+
+    A usage error (an unknown option, a bad value, a missing argument) exits with
+    :data:`EXIT_USAGE`; its ``Try:`` line is the error's own hint (see
+    :class:`~acjob.cli.options.UsageError`), else the command's ``--help``. Click's own
+    usage errors print the usage line first. Ctrl-C before the tool's own handling
+    exits 130.
+    """
+    try:
+        result = command.main(prog_name=prog_name, standalone_mode=False)
+    except click.UsageError as exc:
+        hint = getattr(exc, "hint", None)
+        path = exc.ctx.command_path if exc.ctx is not None else prog_name
+        if hint is None and exc.ctx is not None:
+            print(exc.ctx.get_usage(), file=sys.stderr)
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        print(f"Try: {hint or f'{path} --help'}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def reports_errors(code: int = EXIT_ACJOB_ERROR) -> Callable[[F], F]:
@@ -65,6 +98,8 @@ def exit_status(info: JobInfo) -> int:
         return 0
     if info.state is State.EXECUTOR_ERROR and info.exit_code is not None:
         return info.exit_code
+    if info.failure is FailureKind.TIMEOUT:
+        return EXIT_TIMEOUT
     if info.state is State.CANCELED:
         return EXIT_CANCELED
     return EXIT_ACJOB_ERROR
@@ -75,7 +110,14 @@ def explain_failure(info: JobInfo) -> None:
     unexplained = info.state is State.EXECUTOR_ERROR and info.exit_code is None
     if info.state in (State.SYSTEM_ERROR, State.CANCELED) or unexplained:
         reason = info.reason or "no reason recorded"
-        print(f"acjob: job {info.id} {info.state.value}: {reason}", file=sys.stderr)
+        what = "timed out" if info.failure is FailureKind.TIMEOUT else info.state.value
+        print(f"acjob: job {info.id} {what}: {reason}", file=sys.stderr)
+
+
+def say_waiting(text: str) -> None:
+    """Tell the user at once that a call waits for an unreachable daemon (an ``on_wait``
+    for the clients), so a minute of retries is never silent."""
+    print(f"acjob: {text}", file=sys.stderr, flush=True)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -31,11 +31,11 @@ from .core import (
     Stdin,
     Streamed,
     Timeout,
-    TransportError,
     Which,
     resolve,
 )
 from .plans import Plans
+from .reach import Reach
 
 T = TypeVar("T")
 
@@ -46,19 +46,23 @@ class AsyncClient:
     Args:
         url: ``unix:/path.sock`` or ``http://host:port``.
         token: The bearer token for TCP daemons (default ``ACJOB_TOKEN``).
-        retry_for: How many seconds to keep retrying a call whose connection fails.
+        retry_for: How many seconds to keep retrying a call whose connection fails
+            (default ``ACJOB_RETRY_FOR``, else ``[client] retry_for``, else 60).
         timeout: Seconds to wait for an ordinary answer.
         autostart: Start the private daemon when it is the target and not running.
+        on_wait: Called with one sentence (what is waited for, where, for how long)
+            when a call starts waiting for an unreachable daemon; once per outage.
 
     Raises:
         ConfigError: the configuration file or ``url`` is invalid.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, *,
-                 retry_for: float = 60.0, timeout: float = 30.0,
-                 autostart: bool = True) -> None:
+                 retry_for: float | None = None, timeout: float = 30.0,
+                 autostart: bool = True, on_wait: Callable[[str], None] | None = None) -> None:
         self._target = resolve(url, token, autostart)
-        self._plans = Plans(retry_for)
+        self._plans = Plans(self._target.retry_for if retry_for is None else retry_for)
+        self._reach = Reach(self._target.where, on_wait)
         # Plain HTTP only: no certificate store to load (see Client).
         transport = httpx.AsyncHTTPTransport(uds=self._target.transport_uds, verify=False)
         self._http = httpx.AsyncClient(base_url=self._target.base_url, transport=transport,
@@ -104,6 +108,7 @@ class AsyncClient:
                             headers=effect.headers,
                             timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
                             else effect.timeout)
+                        self._reach.answered()
                         run.send(Response(response.status_code, response.headers,
                                           response.content))
                     elif isinstance(effect, Open):
@@ -113,6 +118,7 @@ class AsyncClient:
                             "GET", effect.path, params=effect.params,
                             timeout=httpx.Timeout(effect.timeout, read=None)))
                         raw = response.aiter_raw()
+                        self._reach.answered()
                         run.send(Response(response.status_code, response.headers))
                     elif isinstance(effect, Pull):
                         chunk = await anext(raw, b"") if raw is not None else b""
@@ -128,7 +134,7 @@ class AsyncClient:
                 except Exception as exc:
                     if isinstance(effect, Open | Pull):
                         await streams.aclose()
-                    run.throw(TransportError.wrapping(exc)
+                    run.throw(self._reach.lost(exc, self.retry_for)
                               if isinstance(exc, httpx.TransportError) else exc)
         finally:
             await streams.aclose()
@@ -214,6 +220,15 @@ class AsyncClient:
         """Cancel the job (idempotent); return it (see :meth:`Client.cancel`)."""
         return await self._run(self._plans.cancel(job_id))
 
+    async def remove_files(self, job_id: str) -> JobInfo:
+        """Remove a finished job's files now; return the job (its record stays)."""
+        return await self._run(self._plans.remove_files(job_id))
+
+    async def prune(self, older_than: float) -> int:
+        """Remove the files of the jobs that ended ``older_than`` seconds ago or more;
+        return how many."""
+        return await self._run(self._plans.prune(older_than))
+
     async def shutdown(self) -> None:
         """Ask the daemon to stop (running jobs go on)."""
         await self._run(self._plans.shutdown())
@@ -232,10 +247,11 @@ class AsyncClient:
 
     async def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
                    limit: int = 100, cursor: str | None = None,
+                   name_prefix: str | None = None,
                    ) -> tuple[builtins.list[JobInfo], str | None]:
         """Return one page of jobs (newest first) and the cursor of the next page."""
         return await self._run(self._plans.list(state=state, label=label, limit=limit,
-                                                cursor=cursor))
+                                                cursor=cursor, name_prefix=name_prefix))
 
 
 class AsyncJobHandle:

@@ -22,9 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
 
-from ..config import load_config, parse_endpoint, private_socket
+from ..config import (
+    DEFAULT_RETRY_FOR_S,
+    load_config,
+    parse_endpoint,
+    private_socket,
+    retry_for_setting,
+)
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
-from ..model import State
+from ..model import FailureKind, State
 
 Stdin = bytes | str | Path | IO[bytes] | Iterable[bytes] | None
 Which = Literal["stdout", "stderr"]
@@ -265,6 +271,17 @@ class JobInfo:
         """True once the job will not change any more."""
         return self.state.is_final
 
+    @property
+    def failure(self) -> FailureKind | None:
+        """Why a job that ended in ``EXECUTOR_ERROR`` or ``SYSTEM_ERROR`` failed
+        (``timeout`` for its time limit); ``None`` otherwise, or from a daemon that does
+        not say."""
+        value = self.data.get("failure")
+        try:
+            return FailureKind(value) if isinstance(value, str) else None
+        except ValueError:  # a kind this client does not know yet
+            return None
+
 
 @dataclass(frozen=True, slots=True)
 class JobOptions:
@@ -304,12 +321,17 @@ class Target:
         transport_uds: The Unix socket to connect to, if any.
         token: The bearer token, if any.
         autostart: The private daemon's socket, when the client starts it on demand.
+        where: The daemon's address, for people (``unix:/path`` or ``http://host:port``).
+        retry_for: How many seconds a call waits for an unreachable daemon, unless the
+            client is told otherwise.
     """
 
     base_url: str
     transport_uds: str | None
     token: str | None
     autostart: Path | None
+    where: str = "the acjob daemon"
+    retry_for: float = DEFAULT_RETRY_FOR_S
 
     @property
     def headers(self) -> dict[str, str]:
@@ -319,22 +341,25 @@ class Target:
 
 def resolve(url: str | None, token: str | None, autostart: bool = True) -> Target:
     """Find the daemon as the command-line tools do: ``url``, ``ACJOB_URL``, the
-    configuration file, else the private per-user daemon.
+    configuration file, else the private per-user daemon; and how long to wait for it:
+    ``ACJOB_RETRY_FOR``, else ``[client] retry_for``, else a minute.
 
     Raises:
-        ConfigError: the configuration file or the URL is invalid.
+        ConfigError: the configuration file, the URL or ``ACJOB_RETRY_FOR`` is invalid.
     """
     config = load_config()
     text = url or os.environ.get("ACJOB_URL") or config.client.url or config.server.listen
     token = (token or os.environ.get("ACJOB_TOKEN") or config.client.token
              or config.server.token)
+    wait = retry_for_setting(config.client)
     if not text:
         path = private_socket()
-        return Target("http://acjob", str(path), token, path if autostart else None)
+        return Target("http://acjob", str(path), token, path if autostart else None,
+                      f"unix:{path}", wait)
     endpoint = parse_endpoint(text)
     if endpoint.unix is not None:
-        return Target("http://acjob", str(endpoint.unix), token, None)
-    return Target(endpoint.url, None, token, None)
+        return Target("http://acjob", str(endpoint.unix), token, None, endpoint.url, wait)
+    return Target(endpoint.url, None, token, None, endpoint.url, wait)
 
 
 def _chunks(stdin: Stdin) -> Iterator[bytes]:
@@ -497,6 +522,7 @@ class Backoff:
     def __init__(self, retry_for: float) -> None:
         self.deadline = time.monotonic() + retry_for
         self.delay = _BACKOFF_START
+        self.retry_for = retry_for
 
     def next(self, error: Exception) -> float:
         """Return how long to wait before trying again after ``error``.
@@ -508,9 +534,11 @@ class Backoff:
         if time.monotonic() + self.delay > self.deadline:
             if isinstance(error, AcjobError):
                 raise error
+            tried = f" (tried for {self.retry_for:g} s)" if self.retry_for > 0 else ""
             raise ConnectionFailed(
-                f"cannot reach the acjob daemon: {error}",
-                hint="check that it runs (ac serve) and that ACJOB_URL points at it",
+                f"cannot reach the acjob daemon at {error}{tried}",
+                hint="check that it runs (ac serve) and that ACJOB_URL points at it; "
+                     "ACJOB_RETRY_FOR sets how long to wait",
             ) from error
         delay, self.delay = self.delay, min(self.delay * 2, _BACKOFF_MAX)
         return delay
@@ -519,3 +547,4 @@ class Backoff:
         """Start over: a full ``retry_for`` from now, the shortest delay first."""
         self.deadline = time.monotonic() + retry_for
         self.delay = _BACKOFF_START
+        self.retry_for = retry_for

@@ -205,7 +205,8 @@ class Plans:
         return JobInfo.from_json(data)
 
     def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
-             limit: int = 100, cursor: str | None = None) -> Plan[
+             limit: int = 100, cursor: str | None = None,
+             name_prefix: str | None = None) -> Plan[
         tuple[builtins.list[JobInfo], str | None]
     ]:
         """Return one page of jobs (newest first) and the cursor of the next page."""
@@ -213,6 +214,8 @@ class Plans:
                                   "label": [f"{k}={v}" for k, v in (label or {}).items()]}
         if cursor:
             params["cursor"] = cursor
+        if name_prefix:
+            params["name_prefix"] = name_prefix
         data = yield from self.request(Call("GET", "/v1/jobs", params=params))
         return [JobInfo.from_json(j) for j in data["jobs"]], data["next_cursor"]
 
@@ -220,6 +223,18 @@ class Plans:
         """Cancel the job (idempotent); return it."""
         return JobInfo.from_json((yield from self.request(Call("POST",
                                                               f"/v1/jobs/{job_id}/cancel"))))
+
+    def remove_files(self, job_id: str) -> Plan[JobInfo]:
+        """Remove a finished job's files now; return the job."""
+        return JobInfo.from_json((yield from self.request(Call("DELETE",
+                                                              f"/v1/jobs/{job_id}/files"))))
+
+    def prune(self, older_than: float) -> Plan[int]:
+        """Remove the files of the jobs that ended ``older_than`` seconds ago or more;
+        return how many."""
+        data = yield from self.request(Call("POST", "/v1/jobs/prune",
+                                            json={"older_than_s": older_than}))
+        return int(data["removed"])
 
     def shutdown(self) -> Plan[None]:
         """Ask the daemon to stop (running jobs go on)."""

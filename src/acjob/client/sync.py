@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -27,11 +27,11 @@ from .core import (
     Stdin,
     Streamed,
     Timeout,
-    TransportError,
     Which,
     resolve,
 )
 from .plans import Plans
+from .reach import Reach
 
 T = TypeVar("T")
 
@@ -48,19 +48,23 @@ class Client:
     Args:
         url: ``unix:/path.sock`` or ``http://host:port``.
         token: The bearer token for TCP daemons (default ``ACJOB_TOKEN``).
-        retry_for: How many seconds to keep retrying a call whose connection fails.
+        retry_for: How many seconds to keep retrying a call whose connection fails
+            (default ``ACJOB_RETRY_FOR``, else ``[client] retry_for``, else 60).
         timeout: Seconds to wait for an ordinary answer.
         autostart: Start the private daemon when it is the target and not running.
+        on_wait: Called with one sentence (what is waited for, where, for how long)
+            when a call starts waiting for an unreachable daemon; once per outage.
 
     Raises:
         ConfigError: the configuration file or ``url`` is invalid.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, *,
-                 retry_for: float = 60.0, timeout: float = 30.0,
-                 autostart: bool = True) -> None:
+                 retry_for: float | None = None, timeout: float = 30.0,
+                 autostart: bool = True, on_wait: Callable[[str], None] | None = None) -> None:
         self._target = resolve(url, token, autostart)
-        self._plans = Plans(retry_for)
+        self._plans = Plans(self._target.retry_for if retry_for is None else retry_for)
+        self._reach = Reach(self._target.where, on_wait)
         # acjob speaks plain HTTP only (TLS belongs to a reverse proxy), so no
         # certificate store is loaded: that alone would cost a tenth of a second.
         transport = httpx.HTTPTransport(uds=self._target.transport_uds, verify=False)
@@ -107,6 +111,7 @@ class Client:
                             headers=effect.headers,
                             timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
                             else effect.timeout)
+                        self._reach.answered()
                         run.send(Response(response.status_code, response.headers,
                                           response.content))
                     elif isinstance(effect, Open):
@@ -116,6 +121,7 @@ class Client:
                             "GET", effect.path, params=effect.params,
                             timeout=httpx.Timeout(effect.timeout, read=None)))
                         raw = response.iter_raw()
+                        self._reach.answered()
                         run.send(Response(response.status_code, response.headers))
                     elif isinstance(effect, Pull):
                         chunk = next(raw, b"")
@@ -131,7 +137,7 @@ class Client:
                 except Exception as exc:
                     if isinstance(effect, Open | Pull):
                         streams.close()
-                    run.throw(TransportError.wrapping(exc)
+                    run.throw(self._reach.lost(exc, self.retry_for)
                               if isinstance(exc, httpx.TransportError) else exc)
         finally:
             streams.close()
@@ -250,6 +256,22 @@ class Client:
         """
         return self._run(self._plans.cancel(job_id))
 
+    def remove_files(self, job_id: str) -> JobInfo:
+        """Remove a finished job's files now (stdin, output, its default working
+        directory), as retention would later; return the job (its record stays).
+
+        Raises:
+            Conflict: the job has not ended, or a delivery of its result still needs
+                them.
+        """
+        return self._run(self._plans.remove_files(job_id))
+
+    def prune(self, older_than: float) -> int:
+        """Remove the files of every job that ended ``older_than`` seconds ago or more
+        (by the daemon's clock), but for those a pending delivery needs; return how many
+        jobs' files were removed."""
+        return self._run(self._plans.prune(older_than))
+
     def shutdown(self) -> None:
         """Ask the daemon to stop (running jobs go on)."""
         self._run(self._plans.shutdown())
@@ -280,11 +302,15 @@ class Client:
                                                   follow=follow, attempt=attempt)))
 
     def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
-             limit: int = 100, cursor: str | None = None,
+             limit: int = 100, cursor: str | None = None, name_prefix: str | None = None,
              ) -> tuple[builtins.list[JobInfo], str | None]:
-        """Return one page of jobs (newest first) and the cursor of the next page."""
+        """Return one page of jobs (newest first) and the cursor of the next page.
+
+        ``state``, ``label`` (every pair must match) and ``name_prefix`` (the start of
+        the job's name) filter; the cursor (``None`` on the last page) asks for the next.
+        """
         return self._run(self._plans.list(state=state, label=label, limit=limit,
-                                          cursor=cursor))
+                                          cursor=cursor, name_prefix=name_prefix))
 
 
 class JobHandle:

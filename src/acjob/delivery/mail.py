@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+from dataclasses import dataclass
 from email import message_from_binary_file, policy
 from email.message import EmailMessage
 from typing import BinaryIO
@@ -27,6 +28,7 @@ from .base import output_file_size, read_output
 JOB_HEADER = "X-Acjob-Job"
 STATE_HEADER = "X-Acjob-State"
 EXIT_HEADER = "X-Acjob-Exit-Status"
+FAILURE_HEADER = "X-Acjob-Failure"
 DELIVERY_HEADER = "X-Acjob-Delivery"
 
 
@@ -44,6 +46,7 @@ def build_message(delivery: DeliveryRecord, job: Job, spool: Spool,
     msg[JOB_HEADER] = job.id
     msg[STATE_HEADER] = job.state.value
     msg[EXIT_HEADER] = "" if job.exit_code is None else str(job.exit_code)
+    msg[FAILURE_HEADER] = job.failure.value if job.failure else ""
     msg[DELIVERY_HEADER] = delivery.id
     command = job.spec.command if isinstance(job.spec.command, str) else " ".join(
         job.spec.command)
@@ -126,10 +129,29 @@ class MailChannel:
             raise PermanentError(f"the message to {msg['To']} cannot be sent: {exc}") from exc
 
 
-def extract_stdout(source: BinaryIO) -> tuple[bytes | None, str | None, int | None, str | None]:
-    """Read a saved result message; return (stdout, job id, exit status, state).
+@dataclass(frozen=True, slots=True)
+class SavedResult:
+    """What a saved result message tells of its job.
 
-    ``stdout`` is ``None`` if the message did not carry it (too large to mail).
+    Attributes:
+        stdout: The job's stdout, or ``None`` if the message did not carry it (too
+            large to mail).
+        job_id: The job's id.
+        exit_status: The command's exit status, if it has one.
+        state: The job's final state.
+        failure: Why it failed (``timeout``, ``exit``, …), if it did; ``None`` from a
+            message of a version that did not say.
+    """
+
+    stdout: bytes | None
+    job_id: str
+    exit_status: int | None
+    state: str
+    failure: str | None
+
+
+def extract_stdout(source: BinaryIO) -> SavedResult:
+    """Read a saved result message.
 
     Raises:
         InvalidRequest: this is not an acjob result message.
@@ -146,4 +168,6 @@ def extract_stdout(source: BinaryIO) -> tuple[bytes | None, str | None, int | No
         if part.get_filename() == "stdout":
             payload = part.get_payload(decode=True)
             stdout = payload if isinstance(payload, bytes) else b""
-    return stdout, str(job_id), exit_status, str(msg.get(STATE_HEADER, ""))
+    failure = str(msg.get(FAILURE_HEADER, "")).strip() or None
+    return SavedResult(stdout, str(job_id), exit_status, str(msg.get(STATE_HEADER, "")),
+                       failure)

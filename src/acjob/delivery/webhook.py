@@ -40,6 +40,7 @@ def payload(delivery: DeliveryRecord, job: Job, spool: Spool) -> dict[str, Any]:
     return {
         "delivery_id": delivery.id,
         "job": {"id": job.id, "state": job.state.value, "exit_code": job.exit_code,
+                "failure": job.failure.value if job.failure else None,
                 "reason": job.reason, "attempt": job.attempt, "ended_at": job.ended_at,
                 "labels": job.spec.labels},
         "stdout": {"path": f"/v1/jobs/{job.id}/stdout",

@@ -7,6 +7,8 @@ so that a 401 or a 413 is sent before any application code runs.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import time
 from typing import Any
@@ -45,8 +47,10 @@ class Guard:
             headers = dict(scope["headers"])
             if not _authorized(headers.get(b"authorization", b""), services.token.encode()):
                 await _reply(send, 401, error_body(
-                    "unauthorized", "a valid bearer token is required",
-                    "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools)"))
+                    "unauthorized", "a valid token is required",
+                    "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools), "
+                    "or HTTP Basic with the token as the password"),
+                    [(b"www-authenticate", b'Bearer realm="acjob", Basic realm="acjob"')])
                 return
         activity = services.activity
         activity.in_flight += 1
@@ -72,14 +76,26 @@ class Guard:
 
 
 def _authorized(header: bytes, token: bytes) -> bool:
-    """Tell whether an ``Authorization`` header carries ``Bearer TOKEN``.
+    """Tell whether an ``Authorization`` header carries the token: ``Bearer TOKEN``, or
+    HTTP Basic with the token as the password (any user name), for clients that can send
+    nothing else (TES clients such as Toil's ``--tesPassword``, or credentials in a URL).
 
-    The scheme is case-insensitive and one or more spaces follow it (RFC 7235). The
-    token is compared in constant time, and compared even when the scheme is wrong.
+    The scheme is case-insensitive and one or more spaces follow it (RFC 7235). What was
+    presented is compared with the token in constant time, and compared even when the
+    scheme is wrong or the Basic credentials do not decode.
     """
     scheme, _, credentials = header.partition(b" ")
-    same = hmac.compare_digest(credentials.lstrip(b" "), token)
-    return same and scheme.lower() == b"bearer"
+    scheme, credentials = scheme.lower(), credentials.strip(b" ")
+    presented = credentials
+    if scheme == b"basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        _, colon, password = decoded.partition(b":")
+        presented = password if colon else b""
+    same = hmac.compare_digest(presented, token)
+    return same and scheme in (b"bearer", b"basic")
 
 
 #: Methods whose requests have no body for the application to read.
@@ -157,8 +173,9 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _reply(send: Send, status: int, body: dict[str, Any],
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
     response = JSONResponse(body, status_code=status)
     await send({"type": "http.response.start", "status": status,
-                "headers": response.raw_headers})
+                "headers": response.raw_headers + (headers or [])})
     await send({"type": "http.response.body", "body": response.body})

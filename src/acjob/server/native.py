@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from ..errors import Gone, InvalidRequest
 from ..model import JobSpec, State, check_job_id
 from ..receiver import Submission
+from ..removal import prune, remove_files
 from ..spool import Stream
 from ..version import __version__
 from ..wire import job_json
@@ -174,6 +175,31 @@ async def cancel(job_id: JobId, svc: Svc) -> JSONResponse:
     return _reply(job_json(svc.receiver.cancel(job_id)), 202)
 
 
+@router.delete("/v1/jobs/{job_id}/files", tags=["jobs"])
+async def remove_job_files(job_id: JobId, svc: Svc) -> dict[str, Any]:
+    """Remove a finished job's files now (stdin, output, its default working directory),
+    as retention would later; the job's record stays, its output answers ``410`` from
+    then on. ``409 job_active`` while it runs, ``409 delivery_pending`` while a delivery
+    of its result still needs them."""
+    return job_json(remove_files(svc.store, svc.spool, job_id))
+
+
+class Prune(BaseModel):
+    """Which finished jobs lose their files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    older_than_s: Annotated[float, Field(ge=0, le=_MAX_OFFSET, allow_inf_nan=False)]
+
+
+@router.post("/v1/jobs/prune", tags=["jobs"])
+async def prune_jobs(body: Prune, svc: Svc) -> dict[str, int]:
+    """Remove the files of every job that ended more than ``older_than_s`` seconds ago
+    (by the daemon's clock), but for those a pending delivery still needs; answer how
+    many jobs' files were removed."""
+    return {"removed": prune(svc.store, svc.spool, time.time() - body.older_than_s)}
+
+
 @router.get("/v1/jobs/{job_id}/stdin", tags=["jobs"])
 async def stdin_status(job_id: JobId, svc: Svc) -> dict[str, Any]:
     """Tell how many stdin bytes have arrived (where a broken upload resumes)."""
@@ -214,7 +240,8 @@ def _output_route(stream: Stream) -> Any:
     ) -> StreamingResponse:
         job = svc.store.get(job_id)
         if job.purged_at is not None:
-            raise Gone(f"the files of job {job_id} were removed after the retention time",
+            raise Gone(f"the files of job {job_id} were removed (after the retention time, "
+                       "or on request)",
                        hint="raise [server] retention_days to keep output longer",
                        code="output_expired")
         while follow and attempt is None and job.attempt == 0 and not job.state.is_final:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ValidationError
 
 from ..config import TesConfig
@@ -119,8 +119,12 @@ def _document(svc: Services, task_id: str) -> tuple[Any, dict[str, Any]]:
     return svc.store.get(job_id), json.loads(body)
 
 
-def service_info(svc: Svc) -> dict[str, Any]:
-    """Describe the service (GA4GH service-info, TES flavour)."""
+def service_info(svc: Svc, request: Request) -> dict[str, Any]:
+    """Describe the service (GA4GH service-info, TES flavour).
+
+    The organization's URL is ``[tes] organization_url``, else the service's own (the
+    base URL it was asked at): service-info requires an http(s) URL there.
+    """
     settings: TesConfig = svc.tes
     where = ("on the host; images are ignored" if settings.runtime is None
              else f"inside {settings.runtime[0]}")
@@ -132,7 +136,7 @@ def service_info(svc: Svc) -> dict[str, Any]:
                        f"Executors run {where}. Inputs: content, file://, http(s)://; "
                        f"outputs: file://.",
         "organization": {"name": settings.organization_name,
-                         "url": settings.organization_url},
+                         "url": settings.organization_url or str(request.base_url)},
         "version": __version__,
         "storage": ["file:///"],
         "tesResources_backend_parameters": list(BACKEND_PARAMETERS),
