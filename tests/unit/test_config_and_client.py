@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from acjob.backends.local import parse_native_id, process_start_time
-from acjob.client.core import _chunks, _resume_at, _with_lookahead
+from acjob.client.stdin import _chunks, _resume_at, _with_lookahead
 from acjob.config import load_config, parse_endpoint
 from acjob.errors import ConfigError, ConnectionFailed
 

@@ -22,7 +22,8 @@ Each operation is written once, as a plan free of I/O (:mod:`.plans`, on
 from __future__ import annotations
 
 from .aio import AsyncClient, AsyncJobHandle
-from .core import UPLOAD_CHUNK, JobInfo, Stdin, Which
+from .core import JobInfo, Which
+from .stdin import UPLOAD_CHUNK, Stdin
 from .sync import Client, JobHandle
 
 __all__ = [

@@ -28,7 +28,6 @@ from .core import (
     Response,
     Run,
     Sleep,
-    Stdin,
     Streamed,
     Timeout,
     Which,
@@ -36,6 +35,7 @@ from .core import (
 )
 from .plans import Plans
 from .reach import Reach
+from .stdin import Stdin
 
 T = TypeVar("T")
 

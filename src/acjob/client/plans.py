@@ -17,31 +17,33 @@ from typing import Any, cast
 from ..errors import Conflict
 from .core import (
     RETRIABLE,
-    UPLOAD_CHUNK,
     Backoff,
     Block,
     Call,
     Emit,
     JobInfo,
     JobOptions,
-    LiveStdin,
     Open,
     Plan,
     Response,
-    Segment,
     Sleep,
-    Stdin,
     Streamed,
     Which,
-    _chunks,
-    _resume_at,
-    _with_lookahead,
     call,
     error_of,
-    is_live,
     open_stream,
     pull,
     read_stdin,
+)
+from .stdin import (
+    UPLOAD_CHUNK,
+    LiveStdin,
+    Segment,
+    Stdin,
+    _chunks,
+    _resume_at,
+    _with_lookahead,
+    is_live,
 )
 
 

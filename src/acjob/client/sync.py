@@ -24,7 +24,6 @@ from .core import (
     Response,
     Run,
     Sleep,
-    Stdin,
     Streamed,
     Timeout,
     Which,
@@ -32,6 +31,7 @@ from .core import (
 )
 from .plans import Plans
 from .reach import Reach
+from .stdin import Stdin
 
 T = TypeVar("T")
 
