@@ -7,9 +7,7 @@ any other.
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,105 +24,15 @@ from pydantic import (
 )
 
 from .address import check_mail_address
-from .errors import InvalidRequest
-
-
-class State(StrEnum):
-    """The life cycle of a job (TES names)."""
-
-    QUEUED = "QUEUED"
-    INITIALIZING = "INITIALIZING"
-    RUNNING = "RUNNING"
-    PAUSED = "PAUSED"
-    COMPLETE = "COMPLETE"
-    EXECUTOR_ERROR = "EXECUTOR_ERROR"
-    SYSTEM_ERROR = "SYSTEM_ERROR"
-    CANCELING = "CANCELING"
-    CANCELED = "CANCELED"
-    PREEMPTED = "PREEMPTED"
-
-    @property
-    def is_final(self) -> bool:
-        """True once nothing can change the job any more."""
-        return self in FINAL_STATES
-
-
-FINAL_STATES = frozenset(
-    {State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED}
-)
-
-_Q, _I, _R = State.QUEUED, State.INITIALIZING, State.RUNNING
-_CING, _P = State.CANCELING, State.PREEMPTED
-
-#: Allowed changes. ``PREEMPTED`` is the pause between a failed attempt and its
-#: retry; ``QUEUED -> QUEUED`` is not a change and is not listed.
-TRANSITIONS: dict[State, frozenset[State]] = {
-    _Q: frozenset({_I, _R, _CING, State.CANCELED, State.SYSTEM_ERROR}),
-    _I: frozenset({_Q, _R, _P, _CING, *FINAL_STATES}),
-    _R: frozenset({_P, _CING, *FINAL_STATES}),
-    _P: frozenset({_Q, _I, _CING, State.CANCELED, State.SYSTEM_ERROR}),
-    _CING: frozenset({State.CANCELED, *FINAL_STATES}),
-    State.PAUSED: frozenset(),
-    State.COMPLETE: frozenset(),
-    State.EXECUTOR_ERROR: frozenset(),
-    State.SYSTEM_ERROR: frozenset(),
-    State.CANCELED: frozenset(),
-}
-
-
-def can_transition(old: State, new: State) -> bool:
-    """Tell whether the table allows ``old -> new``."""
-    return new in TRANSITIONS[old]
-
-
-class FailureKind(StrEnum):
-    """Why an attempt ended without an exit status of its own.
-
-    ``EXIT`` is the exception: the command ran and exited non-zero.
-    """
-
-    EXIT = "exit"
-    LOST = "lost"
-    NODE_FAIL = "node_fail"
-    PREEMPTED = "preempted"
-    TIMEOUT = "timeout"
-    BOOT_FAIL = "boot_fail"
-    SUBMIT = "submit"
-    SPOOL_FULL = "spool_full"
-
-
-INFRASTRUCTURE_FAILURES = frozenset(
-    {FailureKind.LOST, FailureKind.NODE_FAIL, FailureKind.PREEMPTED, FailureKind.BOOT_FAIL}
-)
-#: Failures of the job's own doing (its command, the limits it asked for), not the
-#: infrastructure's: a job they end is an ``EXECUTOR_ERROR``, never a ``SYSTEM_ERROR``.
-OWN_FAILURES = frozenset({FailureKind.EXIT, FailureKind.TIMEOUT})
-
-_ID_RE = re.compile(r"[a-z2-7]{26}")
-
-
-def new_job_id() -> str:
-    """Return a fresh job id: 128 random bits, lowercase base32 (26 characters).
-
-    The id is unguessable, so a job URL works as a capability; its alphabet is
-    safe in file names, URLs, shell words and scheduler job names.
-    """
-    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
-
-
-def check_job_id(job_id: str) -> str:
-    """Return ``job_id`` if it has the shape of an acjob id.
-
-    Raises:
-        InvalidRequest: for anything else; such a string never reaches the file system.
-    """
-    if not _ID_RE.fullmatch(job_id):
-        raise InvalidRequest(
-            f"{job_id[:64]!r} is not a job id",
-            hint="a job id is 26 characters of a-z and 2-7, as printed by acjob -t poll",
-            code="invalid_job_id",
-        )
-    return job_id
+from .ids import check_job_id as check_job_id
+from .ids import new_job_id as new_job_id
+from .states import FINAL_STATES as FINAL_STATES
+from .states import INFRASTRUCTURE_FAILURES as INFRASTRUCTURE_FAILURES
+from .states import OWN_FAILURES as OWN_FAILURES
+from .states import TRANSITIONS as TRANSITIONS
+from .states import FailureKind as FailureKind
+from .states import State as State
+from .states import can_transition as can_transition
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:

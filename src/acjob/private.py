@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import default_state_dir, load_config, runtime_dir
 from .errors import ConnectionFailed
+from .locations import config_path, default_state_dir, runtime_dir
 
 START_TIMEOUT = 30.0
 
@@ -57,7 +57,12 @@ def ensure_private_daemon(path: Path) -> None:
 
 
 def _start(path: Path) -> None:
-    state = load_config().server.state_dir or default_state_dir()
+    state = default_state_dir()
+    if config_path() is not None:
+        # Starting a daemon is rare: its configuration's schema may load here.
+        from .config import load_config
+
+        state = load_config().server.state_dir or state
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = state / "daemon.log"
     read_fd, write_fd = os.pipe()

@@ -69,6 +69,7 @@ def test_layers_point_one_way() -> None:
     """model <- store <- backends/delivery <- monitor/sender/server <- cli."""
     graph = _graph()
     lower = {"acjob.model", "acjob.errors", "acjob.lifecycle", "acjob.wire", "acjob.address",
+             "acjob.states", "acjob.ids",
              "acjob.version"}
     for name, imported in graph.items():
         if name in lower:
@@ -85,4 +86,17 @@ def test_the_daemon_never_loads_the_client() -> None:
             "print(sorted(m for m in sys.modules if m.startswith(('acjob.client', 'acjob.cli'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_client_without_a_configuration_file_never_loads_the_job_schema(
+        tmp_path: Path) -> None:
+    """A web service's `acjob.Client()` finds the private daemon without pydantic: the
+    schemas (job model, configuration) are for the daemon and for checking input."""
+    code = ("import sys, acjob; from acjob.client.core import resolve; "
+            "resolve(None, None, autostart=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout
     assert out.strip() == "[]"

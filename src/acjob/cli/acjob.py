@@ -22,7 +22,7 @@ import click
 
 from ..client import AsyncClient, Client, Which
 from ..errors import AcjobError, Conflict, InvalidRequest
-from ..model import State
+from ..states import State
 from ..version import __version__
 from . import options
 from .common import (

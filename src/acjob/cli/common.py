@@ -13,7 +13,7 @@ import click
 
 from ..client import JobInfo
 from ..errors import AcjobError
-from ..model import FailureKind, State
+from ..states import FailureKind, State
 
 #: acjob's own failure (daemon unreachable, job SYSTEM_ERROR), as ssh uses 255.
 EXIT_ACJOB_ERROR = 255

@@ -20,15 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
-from ..config import (
-    DEFAULT_RETRY_FOR_S,
-    load_config,
-    parse_endpoint,
-    private_socket,
-    retry_for_setting,
-)
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
-from ..model import FailureKind, State
+from ..locations import DEFAULT_RETRY_FOR_S, config_path, parse_endpoint, private_socket, retry_for
+from ..states import FailureKind, State
 
 Which = Literal["stdout", "stderr"]
 
@@ -343,11 +337,19 @@ def resolve(url: str | None, token: str | None, autostart: bool = True) -> Targe
     Raises:
         ConfigError: the configuration file, the URL or ``ACJOB_RETRY_FOR`` is invalid.
     """
-    config = load_config()
-    text = url or os.environ.get("ACJOB_URL") or config.client.url or config.server.listen
-    token = (token or os.environ.get("ACJOB_TOKEN") or config.client.token
-             or config.server.token)
-    wait = retry_for_setting(config.client)
+    configured_url = configured_token = None
+    configured_wait: float | None = None
+    if config_path() is not None:
+        # Only with a file to read: its schema is the one heavy import of a client.
+        from ..config import load_config
+
+        config = load_config()
+        configured_url = config.client.url or config.server.listen
+        configured_token = config.client.token or config.server.token
+        configured_wait = config.client.retry_for
+    text = url or os.environ.get("ACJOB_URL") or configured_url
+    token = token or os.environ.get("ACJOB_TOKEN") or configured_token
+    wait = retry_for(configured_wait)
     if not text:
         path = private_socket()
         return Target("http://acjob", str(path), token, path if autostart else None,
