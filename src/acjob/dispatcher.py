@@ -121,8 +121,10 @@ class Dispatcher:
                 workdir = Path(job.spec.workdir)
             stdin = self._spool.stdin_path(job.id) if job.spec.stdin == "upload" else None
             feed = None
-            if stdin is not None and self._spool.closed_stdin_size(job.id) is None:
+            if stdin is not None and not job.stdin_closed \
+                    and self._spool.closed_stdin_size(job.id) is None:
                 # Still arriving: the command reads it through the feeder, as it comes.
+                # (A stdin closed by a version without close marks is whole in its file.)
                 feed = [sys.executable, "-I", "-S", feeder.__file__, str(stdin),
                         str(self._spool.stdin_mark_path(job.id))]
             script = render_wrapper(

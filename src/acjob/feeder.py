@@ -108,6 +108,9 @@ def feed(path: str, mark: str, out: int = 1) -> int:
                 source = _open(path)
                 if source is None:
                     raise FileNotFoundError(errno.ENOENT, "stdin is closed but missing", path)
+                if offset > final:
+                    raise OSError(errno.EIO, f"{offset} bytes fed, past the final {final}",
+                                  path)
                 offset = _copy(source, out, offset, final)
                 if offset < final:
                     raise OSError(errno.EIO, f"stdin ends at {offset} of {final} bytes", path)
@@ -122,6 +125,11 @@ def feed(path: str, mark: str, out: int = 1) -> int:
                 continue
             if _reader_gone(out, wait):
                 return offset
+            # (os.path, not pathlib: the feeder starts on every node, importing little.)
+            if not os.path.isdir(os.path.dirname(path)):  # noqa: PTH112, PTH120
+                # The job's files were removed (the job is gone): nothing will come.
+                raise FileNotFoundError(errno.ENOENT, "the job's spool directory is gone",
+                                        path)
             wait = min(wait * 2, LONGEST_WAIT)
     except BrokenPipeError:
         return offset
@@ -138,7 +146,7 @@ def main(argv: list[str]) -> int:
     of file, and take a cut stdin for a whole one. The command dies of it instead,
     and the feeder then finds its reader gone.
     """
-    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR2"):
         signal.signal(getattr(signal, name), signal.SIG_IGN)
     if len(argv) != 2:
         print("usage: feeder.py STDIN MARK", file=sys.stderr)

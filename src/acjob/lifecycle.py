@@ -36,6 +36,8 @@ from .model import (
     State,
 )
 
+#: What a wrapper notes beside the status when its feeder failed (see acjob.wrapper).
+FEED_FAILED = "FEED"
 #: How long a wrapper may hold its claim without recording its pid before the
 #: attempt counts as lost (at least; a backend's lost_grace may be longer).
 CLAIM_GRACE = 30.0
@@ -161,6 +163,10 @@ def judge(job: Job, attempt: Attempt, seen: Observation, record: ExitRecord | No
     if seen.state == "failed":
         return Failed(seen.failure or FailureKind.LOST,
                       seen.reason or "the scheduler reported a failure")
+    if record is not None and record.signal == FEED_FAILED:
+        # The wrapper says its feeder failed: the command read a cut stdin.
+        return Failed(FailureKind.LOST, "the job's stdin could not be fed to it "
+                      "(its attempt's feed.log says why)")
     if timed_out:
         limit = job.spec.resources.time_limit_s
         return Failed(FailureKind.TIMEOUT, f"the time limit of {limit} s was reached")

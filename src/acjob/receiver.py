@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends.base import Backend
-from .errors import Conflict, InvalidRequest
+from .errors import Conflict, Gone, InvalidRequest
 from .lifecycle import after_cancel_request
 from .model import Job, JobSpec, NewJob, new_job_id
 from .spool import Spool
@@ -250,6 +250,9 @@ class Receiver:
         job = self.store.get(job_id)
         if job.spec.stdin != "upload":
             raise Conflict("this job was submitted without stdin upload", code="no_stdin")
+        if job.purged_at is not None:
+            # Its directory is gone for good: never make it again.
+            raise Gone(f"the files of job {job_id} were removed", code="output_expired")
         lock = self._stdin_locks.setdefault(job_id, asyncio.Lock())
         async with lock:
             job = self.store.get(job_id)

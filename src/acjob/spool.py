@@ -4,7 +4,7 @@
 <spool>/<job id>/            0700
     stdin                    the uploaded stdin (complete once the store says closed)
     work/                    the default working directory
-    <attempt>/               one directory per attempt: job.sh, claim/, pid,
+    <attempt>/               one directory per attempt: job.sh, claim, pid,
                              stdout, stderr, exit (see :mod:`acjob.wrapper`)
 ```
 
@@ -31,6 +31,8 @@ Stream = Literal["stdout", "stderr"]
 _COPY_CHUNK = 1 << 20
 #: The close mark of a job's stdin (see :meth:`Spool.close_stdin`).
 STDIN_MARK = "stdin.size"
+#: What the daemon writes in a claim it makes to fence an attempt (a wrapper's is empty).
+FENCE = b"fence\n"
 #: Names of files of a job's own (its plan): plain names, never paths.
 _JOB_FILE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\.[a-z]+")
 _RESERVED = frozenset({"stdin", "work", STDIN_MARK})
@@ -176,17 +178,20 @@ class Spool:
     ) -> int:
         """Write ``chunks`` into the job's stdin starting at byte ``offset``.
 
-        Bytes after ``offset`` that an interrupted earlier upload left behind are
-        discarded, so a client resumes simply by sending again from the last size it
-        was told. Returns the new size.
+        Bytes once written never change: a job may already have read them (it reads its
+        stdin as it arrives). A client that resumes an interrupted upload sends again
+        from any offset up to the size received; bytes it resends must be the ones
+        received, and only what is new is written. Returns the new size.
 
         Raises:
-            Conflict: ``offset`` is beyond the bytes received so far.
-            PayloadTooLarge: the stdin would exceed ``limit`` bytes.
+            Conflict: ``offset`` is beyond the bytes received so far, or resent bytes
+                differ from those received (``stdin_mismatch``).
+            PayloadTooLarge: the stdin would exceed ``limit`` bytes; what came before
+                the chunk that passed it is kept.
         """
         path = self.stdin_path(job_id)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "r+b", buffering=0) as f:
+        try:
             size = os.fstat(fd).st_size
             if offset > size:
                 raise Conflict(
@@ -194,16 +199,30 @@ class Spool:
                     hint=f"resume from offset {size}",
                     code="bad_offset",
                 )
-            f.truncate(offset)
-            f.seek(offset)
-            written = offset
+            position = offset
             async for chunk in chunks:
-                written += len(chunk)
-                if limit is not None and written > limit:
-                    f.truncate(offset)
+                if position < size:
+                    overlap = min(len(chunk), size - position)
+                    if os.pread(fd, overlap, position) != chunk[:overlap]:
+                        raise Conflict(
+                            f"the bytes resent at offset {position} differ from those "
+                            "received", hint=f"resume from offset {size}",
+                            code="stdin_mismatch")
+                    position += overlap
+                    chunk = chunk[overlap:]
+                if not chunk:
+                    continue
+                if limit is not None and position + len(chunk) > limit:
                     raise PayloadTooLarge(f"stdin is larger than the limit of {limit} bytes")
-                f.write(chunk)
-            return written
+                view = memoryview(chunk)
+                while view:
+                    written = os.pwrite(fd, view, position)
+                    position += written
+                    view = view[written:]
+                size = max(size, position)
+            return size
+        finally:
+            os.close(fd)
 
     def stdin_mark_path(self, job_id: str) -> Path:
         """Return the close mark of the job's stdin: its final size, once complete."""
@@ -272,13 +291,21 @@ class Spool:
         self.create_job(job_id)
         directory = self.attempt_dir(job_id, attempt)
         directory.mkdir(mode=0o700, exist_ok=True)
+        claim = directory / CLAIM_DIR
         try:
             # O_EXCL, as the wrapper's noclobber claim: exactly one side creates it (a
             # claim directory left by an older wrapper counts as taken too).
-            os.close(os.open(directory / CLAIM_DIR, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             0o600))
+            fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return False
+            # The daemon's own fence, put up before a crash, says so; a wrapper's is empty.
+            try:
+                return claim.read_bytes() == FENCE
+            except OSError:  # a claim directory (an older wrapper's)
+                return False
+        try:
+            os.write(fd, FENCE)
+        finally:
+            os.close(fd)
         return True
 
     def output_size(self, job_id: str, attempt: int, stream: Stream) -> int:

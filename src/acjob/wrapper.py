@@ -47,6 +47,7 @@ STDOUT_FILE = "stdout"
 STDERR_FILE = "stderr"
 WRAPPER_FILE = "job.sh"
 FEED_LOG = "feed.log"
+FEED_STATUS = "feed.status"
 
 _SIGNAL_NAME = re.compile(r"[A-Z][A-Z0-9]{1,15}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -124,10 +125,17 @@ def render_wrapper(
         # through exec): dying of one first, it would hand the command a clean end of
         # file, a cut stdin passing for a whole one. The command dies of it instead.
         feeder = " ".join(q(word) for word in feed)
-        runs = (f"( trap '' TERM INT HUP; exec {feeder} 2> \"$A/{FEED_LOG}\" ) | {body} "
-                f'> "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"')
+        # Its own status is kept: a feeder that failed (no Python on this node, a short
+        # stdin file) made the command read a cut stdin, so the attempt is not the job's
+        # verdict (``FEED`` beside the status, as a signal from outside would be).
+        runs = (f"( trap '' TERM INT HUP USR2; {feeder} 2> \"$A/{FEED_LOG}\"; "
+                f'echo $? > "$A/{FEED_STATUS}" ) | {body} '
+                f'> "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"\n'
+                f'    rc=$?\n'
+                f'    fed=; read -r fed < "$A/{FEED_STATUS}" 2>/dev/null\n'
+                f'    [ "$fed" = 0 ] || sig=FEED')
     else:
-        runs = f'{body} < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"'
+        runs = f'{body} < {source} > "$A/{STDOUT_FILE}" 2> "$A/{STDERR_FILE}"\n    rc=$?'
     ignores = "".join(
         "# The scheduler sends it as a warning (Grid Engine: before a suspension); an\n"
         "# ignored signal stays ignored in the command.\n"
@@ -157,7 +165,6 @@ if [ -n "$sig" ]; then
     case $sig in TERM) rc=143 ;; INT) rc=130 ;; HUP) rc=129 ;; *) rc=140 ;; esac
 elif cd "$W" 2>/dev/null; then
     {runs}
-    rc=$?
 else
     # printf prints the path as data: nothing in it is expanded or executed.
     printf '%s %s\\n' 'acjob: cannot enter the working directory' "$W" > "$A/{STDERR_FILE}"

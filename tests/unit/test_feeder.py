@@ -135,3 +135,38 @@ def test_the_feeder_outlives_a_cancel_so_no_cut_stdin_passes_for_whole(tmp_path:
         child.kill()
         os.close(read_end)
     assert rest == b"second"
+
+
+def test_a_feeder_that_fails_marks_the_attempt_as_not_the_jobs_verdict(tmp_path: Path) -> None:
+    """No Python on the node, say: the command read an empty stdin and exited 0, but the
+    exit file says FEED, so the attempt is lost (retried), never COMPLETE."""
+    attempt, work = tmp_path / "1", tmp_path / "work"
+    attempt.mkdir()
+    work.mkdir()
+    script = render_wrapper(job_id="j" * 26, attempt=1, attempt_dir=attempt, workdir=work,
+                            command="wc -c", stdin=tmp_path / "stdin", env={},
+                            feed=["/nonexistent/python", "feeder.py"])
+    (attempt / "job.sh").write_text(script)
+    subprocess.run(["/bin/sh", str(attempt / "job.sh")], check=False, timeout=30)
+    assert (attempt / "exit").read_text().split() == ["0", "FEED"]
+
+
+def test_a_feeder_whose_job_was_removed_stops(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    job.mkdir()
+    data = job / "stdin"
+    data.write_bytes(b"x")
+    read_end, write_end = os.pipe()
+    child = subprocess.Popen([sys.executable, "-I", "-S", feeder.__file__, str(data),
+                              str(job / "stdin.size")], stdout=write_end,
+                             stderr=subprocess.PIPE)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 1) == b"x"
+        data.unlink()
+        job.rmdir()
+        assert child.wait(timeout=30) == 1
+        assert child.stderr is not None and b"spool directory is gone" in child.stderr.read()
+    finally:
+        child.kill()
+        os.close(read_end)

@@ -330,3 +330,13 @@ def test_a_job_whose_upload_was_abandoned(state: State) -> None:
                 State.INITIALIZING: State.CANCELING, State.RUNNING: State.CANCELING}
     assert target is expected.get(state)
     assert target is None or can_transition(state, target)
+
+
+def test_a_failed_feeder_is_a_loss_not_the_jobs_verdict() -> None:
+    job = _job()
+    verdict = lifecycle.judge(job, job.attempts[-1], Observation("gone"),
+                              ExitRecord(0, lifecycle.FEED_FAILED), timed_out=False,
+                              gone_since=None, now=0.0, lost_grace=120.0)
+    assert isinstance(verdict, Failed) and verdict.failure is LOST
+    assert "could not be fed" in verdict.reason
+    assert lifecycle.conclude(job, verdict).state is State.PREEMPTED  # retried

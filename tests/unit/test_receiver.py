@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,40 @@ def test_a_queued_job_costs_no_directory(parts: tuple[Receiver, list[str | None]
     receiver, _ = parts
     [(job, _)] = receiver.accept([Submission(JobSpec(command="true"))])
     assert not receiver.spool.job_dir(job.id).exists()
+
+
+def test_bytes_once_received_never_change(tmp_path: Path) -> None:
+    """A job may already have read them: a resend must be the same bytes; a stdin past
+    its limit keeps what came before the chunk that passed it."""
+    import asyncio
+
+    from acjob.errors import PayloadTooLarge
+
+    spool = Spool(tmp_path)
+    job_id = new_job_id()
+    spool.create_job(job_id)
+
+    async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    async def scenario() -> None:
+        assert await spool.write_stdin(job_id, 0, chunks(b"hello ", b"wor"), None) == 9
+        assert await spool.write_stdin(job_id, 6, chunks(b"world"), None) == 11  # resend
+        with pytest.raises(Conflict, match="differ"):
+            await spool.write_stdin(job_id, 0, chunks(b"HELLO"), None)
+        with pytest.raises(PayloadTooLarge):
+            await spool.write_stdin(job_id, 11, chunks(b"!", b"too much"), 12)
+
+    asyncio.run(scenario())
+    assert spool.stdin_path(job_id).read_bytes() == b"hello world!"
+
+
+def test_the_daemons_own_fence_is_known_after_a_crash(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    job_id = new_job_id()
+    assert spool.fence(job_id, 1)
+    assert spool.fence(job_id, 1)  # a restart asks again: still its own fence
+    (spool.attempt_dir(job_id, 2)).mkdir(parents=True)
+    (spool.attempt_dir(job_id, 2) / "claim").touch()  # a wrapper's claim
+    assert not spool.fence(job_id, 2)

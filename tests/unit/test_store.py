@@ -263,7 +263,7 @@ def test_name_prefixes_at_the_edges(store: Store) -> None:
     names = ["a", "ab", "a\U0010ffff", "a\ud7ffz", "b", "\U0010ffffx"]
     ids = {n: store.create_job(JobSpec(command="true", name=n), "local",
                                job_id=new_job_id())[0].id for n in names}
-    for prefix in ["a", "a\ud7ff", "\U0010ffff", "ab"]:
+    for prefix in ["a", "a\ud7ff", "\U0010ffff", "ab", "a\U0010ffff"]:
         found = {j.id for j in store.list_jobs(name_prefix=prefix, limit=50)[0]}
         assert found == {ids[n] for n in names if n.startswith(prefix)}, prefix
 

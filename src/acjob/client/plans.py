@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from ..errors import Conflict
+from ..errors import Conflict, ConnectionFailed
 from .core import (
     RETRIABLE,
     Backoff,
@@ -163,6 +163,11 @@ class Plans:
                         return int(status["bytes"])
                     skip = resume
             offset = int(result["bytes"])
+            if offset != segment.start + len(segment.buffer):
+                raise ConnectionFailed(
+                    f"the daemon holds {offset} stdin bytes, but "
+                    f"{segment.start + len(segment.buffer)} were sent",
+                    hint="submit the job again", code="stdin_lost")
             if segment.ended:
                 closed = yield from self.request(Call(
                     "PUT", path, params={"offset": offset, "final": "true"}, content=b"",

@@ -345,14 +345,15 @@ class Store:
 
         ``decide(job)`` is called inside the transaction with the job as it is then
         (a cancel may have come since the caller looked); what it returns is recorded
-        as it is. A report about an attempt that is no longer the job's current one,
-        or about a job that already ended, changes nothing.
+        as it is, and flushed to disk before anyone is told (a final state answers
+        long-polls and starts deliveries). A report about an attempt that is no longer
+        the job's current one, or about a job that already ended, changes nothing.
 
         Raises:
             Conflict: the decided state is not reachable from the job's (a bug).
         """
         now = time.time()
-        with self._database.transaction() as db:
+        with self._database.transaction(durable=True) as db:
             job = load_job(self._db, job_id)
             if job.state.is_final or job.attempt != number:
                 return job

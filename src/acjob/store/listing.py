@@ -88,12 +88,13 @@ def page(
 def _above(prefix: str) -> str | None:
     """Return the least string above every string that starts with ``prefix`` (UTF-8
     keeps code point order, as SQLite compares), or ``None`` if there is none."""
-    last = ord(prefix[-1]) + 1
+    stem = prefix.rstrip("\U0010ffff")  # nothing is above U+10FFFF: carry to the left
+    if not stem:
+        return None
+    last = ord(stem[-1]) + 1
     if 0xD800 <= last <= 0xDFFF:
         last = 0xE000  # surrogates are no characters of a stored name
-    if last > 0x10FFFF:
-        return None
-    return prefix[:-1] + chr(last)
+    return stem[:-1] + chr(last)
 
 
 def encode_cursor(pos: int) -> str:
