@@ -329,6 +329,8 @@ def test_in_a_container_runtime_task_values_never_become_its_options(short_tmp: 
             accepted = api.post("/tasks", json={"executors": [
                 {"image": "quay.io/org/tool:1.0", "command": ["true"]}]})
             assert accepted.status_code == 200, accepted.text
+            # Let it end (no runtime is installed here) before its files are removed.
+            _wait(api, accepted.json()["id"])
     finally:
         d.stop()
 
