@@ -13,6 +13,7 @@ import logging
 import time
 
 from .lifecycle import after_abandoned_upload
+from .removal import prune
 from .spool import Spool
 from .store import Store
 
@@ -39,16 +40,7 @@ def sweep(store: Store, spool: Spool, retention_s: float, *, now: float | None =
         if moved < now - stdin_timeout_s:
             store.change_state(job_id, after_abandoned_upload,
                                "its stdin upload never completed")
-    cutoff = now - retention_s
-    removed = 0
-    while batch := store.expired(cutoff):
-        for job_id in batch:
-            spool.remove(job_id)
-        store.mark_purged(batch)
-        removed += len(batch)
-    if removed:
-        log.info("removed the files of %d finished job(s)", removed)
-    return removed
+    return prune(store, spool, now - retention_s)
 
 
 async def run_janitor(store: Store, spool: Spool, retention_s: float) -> None:

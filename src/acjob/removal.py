@@ -47,7 +47,8 @@ def remove_files(store: Store, spool: Spool, job_id: str) -> Job:
 
 def prune(store: Store, spool: Spool, ended_before: float) -> int:
     """Remove the files of every job that ended before ``ended_before`` (a time), but for
-    those with a delivery still pending; return how many jobs' files were removed."""
+    those with a delivery still pending; return how many jobs' files were removed. Both
+    ``ac prune`` and the janitor's retention sweep come here."""
     removed = 0
     while batch := store.expired(ended_before):
         for job_id in batch:
@@ -55,5 +56,5 @@ def prune(store: Store, spool: Spool, ended_before: float) -> int:
         store.mark_purged(batch)
         removed += len(batch)
     if removed:
-        log.info("removed the files of %d finished job(s) on request", removed)
+        log.info("removed the files of %d finished job(s)", removed)
     return removed

@@ -142,8 +142,10 @@ class AsyncClient:
 
     async def _run(self, plan: Plan[T]) -> T:
         run = Run(plan)
-        async for _ in self._steps(run):
-            pass  # only stream() emits, and it is iterated, not run
+        # Only stream() emits, and it is iterated, not run: nothing comes out here.
+        emitted = [chunk async for chunk in self._steps(run)]
+        if emitted:
+            raise TypeError("a plan that emits output must be iterated, not run")
         return run.result
 
     async def _ensure_daemon(self) -> None:

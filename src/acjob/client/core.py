@@ -136,13 +136,6 @@ class TransportError(Exception):
     kept as ``__cause__``.
     """
 
-    @classmethod
-    def wrapping(cls, error: Exception) -> TransportError:
-        """Return a :class:`TransportError` that says and chains ``error``."""
-        wrapped = cls(str(error))
-        wrapped.__cause__ = error
-        return wrapped
-
 
 # Failures that the same request may not meet again.
 RETRIABLE = (TransportError, TransientError)

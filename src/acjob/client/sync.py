@@ -145,8 +145,10 @@ class Client:
 
     def _run(self, plan: Plan[T]) -> T:
         run = Run(plan)
-        for _ in self._steps(run):
-            pass  # only stream() emits, and it is iterated, not run
+        # Only stream() emits, and it is iterated, not run: nothing comes out here.
+        emitted = list(self._steps(run))
+        if emitted:
+            raise TypeError("a plan that emits output must be iterated, not run")
         return run.result
 
     def _ensure_daemon(self) -> None:
