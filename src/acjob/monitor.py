@@ -69,11 +69,6 @@ class Monitor:
         self._dispatcher = Dispatcher(store, spool, self._backends, job_umask=job_umask,
                                       hold=hold, submitted=self._submitted, kick=self.kick)
 
-    @property
-    def backends(self) -> Mapping[str, Backend]:
-        """The configured backends by name."""
-        return self._backends
-
     def kick(self) -> None:
         """Ask for a cycle soon (safe to call often: cycles coalesce)."""
         self._kick.set()
