@@ -339,6 +339,9 @@ class Monitor:
             log.info("re-attached job %s attempt %d as %s", job.id, attempt.number, native_id)
             self._store.attempt_submitted(job.id, attempt.number, native_id)
             self._woken.add(backend.name)
+            # Look again at once: it may have ended already, and nothing else would wake
+            # the loop for it (a re-attached process is not the daemon's child).
+            self.kick()
             return
         if self._spool.fence(job.id, attempt.number):
             self._store.abandon_attempt(job.id, attempt.number,

@@ -242,3 +242,29 @@ def test_pipe_stops_rather_than_mix_attempts(daemon: Daemon, short_tmp: Path) ->
         info = client.wait(job_id, timeout=60)
         assert info.state is State.COMPLETE and info.attempt == 2
         assert b"".join(client.stream(job_id)) == b"line from attempt 2\n"
+
+
+def test_an_attempt_adopted_after_a_crash_is_seen_to_end(daemon: Daemon, short_tmp: Path) -> None:
+    """A crash after the wrapper started but before its id was recorded: the restarted
+    daemon adopts the running attempt and notices its end (it is not the daemon's child,
+    so nothing but the daemon's own look tells it)."""
+    gate, started = short_tmp / "gate", short_tmp / "started"
+    with client_for(daemon) as client:
+        job = client.submit(f"touch {started}; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                            "echo adopted")
+        wait_for(started.exists, what="the job to start")
+    daemon.kill9()
+    import sqlite3
+
+    with sqlite3.connect(daemon.state_dir / "acjob.db") as db:  # back to the crash window
+        db.execute("UPDATE attempts SET native_id = NULL, state = 'submitting' "
+                   "WHERE job_id = ?", (job.id,))
+        db.execute("UPDATE jobs SET state = 'INITIALIZING' WHERE id = ?", (job.id,))
+    daemon.start()
+    with client_for(daemon) as client:
+        wait_for(lambda: client.get(job.id).data["attempts"][0]["native_id"] is not None,
+                 what="the attempt to be adopted")
+        gate.touch()
+        info = client.wait(job.id, timeout=60)
+        assert info.state is State.COMPLETE, info.reason
+        assert b"".join(client.stream(job.id)) == b"adopted\n"
