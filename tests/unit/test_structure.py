@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import acjob
 
 PACKAGE = Path(acjob.__file__).parent
@@ -96,6 +98,21 @@ def test_a_client_without_a_configuration_file_never_loads_the_job_schema(
     code = ("import sys, acjob; from acjob.client.core import resolve; "
             "resolve(None, None, autostart=False); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["acjob.cli.acjob", "acjob.cli.acpoll", "acjob.client"])
+def test_the_tools_and_the_blocking_client_load_no_heavy_library(module: str,
+                                                                 tmp_path: Path) -> None:
+    """`acjob` starts on every run of a pipeline: it loads neither pydantic, nor httpx,
+    nor asyncio (the blocking client speaks http.client; the schemas stay in the
+    daemon), which keeps its start near the interpreter's own."""
+    code = (f"import sys, {module}; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'pydantic', 'httpx', 'asyncio', 'rich'}))")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env).stdout

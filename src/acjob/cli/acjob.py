@@ -9,18 +9,15 @@ after ``--`` are an argv no shell sees.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import signal
 import sys
 import time
-from collections.abc import Coroutine
-from typing import Any, NoReturn, TextIO, TypeVar, cast
+from typing import Any, NoReturn, TextIO, cast
 
 import click
 
-from ..client import AsyncClient, Client, Which
+from ..client import Client, Which
 from ..errors import AcjobError, Conflict, InvalidRequest
 from ..states import State
 from ..version import __version__
@@ -28,7 +25,6 @@ from . import options
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
-    EXIT_USAGE,
     exit_status,
     explain_failure,
     fail,
@@ -37,6 +33,7 @@ from .common import (
     say_waiting,
     write_all,
 )
+from .workers import Worker, Workers
 
 
 @click.command(
@@ -109,8 +106,7 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
     resources = {k: v for k in ("cpus", "memory_mb", "time_limit_s")
                  if (v := given.pop(k)) is not None}
     max_attempts = given.pop("max_attempts")
-    spec = options.checked({
-        "command": options.command(command, argv_mode),
+    spec = {k: v for k, v in {
         "env": options.environment(env, os.environ) or None,
         "labels": options.labels(label) or None,
         "resources": resources or None,
@@ -119,151 +115,128 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
         "workdir": options.workdir(given.pop("workdir")),
         "backend": options.backend(given.pop("backend")),
         "name": given.pop("name"),
-    })
-    job_command = spec.pop("command")
+    }.items() if v is not None}
+    job_command = options.command(command, argv_mode)
     use_stdin = not no_stdin and not sys.stdin.isatty()
     try:
-        code = _status(asyncio.run(_run(mode, job_command, spec, use_stdin,
-                                        cancel_on_interrupt, as_json)))
+        code = _run(mode, job_command, spec, use_stdin, cancel_on_interrupt, as_json)
     except InvalidRequest as exc:
-        # The daemon refused the job as asked (a backend it does not have, a working
-        # directory missing there): the command line must change, as for a usage error.
-        fail(exc, code=EXIT_USAGE)
+        # The daemon refused the job as asked (a value its model refuses, a backend it
+        # does not have, a working directory missing there): the command line must
+        # change, as for a usage error.
+        raise options.refused(exc) from None
     except AcjobError as exc:
         fail(exc)
-    sys.exit(code)
+    _leave(code)
 
 
-async def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: bool,
-               cancel_on_interrupt: bool, as_json: bool) -> int:
-    interrupted = asyncio.Event()
-    _catch_signals(interrupted)
-    async with AsyncClient(on_wait=say_waiting) as client:
-        info = await client.create(command, stdin_upload=use_stdin, **spec)
+def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: bool,
+         cancel_on_interrupt: bool, as_json: bool) -> int:
+    with Workers(on_first=_quiet_stderr) as workers, \
+            Client(on_wait=say_waiting) as client:
+        info = client.create(command, stdin_upload=use_stdin, **spec)
         job_id = info.id
-        upload: asyncio.Task[int] | None = None
+        upload: Worker | None = None
         if use_stdin and not info.data["stdin"]["closed"]:
-            # The job may start at once and read its stdin as it arrives. The upload
-            # runs in a thread of its own, with blocking reads and writes: no hop between
-            # threads for every piece of a pipe.
-            upload = asyncio.create_task(asyncio.to_thread(_upload, job_id))
+            # The job may start at once and read its stdin as it arrives.
+            upload = workers.start("upload", lambda: client.upload_stdin(job_id,
+                                                                         sys.stdin.buffer))
         if mode != "pipe":
-            if upload is not None and await _unless_interrupted(upload, interrupted) is None:
-                await _cancel_for_stdin(client, job_id)
-            if interrupted.is_set():
-                await client.cancel(job_id)
+            if upload is not None:
+                if not workers.wait_all([upload]):
+                    _cancel_for_stdin(client, job_id, workers)
+                upload.outcome()
+            if workers.interrupted:
+                client.cancel(job_id)
                 print(f"\nacjob: interrupted; job {job_id} canceled", file=sys.stderr)
-                return EXIT_INTERRUPTED
+                return _status(EXIT_INTERRUPTED, workers)
             if as_json:
-                print_json((await client.get(job_id)).data)
+                print_json(client.get(job_id).data)
             else:
                 print(job_id, flush=True)
             return 0
-        status = await _unless_interrupted(_pipe_live(client, job_id, upload), interrupted)
+        status = _pipe(workers, client, job_id, upload)
         if status is not None:
-            if upload is not None and not upload.done():
-                # The job ended before its stdin did (as `head` would): like ssh, stop
-                # reading; a thread may still be blocked on stdin, so leave at once.
-                _leave(status)
             return status
-        if upload is not None and not upload.done():
-            await _cancel_for_stdin(client, job_id)
+        if upload is not None and not upload.done:
+            _cancel_for_stdin(client, job_id, workers)
         if cancel_on_interrupt:
-            await client.cancel(job_id)
+            client.cancel(job_id)
             print(f"\nacjob: canceled job {job_id}", file=sys.stderr)
         else:
             print(f"\nacjob: detached; job {job_id} goes on. Pick it up with:\n"
                   f"  acpoll {job_id}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _status(EXIT_INTERRUPTED, workers)
 
 
-def _upload(job_id: str) -> int:
-    """Send this process's stdin to the job (see :meth:`Client.upload_stdin`)."""
-    with Client() as client:
-        return client.upload_stdin(job_id, sys.stdin.buffer)
-
-
-async def _cancel_for_stdin(client: AsyncClient, job_id: str) -> NoReturn:
+def _cancel_for_stdin(client: Client, job_id: str, workers: Workers) -> NoReturn:
     """Cancel a job interrupted before all of its stdin was sent: it cannot run right."""
-    await client.cancel(job_id)
+    client.cancel(job_id)
     print(f"\nacjob: interrupted while sending stdin; job {job_id} canceled", file=sys.stderr)
-    _leave(EXIT_INTERRUPTED)  # a thread may still be blocked reading stdin
+    _leave(_status(EXIT_INTERRUPTED, workers))
 
 
-async def _pipe_live(client: AsyncClient, job_id: str,
-                     upload: asyncio.Task[int] | None) -> int:
-    """Stream the job's output while its stdin is still being sent; return its status.
+def _pipe(workers: Workers, client: Client, job_id: str, upload: Worker | None) -> int | None:
+    """Stream stdout and stderr until the job is final; return its exit status, or
+    ``None`` if a signal interrupted first.
 
-    An upload that fails for good fails the pipe (the job would wait for the rest of
-    its stdin forever); one still going when the job ends is simply left behind.
+    An upload that fails for good fails the pipe (the job would wait for the rest of its
+    stdin forever); one still going when the job ends is left behind, as ssh leaves a
+    producer whose command stopped reading. If an attempt fails after output began and a
+    retry starts over, the pipe stops with an error rather than mix two attempts' bytes.
     """
-    pipe = asyncio.create_task(_pipe(client, job_id))
+    streams = [workers.start("stdout", lambda: _copy(client, job_id, "stdout", 1)),
+               workers.start("stderr", lambda: _copy(client, job_id, "stderr", 2))]
+    if sys.stderr.isatty():
+        workers.start("notice", lambda: _say_if_waiting(client, job_id))
+
+    def settled() -> bool:
+        failed = any(s.done and s.error is not None for s in streams)
+        upload_failed = upload is not None and upload.done and upload.error is not None
+        return all(s.done for s in streams) or failed or upload_failed
+
+    if not workers.wait(settled):
+        return None
     try:
-        if upload is not None:
-            await asyncio.wait({pipe, upload}, return_when=asyncio.FIRST_COMPLETED)
-            if upload.done() and not pipe.done() and (error := upload.exception()):
-                raise error
-        return await pipe
-    finally:
-        if not pipe.done():
-            pipe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, AcjobError):
-                await pipe
-
-
-T = TypeVar("T")
-
-
-async def _unless_interrupted(work: Coroutine[Any, Any, T] | asyncio.Task[T],
-                              interrupted: asyncio.Event) -> T | None:
-    """Run ``work``; return its result, or ``None`` if Ctrl-C came first (it is cancelled)."""
-    task = work if isinstance(work, asyncio.Task) else asyncio.create_task(work)
-    stop = asyncio.create_task(interrupted.wait())
-    await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        stop.cancel()
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, AcjobError):
-        await task
-    return None
+        for stream in streams:
+            if stream.done:
+                stream.outcome()
+        if upload is not None and upload.done and not all(s.done for s in streams):
+            upload.outcome()
+    except BrokenPipeError:
+        return EXIT_BROKEN_PIPE
+    except Conflict as exc:
+        if exc.code != "attempt_retried":
+            raise
+        fail(exc)
+    info = client.get(job_id)
+    while not info.is_final:
+        info = client.get(job_id, wait=60.0, since=info.seq)
+    explain_failure(info)
+    return exit_status(info)
 
 
 def _leave(code: int) -> NoReturn:
-    """Exit at once, without waiting for worker threads (one may be blocked on stdin)."""
-    with contextlib.suppress(OSError):
+    """Exit at once with ``code``, without waiting for worker threads (one may be
+    blocked reading stdin, or following a stream that the job's end will close)."""
+    with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
         sys.stderr.flush()
-    os._exit(_status(code))
+    os._exit(code)
 
 
-#: The signals that interrupt acjob, all with Ctrl-C's rules: a web service that kills its
-#: child sends SIGTERM, a closed terminal SIGHUP, and neither may lose the job's handle.
-_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_caught: list[int] = []
+def _quiet_stderr(signum: int) -> None:
+    """After SIGHUP the terminal may be gone: what acjob still says (the acpoll line)
+    must not fail on it."""
+    sys.stderr = cast(TextIO, _Quiet(sys.stderr))
 
 
-def _catch_signals(interrupted: asyncio.Event) -> None:
-    """Set ``interrupted`` on SIGINT, SIGTERM or SIGHUP, and remember which came first."""
-
-    def caught(signum: int) -> None:
-        if not _caught:
-            _caught.append(signum)
-            # After SIGHUP the terminal may be gone: what acjob still says (the acpoll
-            # line) must not fail on it.
-            sys.stderr = cast(TextIO, _Quiet(sys.stderr))
-        interrupted.set()
-
-    loop = asyncio.get_running_loop()
-    for signum in _INTERRUPTS:
-        loop.add_signal_handler(signum, caught, signum)
-
-
-def _status(code: int) -> int:
+def _status(code: int, workers: Workers) -> int:
     """Return the exit status: an interruption by signal N exits 128+N (130 for
     Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), as a shell reports a killed command."""
-    if code == EXIT_INTERRUPTED and _caught:
-        return 128 + _caught[0]
+    if code == EXIT_INTERRUPTED and workers.caught:
+        return 128 + workers.caught[0]
     return code
 
 
@@ -288,44 +261,20 @@ class _Quiet:
         return getattr(self._stream, name)
 
 
-async def _pipe(client: AsyncClient, job_id: str) -> int:
-    """Stream stdout and stderr until the job is final; exit with its status.
-
-    If an attempt fails after output began and a retry starts over, the pipe
-    stops with an error rather than mix two attempts' bytes.
-    """
-    try:
-        await asyncio.gather(_copy(client, job_id, "stdout", 1),
-                             _copy(client, job_id, "stderr", 2), _say_if_waiting(client, job_id))
-    except BrokenPipeError:
-        return EXIT_BROKEN_PIPE
-    except Conflict as exc:
-        if exc.code != "attempt_retried":
-            raise
-        fail(exc)
-    info = await client.get(job_id)
-    while not info.is_final:
-        info = await client.get(job_id, wait=60.0, since=info.seq)
-    explain_failure(info)
-    return exit_status(info)
-
-
 #: How long a job may take to start before acjob says, on a terminal, that it waits.
 QUIET_START_S = 1.0
 
 
-async def _say_if_waiting(client: AsyncClient, job_id: str) -> None:
+def _say_if_waiting(client: Client, job_id: str) -> None:
     """Say once on stderr, if it is a terminal, that the job has not started after
     :data:`QUIET_START_S`: queued for room on its backend, or pending in a scheduler.
     A pipe that prints nothing for minutes would look hung. A notice never fails the
     pipe: whatever goes wrong here, the streams meet too and say it."""
-    if not sys.stderr.isatty():
-        return
     with contextlib.suppress(AcjobError, OSError):
         deadline = time.monotonic() + QUIET_START_S
-        info = await client.get(job_id)
+        info = client.get(job_id)
         while info.state in _NOT_STARTED and (left := deadline - time.monotonic()) > 0:
-            info = await client.get(job_id, wait=left, since=info.seq)
+            info = client.get(job_id, wait=left, since=info.seq)
         backend = info.data.get("backend", "its backend")
         if info.state is State.QUEUED:
             print(f"acjob: job {job_id} is queued: waiting for room on {backend} "
@@ -338,8 +287,8 @@ async def _say_if_waiting(client: AsyncClient, job_id: str) -> None:
 _NOT_STARTED = (State.QUEUED, State.INITIALIZING)
 
 
-async def _copy(client: AsyncClient, job_id: str, which: Which, fd: int) -> None:
-    async for chunk in client.stream(job_id, which):
+def _copy(client: Client, job_id: str, which: Which, fd: int) -> None:
+    for chunk in client.stream(job_id, which):
         write_all(fd, chunk)
 
 

@@ -15,9 +15,9 @@ import sys
 import click
 
 from ..client import Client
-from ..delivery.mail import extract_stdout
 from ..errors import AcjobError
-from ..model import FailureKind, State, check_job_id
+from ..ids import check_job_id
+from ..states import FailureKind, State
 from ..version import __version__
 from .common import (
     EXIT_ACJOB_ERROR,
@@ -109,6 +109,9 @@ def _from_mail() -> tuple[str, ...]:
     """Write the stdout carried by the message on stdin and exit with the job's status;
     if the message does not carry it (too large to mail), return the job's handle to
     fetch it from the daemon instead."""
+    # Only here: the mail module loads the daemon's side (schemas, asyncio).
+    from ..delivery.mail import extract_stdout
+
     try:
         saved = extract_stdout(sys.stdin.buffer)
     except AcjobError as exc:

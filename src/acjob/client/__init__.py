@@ -16,15 +16,29 @@ started on demand), retry on lost connections with capped backoff, and resume
 streams and uploads at the byte offset they had reached: nothing is lost or repeated.
 
 Each operation is written once, as a plan free of I/O (:mod:`.plans`, on
-:mod:`.core`); :mod:`.sync` and :mod:`.aio` run the plans with httpx.
+:mod:`.core`); :mod:`.sync` runs the plans with the standard library's
+:mod:`http.client` (quick to load, for tools and web workers), :mod:`.aio` with httpx.
 """
 
 from __future__ import annotations
 
-from .aio import AsyncClient, AsyncJobHandle
+from typing import TYPE_CHECKING, Any
+
 from .core import JobInfo, Which
 from .stdin import UPLOAD_CHUNK, Stdin
 from .sync import Client, JobHandle
+
+if TYPE_CHECKING:
+    from .aio import AsyncClient, AsyncJobHandle
+
+
+def __getattr__(name: str) -> Any:
+    # The async client loads httpx and asyncio: only for those who use it.
+    if name in ("AsyncClient", "AsyncJobHandle"):
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "UPLOAD_CHUNK",

@@ -1,16 +1,14 @@
-"""The synchronous client: the plans of :mod:`.plans`, run with ``httpx.Client``."""
+"""The synchronous client: the plans of :mod:`.plans`, run over :mod:`.connection`."""
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-import httpx
-
 from ..private import ensure_private_daemon
+from .connection import CONNECTION_ERRORS, Connections, Stream
 from .core import (
     Block,
     Call,
@@ -65,11 +63,8 @@ class Client:
         self._target = resolve(url, token, autostart)
         self._plans = Plans(self._target.retry_for if retry_for is None else retry_for)
         self._reach = Reach(self._target.where, on_wait)
-        # acjob speaks plain HTTP only (TLS belongs to a reverse proxy), so no
-        # certificate store is loaded: that alone would cost a tenth of a second.
-        transport = httpx.HTTPTransport(uds=self._target.transport_uds, verify=False)
-        self._http = httpx.Client(base_url=self._target.base_url, transport=transport,
-                                  headers=self._target.headers, timeout=timeout)
+        self._http = Connections(self._target.base_url, self._target.transport_uds,
+                                 self._target.headers, timeout)
 
     @property
     def retry_for(self) -> float:
@@ -95,8 +90,7 @@ class Client:
     def _steps(self, run: Run[Any]) -> Generator[bytes, None, None]:
         """Perform the plan's effects until it returns (into ``run.result``); yield
         what it emits. The open stream, if any, is closed however it ends."""
-        streams = contextlib.ExitStack()
-        raw: Iterator[bytes] = iter(())
+        stream: Stream | None = None
         try:
             while (effect := run.next()) is not None:
                 if isinstance(effect, Emit):
@@ -105,28 +99,28 @@ class Client:
                 try:
                     if isinstance(effect, Call):
                         self._ensure_daemon()
-                        response = self._http.request(
-                            effect.method, effect.path, params=effect.params, json=effect.json,
-                            content=_body(effect.content),
+                        run.send(self._http.request(
+                            effect.method, effect.path, params=effect.params,
+                            json_body=effect.json, content=_body(effect.content),
                             headers=effect.headers,
-                            timeout=httpx.USE_CLIENT_DEFAULT if effect.timeout is Timeout.CLIENT
-                            else effect.timeout)
+                            timeout=self._http.timeout if effect.timeout is Timeout.CLIENT
+                            else effect.timeout))
                         self._reach.answered()
-                        run.send(Response(response.status_code, response.headers,
-                                          response.content))
                     elif isinstance(effect, Open):
-                        streams.close()
+                        if stream is not None:
+                            stream.close()
+                            stream = None
                         self._ensure_daemon()
-                        response = streams.enter_context(self._http.stream(
-                            "GET", effect.path, params=effect.params,
-                            timeout=httpx.Timeout(effect.timeout, read=None)))
-                        raw = response.iter_raw()
+                        stream = self._http.stream(effect.path, effect.params, effect.timeout)
                         self._reach.answered()
-                        run.send(Response(response.status_code, response.headers))
+                        run.send(Response(stream.response.status,
+                                          {k.lower(): v for k, v
+                                           in stream.response.getheaders()}))
                     elif isinstance(effect, Pull):
-                        chunk = next(raw, b"")
-                        if not chunk:
-                            streams.close()
+                        chunk = stream.read() if stream is not None else b""
+                        if not chunk and stream is not None:
+                            stream.close()
+                            stream = None
                         run.send(chunk)
                     elif isinstance(effect, Sleep):
                         time.sleep(effect.seconds)
@@ -134,13 +128,18 @@ class Client:
                         run.send(next(effect.chunks, None))
                     elif isinstance(effect, Block):
                         run.send(effect.function())
+                except _SourceFailed as exc:
+                    run.throw(exc.error)  # the body's own source failed, not the daemon
                 except Exception as exc:
-                    if isinstance(effect, Open | Pull):
-                        streams.close()
-                    run.throw(self._reach.lost(exc, self.retry_for)
-                              if isinstance(exc, httpx.TransportError) else exc)
+                    if isinstance(effect, Open | Pull) and stream is not None:
+                        stream.close()
+                        stream = None
+                    lost = isinstance(exc, CONNECTION_ERRORS) and isinstance(
+                        effect, Call | Open | Pull)
+                    run.throw(self._reach.lost(exc, self.retry_for) if lost else exc)
         finally:
-            streams.close()
+            if stream is not None:
+                stream.close()
             run.close()
 
     def _run(self, plan: Plan[T]) -> T:
@@ -352,15 +351,26 @@ class JobHandle:
 
 
 def _body(content: bytes | Streamed | None) -> Iterator[bytes] | bytes | None:
-    """Hand httpx a body it will not keep: a response and its request stay in a
-    reference cycle until the collector runs, and an upload's megabytes with them. An
-    exhausted iterator holds nothing."""
-    if isinstance(content, Streamed):
-        return content.chunks
-    if content is None or len(content) < _SMALL_BODY:
-        return content
-    return iter((content,))
+    """Return a request body as :mod:`.connection` sends it: chunks as they come."""
+    return _own_errors(content.chunks) if isinstance(content, Streamed) else content
 
 
-#: Bodies below this size are given as they are (with a Content-Length).
-_SMALL_BODY = 1 << 16
+class _SourceFailed(Exception):
+    """A streamed body's source (stdin, a file) failed: its error, not the connection's."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _own_errors(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Yield ``chunks``; an error of theirs is raised as :class:`_SourceFailed`, so that
+    reading stdin badly is never taken for a lost connection and retried."""
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _SourceFailed(exc) from exc
+        yield chunk
