@@ -27,12 +27,17 @@ class Hub:
             if not future.done():
                 future.set_result(seq)
 
+    def wake(self, job_id: str) -> None:
+        """Wake every waiter of ``job_id`` for a change that is not an event (its
+        progress); they are handed 0."""
+        self.publish(job_id, 0, State.QUEUED)
+
     async def wait(self, job_id: str, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the job's next event.
 
         Check the store *before* calling this, with no ``await`` in between, so no
-        event can slip through. Returns the event's sequence number, or ``None`` on
-        time-out.
+        event can slip through. Returns the event's sequence number (0 for a change of
+        progress), or ``None`` on time-out.
         """
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters[job_id].add(future)
