@@ -334,7 +334,7 @@ class Monitor:
         if attempt.native_id is None:
             return
         self._watcher.track(job, attempt, often=False)
-        self._watcher.check([(job.id, attempt.number)])
+        self._watcher.check([(job.id, attempt.number)], read=True)
 
     def _forget(self, job: Job, attempt: Attempt) -> None:
         key = (job.id, attempt.number)

@@ -38,12 +38,15 @@ class Progress:
     Attributes:
         percent: From 0 to 100.
         message: What the job said with it (``None`` if nothing).
-        updated_at: When the daemon saw it written (Unix time, seconds).
+        updated_at: When it was written, as the daemon saw it (Unix time, seconds).
+        attempt: The attempt that reported it, where known (a retried job's new
+            attempt starts from no progress).
     """
 
     percent: float
     message: str | None
     updated_at: float
+    attempt: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form (``percent``, ``message``, ``updated_at``)."""
@@ -51,15 +54,16 @@ class Progress:
                 "updated_at": self.updated_at}
 
     @classmethod
-    def from_json(cls, data: Any) -> Progress | None:
-        """Return the progress a JSON form describes; ``None`` for ``null`` or a form
-        this client does not understand."""
+    def from_json(cls, data: Any, attempt: int | None = None) -> Progress | None:
+        """Return the progress a JSON form describes (of attempt ``attempt``); ``None``
+        for ``null`` or a form this client does not understand."""
         if not isinstance(data, Mapping):
             return None
         percent, message, at = data.get("percent"), data.get("message"), data.get("updated_at")
         if not isinstance(percent, int | float) or not isinstance(at, int | float):
             return None
-        return cls(float(percent), message if isinstance(message, str) else None, float(at))
+        return cls(float(percent), message if isinstance(message, str) else None, float(at),
+                   attempt)
 
 
 def parse_line(line: str) -> tuple[float, str | None] | None:

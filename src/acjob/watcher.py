@@ -68,26 +68,29 @@ class Watcher:
         self._values.pop(key, None)
         self._often.discard(key)
 
-    def check(self, keys: Iterable[Key]) -> None:
-        """Look at these attempts' progress files now; record what changed."""
+    def check(self, keys: Iterable[Key], *, read: bool = False) -> None:
+        """Look at these attempts' progress files now; record what changed. With
+        ``read``, read them even if they look unchanged (before an attempt's end: a
+        file rewritten at the same size within one tick of a coarse clock looks so)."""
         for key in keys:
             if key not in self._stamps:
                 continue
             try:
-                self._look(key)
+                self._look(key, read)
             except AcjobError as exc:
                 log.warning("job %s: progress: %s", key[0], exc)
 
-    def _look(self, key: Key) -> None:
+    def _look(self, key: Key, read: bool) -> None:
         job_id, number = key
-        stamp, said, mtime = self._spool.read_progress(job_id, number, self._stamps[key])
+        known = None if read else self._stamps[key]
+        stamp, said, mtime = self._spool.read_progress(job_id, number, known)
         self._stamps[key] = stamp
         if said is None or said == self._values.get(key):
             return
         self._values[key] = said
         # When it was written, by the file's clock, but never later than now.
         at = min(mtime, time.time())
-        self._store.record_progress(job_id, number, Progress(said[0], said[1], at))
+        self._store.record_progress(job_id, number, Progress(said[0], said[1], at, number))
 
     async def run(self) -> None:
         """Look at the often-watched attempts every :data:`PROGRESS_CHECK` seconds,

@@ -321,8 +321,8 @@ def test_a_version_2_store_is_migrated(tmp_path: Path) -> None:
     assert job.progress is None
     seen: list[str] = []
     store.subscribe_progress(lambda j: seen.append(j.id))
-    assert store.record_progress(job_id, 1, Progress(40.0, "half", 5.0)) is not None
-    assert store.get(job_id).progress == Progress(40.0, "half", 5.0)
+    assert store.record_progress(job_id, 1, Progress(40.0, "half", 5.0, 1)) is not None
+    assert store.get(job_id).progress == Progress(40.0, "half", 5.0, 1)
     assert seen == [job_id]
     version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
     assert version == "3"
@@ -335,14 +335,14 @@ def test_progress_belongs_to_the_current_attempt(store: Store) -> None:
     store.attempt_submitted(job_id, first.number, "n1")
     assert store.get(job_id).progress is None
     store.record_progress(job_id, 1, Progress(10.0, None, 1.0))
-    store.record_progress(job_id, 1, Progress(60.0, "more", 2.0))
-    assert store.get(job_id).progress == Progress(60.0, "more", 2.0)  # the latest only
+    store.record_progress(job_id, 1, Progress(60.0, "more", 2.0, 1))
+    assert store.get(job_id).progress == Progress(60.0, "more", 2.0, 1)  # the latest only
     job = _lost(store, job_id, 1)
     assert job.state is State.PREEMPTED
     assert store.record_progress(job_id, 1, Progress(70.0, None, 3.0)) is None  # ended
     store.start_attempt(job_id)
     assert store.get(job_id).progress is None  # a new attempt starts from none
-    assert store.get(job_id).attempts[0].progress == Progress(60.0, "more", 2.0)
+    assert store.get(job_id).attempts[0].progress == Progress(60.0, "more", 2.0, 1)
     assert store.record_progress(job_id, 1, Progress(80.0, None, 4.0)) is None  # not current
-    assert store.record_progress(job_id, 2, Progress(5.0, None, 5.0)) is not None
-    assert store.get(job_id).progress == Progress(5.0, None, 5.0)
+    assert store.record_progress(job_id, 2, Progress(5.0, None, 5.0, 2)) is not None
+    assert store.get(job_id).progress == Progress(5.0, None, 5.0, 2)

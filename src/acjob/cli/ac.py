@@ -123,11 +123,12 @@ def jobs_command(states: tuple[str, ...], labels: dict[str, str], name_prefix: s
         print_json([dict(j.data) for j in jobs])
         return
     now = time.time()
-    print(f"{'ID':26}  {'STATE':14}  {'EXIT':>4}  {'AGE':>4}  COMMAND")
+    print(f"{'ID':26}  {'STATE':14}  {'EXIT':>4}  {'AGE':>4}  {'PROGRESS':>8}  COMMAND")
     for job in jobs:
         code = "" if job.exit_code is None else str(job.exit_code)
         age = _age(now - job.data["created_at"])
-        print(f"{job.id:26}  {job.state.value:14}  {code:>4}  {age:>4}  "
+        done = "" if job.progress is None else f"{job.progress.percent:.0f}%"
+        print(f"{job.id:26}  {job.state.value:14}  {code:>4}  {age:>4}  {done:>8}  "
               f"{_command_text(dict(job.data))}")
 
 
@@ -153,6 +154,10 @@ def _describe(info: JobInfo) -> None:
         print(f"exit      {info.exit_code}")
     if info.failure is not None:
         print(f"failure   {info.failure.value}")
+    if (progress := info.progress) is not None:
+        said = f" {progress.message}" if progress.message else ""
+        when = time.strftime('%H:%M:%S', time.localtime(progress.updated_at))
+        print(f"progress  {progress.percent:g}%{said} (at {when})")
     print(f"command   {_command_text(dict(data))}")
     print(f"backend   {data['backend']}")
     print(f"created   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(data['created_at']))}")
