@@ -27,7 +27,7 @@ MAX_MESSAGE = 200
 #: The shortest interval between two progress callbacks to one webhook, in seconds.
 MIN_CALLBACK_INTERVAL = 5
 
-_LINE = re.compile(r"\s*(\d{1,3}(?:\.\d{1,6})?|\.\d{1,6})%?(?:\s+(.*?))?\s*")
+_LINE = re.compile(r"\s*([0-9]{1,3}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})%?(?:\s+(.*?))?\s*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
