@@ -4,6 +4,7 @@ the client's event parser and the progress bar."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -219,3 +220,46 @@ def test_remaining_time_and_clock() -> None:
     assert remaining(100.0, 100.0) is None
     assert [clock(s) for s in (0, 65, 3661, 90061, -3)] == [
         "0:00", "1:05", "1:01:01", "1d 01:01:01", "0:00"]
+
+
+# -- the client's plan ------------------------------------------------------------------
+
+
+def _progress_event(attempt: int, percent: float | None) -> bytes:
+    progress = None if percent is None else {"percent": percent, "message": None,
+                                             "updated_at": 1.0}
+    data = json.dumps({"job_id": "j1", "attempt": attempt, "progress": progress})
+    return f"event: progress\ndata: {data}\n\n".encode()
+
+
+def test_following_progress_resumes_and_leaves_out_repeats() -> None:
+    from acjob.client.core import Emit, Open, Response, TransportError, progress_of
+    from acjob.client.plans import Plans
+    from tests.unit.test_client_core import FakeDriver
+
+    first = _progress_event(1, 10)
+    driver = FakeDriver(
+        Response(200, {}), first + b"id: 5\nevent: RUNN", b"ING\ndata: {}\n\n",
+        TransportError("cut"),
+        # Resumed after event 5: the current progress again (left out), then news.
+        Response(200, {}), first + _progress_event(1, 20),
+        _progress_event(2, None),  # a new attempt, nothing reported yet: left out
+        _progress_event(2, 5) + b"id: 9\nevent: COMPLETE\ndata: {}\n\n", b"",
+    )
+    driver.run(Plans(retry_for=60).progress("j1"))
+    assert [o.params["after"] for o in driver.of(Open)] == [0, 5]
+    emitted = [progress_of(e.data) for e in driver.of(Emit)]
+    assert [(p.percent, p.attempt) for p in emitted if p] == [(10.0, 1), (20.0, 1), (5.0, 2)]
+
+
+def test_following_progress_ends_with_the_job_after_an_early_end() -> None:
+    """A stream the daemon ended before the job (it was stopping) is followed again,
+    unless the job is over by then."""
+    from acjob.client.core import Open, Response
+    from acjob.client.plans import Plans
+    from tests.unit.test_client_core import FakeDriver, job, ok
+
+    driver = FakeDriver(Response(200, {}), b"id: 3\nevent: RUNNING\ndata: {}\n\n", b"",
+                        ok(job()), Response(200, {}), b"", ok(job("CANCELED")))
+    driver.run(Plans(retry_for=60).progress("j1"))
+    assert [o.params["after"] for o in driver.of(Open)] == [0, 3]
