@@ -1,7 +1,7 @@
 """In-process notification of job changes, for long-polls and streams.
 
-The store calls :meth:`Hub.publish` after each committed event; request handlers
-wait on :meth:`Hub.wait`. Nothing here is durable: a waiter that misses a
+The store calls :meth:`Hub.publish` after each committed event, and :meth:`Hub.wake`
+after each change of a job's progress; request handlers wait on :meth:`Hub.wait`. Nothing here is durable: a waiter that misses a
 notification (the daemon restarted) simply asks the store again.
 """
 
@@ -22,15 +22,18 @@ class Hub:
 
     def publish(self, job_id: str, seq: int, state: State) -> None:
         """Wake every waiter of ``job_id`` with the new event's sequence number."""
-        waiters = self._waiters.pop(job_id, None)
-        for future in waiters or ():
-            if not future.done():
-                future.set_result(seq)
+        self._wake(job_id, seq)
 
     def wake(self, job_id: str) -> None:
         """Wake every waiter of ``job_id`` for a change that is not an event (its
         progress); they are handed 0."""
-        self.publish(job_id, 0, State.QUEUED)
+        self._wake(job_id, 0)
+
+    def _wake(self, job_id: str, value: int) -> None:
+        waiters = self._waiters.pop(job_id, None)
+        for future in waiters or ():
+            if not future.done():
+                future.set_result(value)
 
     async def wait(self, job_id: str, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the job's next event.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from acjob.client.core import EventParser, JobInfo, ServerEvent
-from acjob.model import JobSpec, new_job_id
+from acjob.model import Job, JobSpec, new_job_id
 from acjob.progress import (
     MAX_MESSAGE,
     TAIL_BYTES,
@@ -263,3 +263,45 @@ def test_following_progress_ends_with_the_job_after_an_early_end() -> None:
                         ok(job()), Response(200, {}), b"", ok(job("CANCELED")))
     driver.run(Plans(retry_for=60).progress("j1"))
     assert [o.params["after"] for o in driver.of(Open)] == [0, 3]
+
+
+def test_progress_callbacks_wait_their_interval_and_stop_with_the_job(tmp_path: Path) -> None:
+    """The first change goes at once; the next within the interval waits for it; the
+    job's end drops what waits. (No clock is waited on: what waits is looked at.)"""
+    import asyncio
+
+    from acjob import lifecycle
+    from acjob.model import WebhookDelivery
+    from acjob.notifier import Notifier
+
+    class Channel:
+        def __init__(self) -> None:
+            self.posted: list[tuple[str, float | None]] = []
+            self.called = asyncio.Event()
+
+        async def send_progress(self, url: str, job: Job) -> None:
+            self.posted.append((url, job.progress.percent if job.progress else None))
+            self.called.set()
+
+    async def scenario() -> None:
+        store = Store(tmp_path / "db")
+        spec = JobSpec(command="x", deliveries=[
+            WebhookDelivery(url="http://a/", progress_interval=5),
+            WebhookDelivery(url="http://b/")])
+        job, _ = store.create_job(spec, "local", job_id=new_job_id())
+        store.start_attempt(job.id)
+        store.attempt_submitted(job.id, 1, "n")
+        channel = Channel()
+        notifier = Notifier(store, channel)
+        store.record_progress(job.id, 1, Progress(10.0, None, 1.0))
+        await channel.called.wait()
+        assert channel.posted == [("http://a/", 10.0)]  # the webhook that asked, only
+        store.record_progress(job.id, 1, Progress(20.0, None, 2.0))
+        store.record_progress(job.id, 1, Progress(30.0, None, 3.0))
+        assert list(notifier._timers[job.id]) == [0]  # one post waits for the interval
+        store.end_attempt(job.id, 1, lambda j: lifecycle.conclude_exit(j, 0))
+        assert job.id not in notifier._timers  # the job ended: nothing more is posted
+        assert channel.posted == [("http://a/", 10.0)]
+        store.close()
+
+    asyncio.run(scenario())
