@@ -226,15 +226,14 @@ class Monitor:
         methods ignore reports about attempts that already ended.
         """
         ids = [a.native_id for _, a in items if a.native_id]
+        # Progress at each poll (its files are in the spool, whatever the scheduler says).
+        self._watcher.check((job.id, attempt.number) for job, attempt in items)
         try:
             seen = await backend.poll(ids)
         except TransientError as exc:
             # Unknown is never final: look again at the next poll.
             log.warning("cannot poll the %s backend: %s", backend.name, exc)
-            self._watcher.check((job.id, attempt.number) for job, attempt in items)
         else:
-            # Progress at each poll (the files are on the spool, whatever the scheduler).
-            self._watcher.check((job.id, attempt.number) for job, attempt in items)
             for job, attempt in items:
                 observed = seen.get(attempt.native_id or "", Observation("gone"))
                 try:

@@ -11,6 +11,10 @@ with ProgressBar(label=job_id, started_at=started) as bar:
     for progress in client.progress(job_id):
         bar.update(progress.percent, progress.message)
 ```
+
+While the bar is shown, text printed through ``sys.stderr`` appears above it; bytes
+written straight to file descriptor 1 or 2 of the same terminal (a job's output) would
+garble it: close the bar first, or draw none while output goes to that terminal.
 """
 
 from __future__ import annotations
