@@ -1,8 +1,9 @@
 """In-process notification of job changes, for long-polls and streams.
 
 The store calls :meth:`Hub.publish` after each committed event, and :meth:`Hub.wake`
-after each change of a job's progress; request handlers wait on :meth:`Hub.wait`. Nothing here is durable: a waiter that misses a
-notification (the daemon restarted) simply asks the store again.
+after each change of a job's progress; request handlers wait on :meth:`Hub.wait`.
+Nothing here is durable: a waiter that misses a notification (the daemon restarted)
+simply asks the store again.
 """
 
 from __future__ import annotations

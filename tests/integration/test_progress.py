@@ -90,7 +90,7 @@ def test_progress_in_the_job_its_events_the_clients_and_ac(daemon: Daemon,
     assert info.progress is not None
     assert (info.progress.percent, info.progress.message) == (40.0, "aligning sequences")
 
-    async def follow() -> list[acjob.progress.Progress]:
+    async def follow() -> list[acjob.Progress]:
         async with acjob.AsyncClient(daemon.url) as aclient:
             return [p async for p in aclient.progress(job.id)]
 

@@ -21,6 +21,7 @@ Each operation is written once, as a plan free of I/O (:mod:`.plans`, on
 
 from __future__ import annotations
 
+from ..progress import Progress
 from .aio import AsyncClient, AsyncJobHandle
 from .core import JobInfo, Which
 from .stdin import UPLOAD_CHUNK, Stdin
@@ -33,6 +34,7 @@ __all__ = [
     "Client",
     "JobHandle",
     "JobInfo",
+    "Progress",
     "Stdin",
     "Which",
 ]
