@@ -58,15 +58,16 @@ def _events(d: Daemon, job_id: str) -> list[tuple[str, dict]]:
 
 def test_progress_in_the_job_its_events_the_clients_and_ac(daemon: Daemon,
                                                            short_tmp: Path) -> None:
-    g1, g2 = _fifos(short_tmp, "g1", "g2")
-    script = (f'echo "10 starting" > "$ACJOB_PROGRESS"; read x < {g1}; '
+    g0, g1, g2 = _fifos(short_tmp, "g0", "g1", "g2")
+    script = (f'read x < {g0}; echo "10 starting" > "$ACJOB_PROGRESS"; read x < {g1}; '
               f'echo "40 aligning sequences" > "$ACJOB_PROGRESS"; read x < {g2}; '
               # Neither counts: a malformed line, then one whose newline never came.
               "printf 'not a number\\n75 cut short' > \"$ACJOB_PROGRESS\"; echo out")
     with client_for(daemon) as client:
         job = client.submit(script)
-        assert client.get(job.id).progress is None
+        assert client.get(job.id).data["progress"] is None
         updates = client.progress(job.id)
+        _open_gate(g0)
         first = next(updates)
         assert (first.percent, first.message, first.attempt) == (10.0, "starting", 1)
         data = client.get(job.id).data
@@ -142,15 +143,18 @@ def test_acpoll_draws_nothing_when_stderr_is_not_a_terminal(daemon: Daemon,
     assert (out, err) == (b"out\n", b"")
 
 
-def _read_until(fd: int, wanted: bytes, seen: bytearray) -> None:
-    """Read a pty's output until ``wanted`` came (fail after a minute of silence)."""
-    while wanted not in seen:
+def _read_until(fd: int, wanted: bytes, seen: bytearray, to_end: bool = False) -> None:
+    """Read a pty's output until ``wanted`` came, or with ``to_end`` until the other
+    side closed (fail after a minute of silence)."""
+    while to_end or wanted not in seen:
         ready, _, _ = select.select([fd], [], [], 60)
         assert ready, f"{wanted!r} never came; got {bytes(seen)!r}"
         try:
             chunk = os.read(fd, 65536)
         except OSError:  # the other side closed
             chunk = b""
+        if to_end and not chunk:
+            return
         assert chunk, f"{wanted!r} never came; got {bytes(seen)!r}"
         seen += chunk
 
@@ -174,6 +178,7 @@ def test_acpoll_draws_a_bar_on_a_terminal(daemon: Daemon, short_tmp: Path) -> No
             _read_until(master, b"still working", seen)
             assert b"60%" in seen
             _open_gate(g2)
+            _read_until(master, b"", seen, to_end=True)  # the bar is gone with acpoll
             out, _ = proc.communicate(timeout=60)
         finally:
             proc.kill()
@@ -234,10 +239,12 @@ def test_webhook_gets_signed_progress_and_one_result(wdaemon: Daemon, short_tmp:
     progress = [(h, doc) for h, doc in requests if doc["event"] == "progress"]
     headers, first = progress[0]
     assert first == {"event": "progress", "callback_id": headers["x-acjob-delivery"],
-                     "job": {"id": job.id, "state": "RUNNING", "attempt": 1,
+                     "job": {"id": job.id, "state": first["job"]["state"], "attempt": 1,
                              "labels": {"k": "v"}},
                      "progress": {"percent": 10.0, "message": "started",
                                   "updated_at": first["progress"]["updated_at"]}}
+    # Seen running by the monitor, or about to be: the report came first.
+    assert first["job"]["state"] in ("INITIALIZING", "RUNNING")
     # The change that came within the interval is posted only if the job still runs
     # when the interval is over: it ended first, unless this machine was very slow.
     assert [doc["progress"]["percent"] for _, doc in progress] in ([10.0], [10.0, 20.0])
@@ -275,7 +282,9 @@ def test_progress_on_a_batch_scheduler(bdaemon: Daemon, short_tmp: Path) -> None
         updates = client.progress(job.id)
         first = next(updates)
         assert (first.percent, first.message, first.attempt) == (15.0, "attempt 1", 1)
-        assert client.get(job.id).data["progress"]["message"] == "attempt 1"
+        assert client.get(job.id).data["progress"] == first.to_json()
+        assert [e for name, e in _events(bdaemon, job.id) if name == "progress"] == [
+            {"job_id": job.id, "attempt": 1, "progress": first.to_json()}]
         assert "progress  15% attempt 1" in bdaemon.run("ac", "show", job.id).stdout.decode()
         g1.touch()
         second = next(updates)
