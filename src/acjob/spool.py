@@ -20,7 +20,7 @@ import shutil
 import stat
 from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import ConfigError, Conflict, PayloadTooLarge
 from .feeder import read_mark
@@ -40,6 +40,24 @@ Stream = Literal["stdout", "stderr"]
 #: What identifies one state of a file's content without reading it: modification
 #: time (ns), size and inode (``>`` keeps the inode, a rename changes it).
 Stamp = tuple[int, int, int]
+
+
+class ProgressRead(NamedTuple):
+    """What a look at an attempt's progress file found.
+
+    Attributes:
+        stamp: The file's stamp now (``None``: missing, or not a regular file).
+        said: The percent and message of its last complete well-formed line, or
+            ``None`` if the file is unchanged or says nothing usable.
+        mtime: Its modification time (Unix time).
+    """
+
+    stamp: Stamp | None
+    said: tuple[float, str | None] | None
+    mtime: float
+
+
+_NO_PROGRESS = ProgressRead(None, None, 0.0)
 
 _COPY_CHUNK = 1 << 20
 #: The close mark of a job's stdin (see :meth:`Spool.close_stdin`).
@@ -287,8 +305,7 @@ class Spool:
         except (ValueError, IndexError):
             return None
 
-    def read_progress(self, job_id: str, attempt: int, known: Stamp | None
-                      ) -> tuple[Stamp | None, tuple[float, str | None] | None, float]:
+    def read_progress(self, job_id: str, attempt: int, known: Stamp | None) -> ProgressRead:
         """Read what the attempt's progress file says, unless it is as it was.
 
         One ``stat`` when nothing changed since ``known``; otherwise only the file's
@@ -296,36 +313,34 @@ class Spool:
         file (a FIFO, a symbolic link a job put there) is never opened for reading.
 
         Returns:
-            The file's stamp now (``None`` if it is missing or not a regular file);
-            the last complete well-formed line's percent and message, or ``None`` if
-            the file is unchanged or says nothing usable; and its modification time.
+            What was found (see :class:`ProgressRead`).
         """
         path = self.attempt_dir(job_id, attempt) / PROGRESS_FILE
         try:
             info = path.lstat()
         except OSError:
-            return None, None, 0.0
+            return _NO_PROGRESS
         if not stat.S_ISREG(info.st_mode):
-            return None, None, 0.0
+            return _NO_PROGRESS
         stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
         if stamp == known or info.st_size == 0:
-            return stamp, None, info.st_mtime
+            return ProgressRead(stamp, None, info.st_mtime)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
-            return None, None, 0.0
+            return _NO_PROGRESS
         try:
             opened = os.fstat(fd)
             if not stat.S_ISREG(opened.st_mode):
-                return None, None, 0.0
+                return _NO_PROGRESS
             start = max(0, opened.st_size - TAIL_BYTES)
             tail = os.pread(fd, TAIL_BYTES, start)
         except OSError:
-            return None, None, 0.0
+            return _NO_PROGRESS
         finally:
             os.close(fd)
         stamp = (opened.st_mtime_ns, opened.st_size, opened.st_ino)
-        return stamp, parse_tail(tail, cut=start > 0), opened.st_mtime
+        return ProgressRead(stamp, parse_tail(tail, cut=start > 0), opened.st_mtime)
 
     def read_pid(self, job_id: str, attempt: int) -> int | None:
         """Return the wrapper's pid as it recorded it, or ``None``."""

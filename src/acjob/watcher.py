@@ -83,13 +83,14 @@ class Watcher:
     def _look(self, key: Key, read: bool) -> None:
         job_id, number = key
         known = None if read else self._stamps[key]
-        stamp, said, mtime = self._spool.read_progress(job_id, number, known)
-        self._stamps[key] = stamp
+        found = self._spool.read_progress(job_id, number, known)
+        self._stamps[key] = found.stamp
+        said = found.said
         if said is None or said == self._values.get(key):
             return
         self._values[key] = said
         # When it was written, by the file's clock, but never later than now.
-        at = min(mtime, time.time())
+        at = min(found.mtime, time.time())
         self._store.record_progress(job_id, number, Progress(said[0], said[1], at, number))
 
     async def run(self) -> None:
