@@ -29,6 +29,7 @@ from .version import __version__
 if TYPE_CHECKING:
     from .client import AsyncClient, AsyncJobHandle, Client, JobHandle, JobInfo
     from .model import JobSpec, Resources, RetryPolicy, State
+    from .progress import Progress
 
 # The clients and the job model load on first use: importing any part of acjob (the
 # daemon, the server, a backend) runs this file, and none of them needs the client.
@@ -36,6 +37,7 @@ _LAZY = {
     "AsyncClient": "client", "AsyncJobHandle": "client", "Client": "client",
     "JobHandle": "client", "JobInfo": "client",
     "JobSpec": "model", "Resources": "model", "RetryPolicy": "model", "State": "model",
+    "Progress": "progress",
 }
 
 
@@ -67,6 +69,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermanentError",
+    "Progress",
     "Resources",
     "RetryPolicy",
     "State",

@@ -32,6 +32,7 @@ from .errors import ConfigError
 from .hub import Hub
 from .janitor import run_janitor
 from .monitor import Monitor
+from .notifier import Notifier
 from .receiver import Receiver, ReceiverSettings
 from .sender import Sender
 from .server.app import create_app
@@ -181,6 +182,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     spool.check_usable()
     hub = Hub()
     store.subscribe(hub.publish)
+    store.subscribe_progress(lambda job: hub.wake(job.id))
     backends = build_backends(settings.config, spool)
     monitor = Monitor(store, spool, backends, job_umask=job_umask,
                       hold=settings.config.server.hold)
@@ -206,6 +208,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     mail = MailChannel(spool, settings.config.mail)
     webhook = WebhookChannel(spool, settings.config.webhook)
     sender = Sender(store, {mail.kind: mail, webhook.kind: webhook}, settings.config.delivery)
+    notifier = Notifier(store, webhook)
     app = create_app(services)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="off",
@@ -244,6 +247,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        notifier.close()
         await webhook.aclose()
         sock.close()
         if settings.endpoint.unix is not None:

@@ -1,8 +1,9 @@
 """In-process notification of job changes, for long-polls and streams.
 
-The store calls :meth:`Hub.publish` after each committed event; request handlers
-wait on :meth:`Hub.wait`. Nothing here is durable: a waiter that misses a
-notification (the daemon restarted) simply asks the store again.
+The store calls :meth:`Hub.publish` after each committed event, and :meth:`Hub.wake`
+after each change of a job's progress; request handlers wait on :meth:`Hub.wait`.
+Nothing here is durable: a waiter that misses a notification (the daemon restarted)
+simply asks the store again.
 """
 
 from __future__ import annotations
@@ -22,17 +23,25 @@ class Hub:
 
     def publish(self, job_id: str, seq: int, state: State) -> None:
         """Wake every waiter of ``job_id`` with the new event's sequence number."""
+        self._wake(job_id, seq)
+
+    def wake(self, job_id: str) -> None:
+        """Wake every waiter of ``job_id`` for a change that is not an event (its
+        progress); they are handed 0."""
+        self._wake(job_id, 0)
+
+    def _wake(self, job_id: str, value: int) -> None:
         waiters = self._waiters.pop(job_id, None)
         for future in waiters or ():
             if not future.done():
-                future.set_result(seq)
+                future.set_result(value)
 
     async def wait(self, job_id: str, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the job's next event.
 
         Check the store *before* calling this, with no ``await`` in between, so no
-        event can slip through. Returns the event's sequence number, or ``None`` on
-        time-out.
+        event can slip through. Returns the event's sequence number (0 for a change of
+        progress), or ``None`` on time-out.
         """
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters[job_id].add(future)

@@ -19,13 +19,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_serializer,
 )
 
 from .address import check_mail_address
 from .ids import check_job_id as check_job_id
 from .ids import new_job_id as new_job_id
+from .progress import MIN_CALLBACK_INTERVAL, Progress
 from .states import FINAL_STATES as FINAL_STATES
 from .states import INFRASTRUCTURE_FAILURES as INFRASTRUCTURE_FAILURES
 from .states import OWN_FAILURES as OWN_FAILURES
@@ -135,12 +138,27 @@ class MailDelivery(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
-    """POST the result, signed, to ``url`` when the job ends."""
+    """POST the result, signed, to ``url`` when the job ends.
+
+    With ``progress_interval``, the job's progress is posted to ``url`` too while it
+    runs, at most once per that many seconds (see docs/deliveries.md).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["webhook"] = "webhook"
     url: Annotated[str, Field(pattern=r"^https?://[\x21-\x7e]+$", max_length=2048)]
+    progress_interval: Annotated[
+        int, Field(ge=MIN_CALLBACK_INTERVAL, le=86400)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_progress(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A delivery without progress callbacks serialises as before they existed, so
+        # the request hashes of idempotent submissions made before stay the same.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("progress_interval") is None:
+            data.pop("progress_interval", None)
+        return data
 
     @field_validator("url")
     @classmethod
@@ -228,6 +246,7 @@ class Attempt:
     reason: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +309,14 @@ class Job:
     purged_at: float | None = None
     attempts: tuple[Attempt, ...] = field(default=())
     deliveries: tuple[DeliveryRecord, ...] = field(default=())
+
+    @property
+    def progress(self) -> Progress | None:
+        """What the current attempt last reported of its progress (``None`` before it
+        reported any: a new attempt starts from none)."""
+        if not self.attempts or self.attempts[-1].number != self.attempt:
+            return None
+        return self.attempts[-1].progress
 
     @property
     def failure(self) -> FailureKind | None:

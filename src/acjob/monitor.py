@@ -11,6 +11,9 @@ due poll of a backend. A cycle
 5. sends pending cancellations; and
 6. starts queued jobs while the backends have room (:mod:`acjob.dispatcher`).
 
+Beside the cycles, the progress watcher (:mod:`acjob.watcher`) reads what the
+attempts under way report of their progress.
+
 What an attempt's end means is decided by :mod:`acjob.lifecycle`; the monitor does
 the I/O around those decisions.
 
@@ -34,6 +37,7 @@ from .errors import AcjobError, TransientError
 from .model import Attempt, AttemptState, FailureKind, Job, Observation, State
 from .spool import Spool
 from .store import Store
+from .watcher import Watcher
 
 log = logging.getLogger("acjob.monitor")
 
@@ -66,6 +70,7 @@ class Monitor:
         self._timed_out: set[tuple[str, int]] = set()
         self._asked: set[tuple[str, int]] = set()
         self._wake_at: float | None = None
+        self._watcher = Watcher(store, spool)
         self._dispatcher = Dispatcher(store, spool, self._backends, job_umask=job_umask,
                                       hold=hold, submitted=self._submitted, kick=self.kick)
 
@@ -101,6 +106,7 @@ class Monitor:
                             (State.INITIALIZING, State.RUNNING, State.CANCELING))
             log.info("picking up %d unfinished job(s); re-attaching %d attempt(s) under way",
                      active, under_way)
+        watching = asyncio.create_task(self._watcher.run(), name="acjob-progress")
         try:
             while True:
                 try:
@@ -112,6 +118,7 @@ class Monitor:
                     await asyncio.sleep(RECHECK)
                 await self._sleep()
         finally:
+            watching.cancel()
             for task in self._polling.values():
                 task.cancel()
             for backend in self._backends.values():
@@ -134,6 +141,7 @@ class Monitor:
         now = time.monotonic()
         to_poll: dict[str, list[tuple[Job, Attempt]]] = {}
         self._wake_at = None
+        under_way: list[tuple[str, int]] = []
         for job in self._store.in_flight():
             backend = self._backends.get(job.backend)
             if backend is None or not job.attempts:
@@ -143,6 +151,9 @@ class Monitor:
             attempt = job.attempts[-1]
             if attempt.state in (AttemptState.ENDED, AttemptState.ABANDONED):
                 continue
+            if attempt.native_id is not None:
+                self._watcher.track(job, attempt, often=backend.notifies_exits)
+                under_way.append((job.id, attempt.number))
             try:
                 record = self._spool.read_exit(job.id, attempt.number)
                 if record is not None and record.signal is None \
@@ -158,6 +169,7 @@ class Monitor:
                 # One job's trouble must never stall the others.
                 log.warning("job %s: %s", job.id, exc)
                 self._soon(RECHECK)
+        self._watcher.keep_only(under_way)
         for name, items in to_poll.items():
             backend = self._backends[name]
             due = name in self._woken or now >= self._next_poll.get(name, 0.0)
@@ -214,6 +226,8 @@ class Monitor:
         methods ignore reports about attempts that already ended.
         """
         ids = [a.native_id for _, a in items if a.native_id]
+        # Progress at each poll (its files are in the spool, whatever the scheduler says).
+        self._watcher.check((job.id, attempt.number) for job, attempt in items)
         try:
             seen = await backend.poll(ids)
         except TransientError as exc:
@@ -283,6 +297,7 @@ class Monitor:
 
     def _finish_exit(self, job: Job, attempt: Attempt, code: int) -> None:
         full = self._spool_full() if code != 0 else None
+        self._last_look(job, attempt)
         self._forget(job, attempt)
         ended = self._store.end_attempt(
             job.id, attempt.number, lambda current: lifecycle.conclude_exit(current, code, full))
@@ -294,6 +309,7 @@ class Monitor:
         """End an attempt that left no exit status of its own."""
         lost = isinstance(verdict, lifecycle.Failed) and verdict.failure is FailureKind.LOST
         full = self._spool_full() if lost else None
+        self._last_look(job, attempt)
         self._forget(job, attempt)
         ended = self._store.end_attempt(
             job.id, attempt.number, lambda current: lifecycle.conclude(current, verdict, full))
@@ -312,8 +328,16 @@ class Monitor:
                     "could not be written")
         return None
 
+    def _last_look(self, job: Job, attempt: Attempt) -> None:
+        """Read the attempt's progress file once more before its end is recorded."""
+        if attempt.native_id is None:
+            return
+        self._watcher.track(job, attempt, often=False)
+        self._watcher.check([(job.id, attempt.number)], read=True)
+
     def _forget(self, job: Job, attempt: Attempt) -> None:
         key = (job.id, attempt.number)
+        self._watcher.forget(key)
         self._gone_since.pop(key, None)
         self._cancel_sent.discard(key)
         self._timed_out.discard(key)

@@ -5,7 +5,7 @@
     stdin                    the uploaded stdin (complete once the store says closed)
     work/                    the default working directory
     <attempt>/               one directory per attempt: job.sh, claim, pid,
-                             stdout, stderr, exit (see :mod:`acjob.wrapper`)
+                             stdout, stderr, progress, exit (see :mod:`acjob.wrapper`)
 ```
 
 Every path is derived from a validated job id and an integer attempt: nothing a
@@ -17,16 +17,47 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .errors import ConfigError, Conflict, PayloadTooLarge
 from .feeder import read_mark
 from .model import ExitRecord, check_job_id
-from .wrapper import CLAIM_DIR, EXIT_FILE, PID_FILE, STDERR_FILE, STDOUT_FILE, WRAPPER_FILE
+from .progress import TAIL_BYTES, parse_tail
+from .wrapper import (
+    CLAIM_DIR,
+    EXIT_FILE,
+    PID_FILE,
+    PROGRESS_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    WRAPPER_FILE,
+)
 
 Stream = Literal["stdout", "stderr"]
+#: What identifies one state of a file's content without reading it: modification
+#: time (ns), size and inode (``>`` keeps the inode, a rename changes it).
+Stamp = tuple[int, int, int]
+
+
+class ProgressRead(NamedTuple):
+    """What a look at an attempt's progress file found.
+
+    Attributes:
+        stamp: The file's stamp now (``None``: missing, or not a regular file).
+        said: The percent and message of its last complete well-formed line, or
+            ``None`` if the file is unchanged or says nothing usable.
+        mtime: Its modification time (Unix time).
+    """
+
+    stamp: Stamp | None
+    said: tuple[float, str | None] | None
+    mtime: float
+
+
+_NO_PROGRESS = ProgressRead(None, None, 0.0)
 
 _COPY_CHUNK = 1 << 20
 #: The close mark of a job's stdin (see :meth:`Spool.close_stdin`).
@@ -273,6 +304,43 @@ class Spool:
             return ExitRecord(int(fields[0]), fields[1] if len(fields) > 1 else None)
         except (ValueError, IndexError):
             return None
+
+    def read_progress(self, job_id: str, attempt: int, known: Stamp | None) -> ProgressRead:
+        """Read what the attempt's progress file says, unless it is as it was.
+
+        One ``stat`` when nothing changed since ``known``; otherwise only the file's
+        last :data:`~acjob.progress.TAIL_BYTES` bytes are read. Anything but a regular
+        file (a FIFO, a symbolic link a job put there) is never opened for reading.
+
+        Returns:
+            What was found (see :class:`ProgressRead`).
+        """
+        path = self.attempt_dir(job_id, attempt) / PROGRESS_FILE
+        try:
+            info = path.lstat()
+        except OSError:
+            return _NO_PROGRESS
+        if not stat.S_ISREG(info.st_mode):
+            return _NO_PROGRESS
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if stamp == known or info.st_size == 0:
+            return ProgressRead(stamp, None, info.st_mtime)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return _NO_PROGRESS
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                return _NO_PROGRESS
+            start = max(0, opened.st_size - TAIL_BYTES)
+            tail = os.pread(fd, TAIL_BYTES, start)
+        except OSError:
+            return _NO_PROGRESS
+        finally:
+            os.close(fd)
+        stamp = (opened.st_mtime_ns, opened.st_size, opened.st_ino)
+        return ProgressRead(stamp, parse_tail(tail, cut=start > 0), opened.st_mtime)
 
     def read_pid(self, job_id: str, attempt: int) -> int | None:
         """Return the wrapper's pid as it recorded it, or ``None``."""

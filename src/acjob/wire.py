@@ -39,6 +39,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "files_removed_at": job.purged_at,
         "deliveries": [delivery_json(d) for d in job.deliveries],
         "seq": job.seq,
+        "progress": progress.to_json() if (progress := job.progress) else None,
         "attempts": [attempt_json(a) for a in job.attempts],
     }
 
@@ -61,6 +62,14 @@ def event_json(event: Event) -> dict[str, Any]:
     """Return one event as the event stream sends it."""
     return {"seq": event.seq, "job_id": event.job_id, "at": event.at,
             "state": event.state.value, "attempt": event.attempt, "detail": event.detail}
+
+
+def progress_event_json(job: Job) -> dict[str, Any]:
+    """Return a job's current progress as the event stream's ``progress`` event sends it
+    (``progress`` is ``null`` when a new attempt has not reported any yet)."""
+    progress = job.progress
+    return {"job_id": job.id, "attempt": job.attempt,
+            "progress": progress.to_json() if progress else None}
 
 
 def delivery_json(delivery: DeliveryRecord) -> dict[str, Any]:

@@ -6,7 +6,8 @@ The wrapper is the ground truth of a job's end. It
    ``noclobber``: atomic, so a daemon that lost track of a submission can *fence* it by
    creating the file first: a late-starting wrapper then exits without running the
    command);
-2. records its pid, so a restarted daemon can find the process again;
+2. records its pid, so a restarted daemon can find the process again, and creates
+   the attempt's progress file, named to the command by ``ACJOB_PROGRESS``;
 3. runs the command with stdin, stdout and stderr redirected to the spool;
 4. writes the exit status to ``exit`` in one small write, so the status survives the
    daemon and any scheduler's short memory (a reader that finds the file empty or cut
@@ -48,6 +49,8 @@ STDERR_FILE = "stderr"
 WRAPPER_FILE = "job.sh"
 FEED_LOG = "feed.log"
 FEED_STATUS = "feed.status"
+#: Where the job reports its progress (``ACJOB_PROGRESS``; see :mod:`acjob.progress`).
+PROGRESS_FILE = "progress"
 
 _SIGNAL_NAME = re.compile(r"[A-Z][A-Z0-9]{1,15}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -157,7 +160,9 @@ trap 'sig=INT' INT
 trap 'sig=HUP' HUP
 trap 'sig=USR2' USR2
 {ignores}echo $$ > "$A/{PID_FILE}"
-export ACJOB_JOB_ID={q(job_id)} ACJOB_ATTEMPT={attempt:d}
+# The attempt's own progress file, made 0600 here (the job's umask may be looser).
+true 2>/dev/null > "$A/{PROGRESS_FILE}"
+export ACJOB_JOB_ID={q(job_id)} ACJOB_ATTEMPT={attempt:d} ACJOB_PROGRESS="$A/{PROGRESS_FILE}"
 W={q(str(workdir))}
 if [ -n "$sig" ]; then
     # Stopped from outside (a cancel) before the command started: it never starts.

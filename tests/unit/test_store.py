@@ -9,6 +9,7 @@ import pytest
 from acjob import lifecycle
 from acjob.errors import Conflict, InvalidRequest, NotFound
 from acjob.model import FailureKind, Job, JobSpec, NewJob, RetryPolicy, State, new_job_id
+from acjob.progress import Progress
 from acjob.store import Store
 
 
@@ -294,3 +295,54 @@ def test_what_a_client_is_told_is_on_disk_before_it_is_told(tmp_path: Path) -> N
     statements.clear()
     store.attempt_running(job_id, attempt.number)
     assert "COMMIT" in statements and "PRAGMA synchronous=FULL" not in statements
+
+
+def test_a_version_2_store_is_migrated(tmp_path: Path) -> None:
+    """A store of acjob before progress reports keeps its jobs and attempts, which have
+    no progress, and takes progress from then on."""
+    import sqlite3
+
+    from acjob.store.database import _MIGRATIONS, _SCHEMA
+
+    path = tmp_path / "v2.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA + _MIGRATIONS[2] + "INSERT INTO meta VALUES ('schema', '2');")
+    job_id = new_job_id()
+    db.execute("INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+               " stdin_closed, attempt) VALUES (?, ?, 'RUNNING', 'local', 0, 0, 1, 1)",
+               (job_id, JobSpec(command="true").model_dump_json()))
+    db.execute("INSERT INTO attempts (job_id, number, native_id, state) VALUES"
+               " (?, 1, 'n', 'running')", (job_id,))
+    db.commit()
+    db.close()
+    store = Store(path)
+    job = store.get(job_id)
+    assert job.state is State.RUNNING and job.attempts[0].native_id == "n"
+    assert job.progress is None
+    seen: list[str] = []
+    store.subscribe_progress(lambda j: seen.append(j.id))
+    assert store.record_progress(job_id, 1, Progress(40.0, "half", 5.0, 1)) is not None
+    assert store.get(job_id).progress == Progress(40.0, "half", 5.0, 1)
+    assert seen == [job_id]
+    version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+    assert version == "3"
+
+
+def test_progress_belongs_to_the_current_attempt(store: Store) -> None:
+    job_id = store.create_job(JobSpec(command="x", retry=RetryPolicy(max_attempts=2)),
+                              "local", job_id=new_job_id())[0].id
+    first = store.start_attempt(job_id)
+    store.attempt_submitted(job_id, first.number, "n1")
+    assert store.get(job_id).progress is None
+    store.record_progress(job_id, 1, Progress(10.0, None, 1.0))
+    store.record_progress(job_id, 1, Progress(60.0, "more", 2.0, 1))
+    assert store.get(job_id).progress == Progress(60.0, "more", 2.0, 1)  # the latest only
+    job = _lost(store, job_id, 1)
+    assert job.state is State.PREEMPTED
+    assert store.record_progress(job_id, 1, Progress(70.0, None, 3.0)) is None  # ended
+    store.start_attempt(job_id)
+    assert store.get(job_id).progress is None  # a new attempt starts from none
+    assert store.get(job_id).attempts[0].progress == Progress(60.0, "more", 2.0, 1)
+    assert store.record_progress(job_id, 1, Progress(80.0, None, 4.0)) is None  # not current
+    assert store.record_progress(job_id, 2, Progress(5.0, None, 5.0, 2)) is not None
+    assert store.get(job_id).progress == Progress(5.0, None, 5.0, 2)

@@ -71,7 +71,7 @@ def test_layers_point_one_way() -> None:
     """model <- store <- backends/delivery <- monitor/sender/server <- cli."""
     graph = _graph()
     lower = {"acjob.model", "acjob.errors", "acjob.lifecycle", "acjob.wire", "acjob.address",
-             "acjob.states", "acjob.ids",
+             "acjob.states", "acjob.ids", "acjob.progress",
              "acjob.version"}
     for name, imported in graph.items():
         if name in lower:

@@ -102,6 +102,13 @@ def test_env_and_ids_exported(tmp_path: Path) -> None:
     assert (a / "stdout").read_text() == "it's $x 1\n"
 
 
+def test_progress_file_is_the_attempts_own_and_private(tmp_path: Path) -> None:
+    a = _run(tmp_path, 'echo "$ACJOB_PROGRESS"; echo "40 aligning" > "$ACJOB_PROGRESS"')
+    assert (a / "stdout").read_text() == f"{a / 'progress'}\n"
+    assert (a / "progress").read_text() == "40 aligning\n"
+    assert (a / "progress").stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize("fence", ["file", "directory (an older daemon's)"])
 def test_fence_prevents_the_run(tmp_path: Path, fence: str) -> None:
     attempt = tmp_path / "1"

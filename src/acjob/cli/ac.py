@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -15,7 +14,6 @@ from pydantic import ValidationError
 
 from ..client import Client, JobInfo, Which
 from ..config import DEFAULT_IDLE_TIMEOUT, load_config
-from ..daemon import resolve_settings, serve
 from ..errors import AcjobError, ConnectionFailed
 from ..model import JobSpec, State, check_job_id, describe_errors
 from ..version import __version__
@@ -51,6 +49,10 @@ def cli() -> None:
 def serve_command(config_file: Path | None, listen: str | None, token: str | None,
                   private: bool, idle_timeout: float | None, ready_fd: int | None) -> None:
     """Run the daemon in the foreground until SIGTERM, Ctrl-C or 'ac shutdown'."""
+    import asyncio  # the daemon's side, loaded only to serve: the other commands start fast
+
+    from ..daemon import resolve_settings, serve
+
     config = load_config(config_file)
     if private:
         listen = None
@@ -123,11 +125,12 @@ def jobs_command(states: tuple[str, ...], labels: dict[str, str], name_prefix: s
         print_json([dict(j.data) for j in jobs])
         return
     now = time.time()
-    print(f"{'ID':26}  {'STATE':14}  {'EXIT':>4}  {'AGE':>4}  COMMAND")
+    print(f"{'ID':26}  {'STATE':14}  {'EXIT':>4}  {'AGE':>4}  {'PROGRESS':>8}  COMMAND")
     for job in jobs:
         code = "" if job.exit_code is None else str(job.exit_code)
         age = _age(now - job.data["created_at"])
-        print(f"{job.id:26}  {job.state.value:14}  {code:>4}  {age:>4}  "
+        done = "" if job.progress is None else f"{job.progress.percent:.0f}%"
+        print(f"{job.id:26}  {job.state.value:14}  {code:>4}  {age:>4}  {done:>8}  "
               f"{_command_text(dict(job.data))}")
 
 
@@ -153,6 +156,10 @@ def _describe(info: JobInfo) -> None:
         print(f"exit      {info.exit_code}")
     if info.failure is not None:
         print(f"failure   {info.failure.value}")
+    if (progress := info.progress) is not None:
+        said = f" {progress.message}" if progress.message else ""
+        when = time.strftime('%H:%M:%S', time.localtime(progress.updated_at))
+        print(f"progress  {progress.percent:g}%{said} (at {when})")
     print(f"command   {_command_text(dict(data))}")
     print(f"backend   {data['backend']}")
     print(f"created   {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(data['created_at']))}")

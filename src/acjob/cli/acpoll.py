@@ -5,16 +5,21 @@ per line, as ``acjob -t poll --json`` prints them). For each job in turn acpoll
 waits (one question to the daemon is held open at most ``-i`` seconds; it answers at
 once when the job ends), then writes the job's stdout to stdout and its stderr to
 stderr, byte for byte. It exits with the first non-zero job status, else 0.
+
+While it waits, and only when stderr is a terminal, a progress bar with the job's
+message is drawn on stderr (and removed before any output is written); it follows
+the job's event stream instead of long-polls.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
-from ..client import Client
+from ..client import Client, JobInfo
 from ..errors import AcjobError
 from ..ids import check_job_id
 from ..states import FailureKind, State
@@ -32,6 +37,7 @@ from .common import (
     say_waiting,
     write_all,
 )
+from .progress import ProgressBar, stderr_is_terminal
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +71,7 @@ def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str,
         status = 0
         with Client(on_wait=say_waiting) as client:
             for job_id in ids:
-                info = client.wait(job_id, poll=interval)
+                info = _wait(client, job_id, interval, label=job_id if len(ids) > 1 else None)
                 try:
                     if info.attempt:
                         for chunk in client.stream(job_id, "stdout", follow=False,
@@ -84,6 +90,36 @@ def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str,
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(status)
+
+
+def _wait(client: Client, job_id: str, interval: float, label: str | None) -> JobInfo:
+    """Wait until the job is final; on a terminal, with a progress bar on stderr."""
+    if not stderr_is_terminal():
+        return client.wait(job_id, poll=interval)
+    info = client.get(job_id)
+    if info.is_final:
+        return info
+    with ProgressBar(label=label, started_at=_started(info)) as bar:
+        attempt = info.attempt
+        if (progress := info.progress) is not None:
+            bar.update(progress.percent, progress.message)
+        for progress in client.progress(job_id):
+            started = None
+            if progress.attempt is not None and progress.attempt != attempt:
+                # A new attempt: its own time is what the remaining time scales.
+                attempt, started = progress.attempt, _started(client.get(job_id))
+            bar.update(progress.percent, progress.message, started_at=started)
+    return client.wait(job_id, poll=interval)
+
+
+def _started(info: JobInfo) -> float:
+    """When the job's current attempt started running (else when the job was made)."""
+    attempts = info.data.get("attempts") or []
+    started = attempts[-1].get("started_at") if attempts else None
+    if isinstance(started, int | float):
+        return float(started)
+    created = info.data.get("created_at")
+    return float(created) if isinstance(created, int | float) else time.time()
 
 
 def _read_handles(text: str) -> list[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..progress import Progress
 from .core import JobInfo, Which
 from .stdin import UPLOAD_CHUNK, Stdin
 from .sync import Client, JobHandle
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> Any:
         return getattr(aio, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "UPLOAD_CHUNK",
     "AsyncClient",
@@ -47,6 +49,7 @@ __all__ = [
     "Client",
     "JobHandle",
     "JobInfo",
+    "Progress",
     "Stdin",
     "Which",
 ]

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 
 from ..private import ensure_private_daemon
+from ..progress import Progress
 from .core import (
     Block,
     Call,
@@ -31,6 +32,7 @@ from .core import (
     Streamed,
     Timeout,
     Which,
+    progress_of,
     resolve,
 )
 from .plans import Plans
@@ -247,6 +249,14 @@ class AsyncClient:
         return self._steps(Run(self._plans.stream(job_id, which, offset=offset,
                                                   follow=follow, attempt=attempt)))
 
+    async def progress(self, job_id: str) -> AsyncIterator[Progress]:
+        """Yield the job's progress each time it changes, until the job is final (see
+        :meth:`Client.progress`)."""
+        async for emitted in self._steps(Run(self._plans.progress(job_id))):
+            progress = progress_of(emitted)
+            if progress is not None:
+                yield progress
+
     async def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
                    limit: int = 100, cursor: str | None = None,
                    name_prefix: str | None = None,
@@ -286,6 +296,10 @@ class AsyncJobHandle:
     def stderr(self, *, offset: int = 0, follow: bool = True) -> AsyncIterator[bytes]:
         """Yield the job's stderr (the latest attempt's), live while it runs."""
         return self.client.stream(self.id, "stderr", offset=offset, follow=follow)
+
+    def progress(self) -> AsyncIterator[Progress]:
+        """Yield the job's progress each time it changes, until it is final."""
+        return self.client.progress(self.id)
 
     async def cancel(self) -> JobInfo:
         """Cancel the job."""

@@ -23,6 +23,7 @@ from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
 from ..locations import DEFAULT_RETRY_FOR_S, config_path, parse_endpoint, private_socket, retry_for
+from ..progress import Progress
 from ..states import FailureKind, State
 
 Which = Literal["stdout", "stderr"]
@@ -256,6 +257,12 @@ class JobInfo:
         return self.state.is_final
 
     @property
+    def progress(self) -> Progress | None:
+        """What the job's current attempt last reported of its progress (``None``
+        before it reported any, or from a daemon that does not say)."""
+        return Progress.from_json(self.data.get("progress"), self.attempt)
+
+    @property
     def failure(self) -> FailureKind | None:
         """Why a job that ended in ``EXECUTOR_ERROR`` or ``SYSTEM_ERROR`` failed
         (``timeout`` for its time limit); ``None`` otherwise, or from a daemon that does
@@ -265,6 +272,58 @@ class JobInfo:
             return FailureKind(value) if isinstance(value, str) else None
         except ValueError:  # a kind this client does not know yet
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    """One server-sent event: its ``event`` name, ``id`` (``None`` if it has none) and
+    ``data`` (the data lines joined)."""
+
+    event: str
+    id: str | None
+    data: str
+
+
+class EventParser:
+    """Splits a ``text/event-stream`` body into events, whatever its chunks."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = "message"
+        self._id: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[ServerEvent]:
+        """Take the next bytes of the stream; return the events they complete."""
+        self._buffer += chunk
+        events: list[ServerEvent] = []
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace").removesuffix("\r")
+            if not line:
+                if self._data:
+                    events.append(ServerEvent(self._event, self._id, "\n".join(self._data)))
+                self._event, self._id, self._data = "message", None, []
+                continue
+            if line.startswith(":"):
+                continue  # a comment (keep-alive)
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                self._event = value
+            elif name == "data":
+                self._data.append(value)
+            elif name == "id":
+                self._id = value
+        return events
+
+
+def progress_of(emitted: bytes) -> Progress | None:
+    """Return the progress in one item emitted by the ``progress`` plan."""
+    data = json.loads(emitted)
+    attempt = data.get("attempt")
+    return Progress.from_json(data.get("progress"),
+                              attempt if isinstance(attempt, int) else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from ..errors import Conflict, ConnectionFailed
+from ..states import State
 from .core import (
     RETRIABLE,
     Backoff,
     Block,
     Call,
     Emit,
+    EventParser,
     JobInfo,
     JobOptions,
     Open,
@@ -316,3 +318,55 @@ class Plans:
                     )
                 attempt, offset = info.attempt, 0
             # Otherwise the daemon ended the stream early (it was stopping): resume.
+
+    def progress(self, job_id: str) -> Plan[None]:
+        """Emit each change of the job's progress, until the job is final.
+
+        Follows the job's event stream, resuming after a broken connection (from the
+        last event seen); each emitted item is the JSON of one ``progress`` event
+        (``job_id``, ``attempt``, ``progress``). The job's current progress comes
+        first, if it has any; repeats and the ``null`` of a new attempt are left out.
+
+        Raises:
+            ConnectionFailed: the daemon stayed unreachable for :attr:`retry_for` s.
+            NotFound: no such job.
+        """
+        after, last = 0, None
+        backoff = Backoff(self.retry_for)
+        while True:
+            final = False
+            parser = EventParser()
+            try:
+                response = yield from open_stream(Open(f"/v1/jobs/{job_id}/events",
+                                                       {"after": after, "follow": "true"}))
+                if response.status >= 400:
+                    body = b""
+                    while chunk := (yield from pull()):
+                        body += chunk
+                    raise error_of(Response(response.status, response.headers, body))
+                while chunk := (yield from pull()):
+                    backoff.reset(self.retry_for)
+                    for event in parser.feed(chunk):
+                        if event.event == "progress":
+                            data = json.loads(event.data)
+                            key = (data.get("attempt"), data.get("progress"))
+                            if data.get("progress") is not None and key != last:
+                                yield Emit(event.data.encode())
+                            last = key
+                            continue
+                        if event.id is not None and event.id.isdigit():
+                            after = int(event.id)
+                        final = final or event.event in _FINAL
+            except RETRIABLE as exc:
+                yield Sleep(backoff.next(exc))
+                continue
+            if final:
+                return
+            # The stream ended early (the daemon was stopping): unless the job is over,
+            # follow it again from the last event seen.
+            info = yield from self.get(job_id)
+            if info.is_final:
+                return
+
+
+_FINAL = frozenset(state.value for state in State if state.is_final)

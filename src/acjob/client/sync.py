@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from ..private import ensure_private_daemon
+from ..progress import Progress
 from .connection import CONNECTION_ERRORS, Connections, Stream
 from .core import (
     Block,
@@ -25,6 +26,7 @@ from .core import (
     Streamed,
     Timeout,
     Which,
+    progress_of,
     resolve,
 )
 from .plans import Plans
@@ -302,6 +304,24 @@ class Client:
         return self._steps(Run(self._plans.stream(job_id, which, offset=offset,
                                                   follow=follow, attempt=attempt)))
 
+    def progress(self, job_id: str) -> Iterator[Progress]:
+        """Yield the job's progress each time it changes, until the job is final.
+
+        The current progress comes first, if the job reported any. A retried job's
+        new attempt starts from none: its first report may be lower than the last
+        one yielded (``Progress.attempt`` tells them apart). Follows the job's event
+        stream, resuming after broken connections; nothing is requested before the
+        first item is asked for.
+
+        Raises:
+            NotFound: no such job.
+            ConnectionFailed: the daemon stayed unreachable for ``retry_for`` seconds.
+        """
+        for emitted in self._steps(Run(self._plans.progress(job_id))):
+            progress = progress_of(emitted)
+            if progress is not None:
+                yield progress
+
     def list(self, *, state: Iterable[str] = (), label: Mapping[str, str] | None = None,
              limit: int = 100, cursor: str | None = None, name_prefix: str | None = None,
              ) -> tuple[builtins.list[JobInfo], str | None]:
@@ -344,6 +364,10 @@ class JobHandle:
     def stderr(self, *, offset: int = 0, follow: bool = True) -> Iterator[bytes]:
         """Yield the job's stderr (the latest attempt's), live while it runs."""
         return self.client.stream(self.id, "stderr", offset=offset, follow=follow)
+
+    def progress(self) -> Iterator[Progress]:
+        """Yield the job's progress each time it changes, until it is final."""
+        return self.client.progress(self.id)
 
     def cancel(self) -> JobInfo:
         """Cancel the job."""

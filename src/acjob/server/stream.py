@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator
 
 from ..spool import Stream
-from ..wire import event_json
+from ..wire import event_json, progress_event_json
 from .services import Services
 
 CHUNK = 1 << 20
@@ -68,9 +68,20 @@ async def output_stream(
 
 
 async def event_stream(svc: Services, job_id: str, after: int, follow: bool) -> AsyncIterator[str]:
-    """Yield the job's events after ``after`` as server-sent events, until it is final."""
+    """Yield the job's events after ``after`` as server-sent events, until it is final.
+
+    Its progress comes between them as ``progress`` events, without an ``id`` (they are
+    not stored: a stream sends the current progress when it starts, if there is any,
+    then each change it sees, the latest only).
+    """
+    sent: object = None
     while True:
         job = svc.store.get(job_id)
+        progress = progress_event_json(job)
+        key = (progress["attempt"], progress["progress"])
+        if key != sent and (sent is not None or progress["progress"] is not None):
+            yield f"event: progress\ndata: {json.dumps(progress)}\n\n"
+        sent = key
         for event in svc.store.events(job_id, after):
             after = event.seq
             data = json.dumps(event_json(event))

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError, InvalidRequest
 from ..model import State
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,9 +85,10 @@ CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id, position);
 """
 
 #: What takes a store of the version before each key to that version, in one
-#: transaction. Indexes that answer a page of a list without scanning the jobs (by
+#: transaction. 2: indexes that answer a page of a list without scanning the jobs (by
 #: state, label or name), and the count of jobs per state kept as jobs move (a health
 #: check or a metrics scrape then reads a dozen rows, however many jobs there are).
+#: 3: each attempt's latest progress report (only the latest: not every line).
 _MIGRATIONS: dict[int, str] = {
     2: """
 ALTER TABLE jobs ADD COLUMN name TEXT;
@@ -118,6 +119,11 @@ END;
 CREATE TRIGGER jobs_uncounted AFTER DELETE ON jobs BEGIN
     UPDATE state_counts SET n = n - 1 WHERE state = old.state;
 END;
+""",
+    3: """
+ALTER TABLE attempts ADD COLUMN progress_percent REAL;
+ALTER TABLE attempts ADD COLUMN progress_message TEXT;
+ALTER TABLE attempts ADD COLUMN progress_at REAL;
 """,
 }
 

@@ -24,6 +24,7 @@ from ..model import (
     State,
     can_transition,
 )
+from ..progress import Progress
 from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
@@ -46,6 +47,7 @@ class Store:
         self._db = self._database.conn
         self.path = path
         self.outbox = Outbox(self._database)
+        self._progress_listeners: list[Callable[[Job], None]] = []
 
     def close(self) -> None:
         """Close the database; committed data is safe."""
@@ -54,6 +56,10 @@ class Store:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(job_id, seq, state)`` after each committed event."""
         self._database.subscribe(listener)
+
+    def subscribe_progress(self, listener: Callable[[Job], None]) -> None:
+        """Call ``listener(job)`` after each committed change of a job's progress."""
+        self._progress_listeners.append(listener)
 
     def deliveries_pending(self) -> bool:
         """Tell whether any delivery is still to be made."""
@@ -386,6 +392,28 @@ class Store:
                 return job
             self._set_state(job, target, now, reason=reason)
             return load_job(self._db, job_id)
+
+    def record_progress(self, job_id: str, number: int, progress: Progress) -> Job | None:
+        """Keep ``progress`` as the latest of the job's attempt ``number`` (replacing the
+        one before: only the latest is kept), unless that attempt is no longer the
+        job's current one or has ended. Tells the progress listeners once committed.
+
+        Returns:
+            The job as it is now, or ``None`` if nothing was recorded.
+        """
+        with self._database.transaction() as db:
+            changed = db.execute(
+                "UPDATE attempts SET progress_percent = ?, progress_message = ?,"
+                " progress_at = ? WHERE job_id = ? AND number = ?"
+                " AND state NOT IN ('ended', 'abandoned')"
+                " AND number = (SELECT attempt FROM jobs WHERE id = ?)",
+                (progress.percent, progress.message, progress.updated_at, job_id, number,
+                 job_id)).rowcount
+            job = load_job(self._db, job_id) if changed else None
+        if job is not None:
+            for listener in self._progress_listeners:
+                listener(job)
+        return job
 
     # -- events -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from ..model import (
     JobSpec,
     State,
 )
+from ..progress import Progress
 
 
 def load_job(conn: sqlite3.Connection, job_id: str) -> Job:
@@ -53,6 +54,9 @@ def load_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[Job]:
                 state=AttemptState(a["state"]), exit_code=a["exit_code"],
                 failure=FailureKind(a["failure"]) if a["failure"] else None,
                 reason=a["reason"], started_at=a["started_at"], ended_at=a["ended_at"],
+                progress=None if a["progress_at"] is None else Progress(
+                    a["progress_percent"], a["progress_message"], a["progress_at"],
+                    a["number"]),
             ))
         deliveries: dict[str, list[DeliveryRecord]] = defaultdict(list)
         for d in conn.execute(f"SELECT * FROM deliveries WHERE job_id IN ({marks})"  # noqa: S608
