@@ -186,6 +186,41 @@ def test_acpoll_draws_a_bar_on_a_terminal(daemon: Daemon, short_tmp: Path) -> No
     assert proc.returncode == 0 and out == b"out\n"
 
 
+def test_acjob_pipe_draws_a_bar_until_output_reaches_the_terminal(daemon: Daemon,
+                                                                  short_tmp: Path) -> None:
+    """`acjob -t pipe` with stdout to a file and stderr on a terminal: the bar shows the
+    job's reports while it waits, and goes when the job's own stderr reaches the
+    terminal (a bar among the job's bytes would garble both); stdout stays the job's."""
+    g1, g2 = _fifos(short_tmp, "g1", "g2")
+    master, slave = pty.openpty()
+    env = {**daemon.env, "TERM": "xterm", "COLUMNS": "120"}
+    out_file = short_tmp / "out"
+    with out_file.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from acjob.cli.acjob import main; main()", "-n",
+             f'echo "30 working hard" > "$ACJOB_PROGRESS"; read x < {g1}; '
+             f'echo "60 still working" > "$ACJOB_PROGRESS"; read x < {g2}; '
+             'echo result; echo "a warning" >&2'],
+            stdout=out, stderr=slave, env=env)
+    os.close(slave)
+    seen = bytearray()
+    try:
+        _read_until(master, b"working hard", seen)
+        assert b"30%" in seen
+        _open_gate(g1)
+        _read_until(master, b"still working", seen)
+        assert b"60%" in seen
+        _open_gate(g2)
+        _read_until(master, b"", seen, to_end=True)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+    assert out_file.read_bytes() == b"result\n"
+    tail = bytes(seen).rsplit(b"still working", 1)[1]
+    assert b"a warning" in tail and b"%" not in tail.split(b"a warning", 1)[1]
+
+
 # -- webhooks ---------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from typing import Any, NoReturn, TextIO, cast
 
@@ -33,6 +34,7 @@ from .common import (
     say_waiting,
     write_all,
 )
+from .progress import ProgressBar, stderr_is_terminal
 from .workers import Worker, Workers
 
 
@@ -185,18 +187,23 @@ def _pipe(workers: Workers, client: Client, job_id: str, upload: Worker | None) 
     producer whose command stopped reading. If an attempt fails after output began and a
     retry starts over, the pipe stops with an error rather than mix two attempts' bytes.
     """
-    streams = [workers.start("stdout", lambda: _copy(client, job_id, "stdout", 1)),
-               workers.start("stderr", lambda: _copy(client, job_id, "stderr", 2))]
-    if sys.stderr.isatty():
+    bar = _TerminalBar(job_id)
+    streams = [workers.start("stdout", lambda: _copy(client, job_id, "stdout", 1, bar)),
+               workers.start("stderr", lambda: _copy(client, job_id, "stderr", 2, bar))]
+    if stderr_is_terminal():
         workers.start("notice", lambda: _say_if_waiting(client, job_id))
+        workers.start("progress", lambda: bar.follow(client))
 
     def settled() -> bool:
         failed = any(s.done and s.error is not None for s in streams)
         upload_failed = upload is not None and upload.done and upload.error is not None
         return all(s.done for s in streams) or failed or upload_failed
 
-    if not workers.wait(settled):
-        return None
+    try:
+        if not workers.wait(settled):
+            return None
+    finally:
+        bar.close()
     try:
         for stream in streams:
             if stream.done:
@@ -287,9 +294,49 @@ def _say_if_waiting(client: Client, job_id: str) -> None:
 _NOT_STARTED = (State.QUEUED, State.INITIALIZING)
 
 
-def _copy(client: Client, job_id: str, which: Which, fd: int) -> None:
+def _copy(client: Client, job_id: str, which: Which, fd: int, bar: _TerminalBar) -> None:
+    terminal = os.isatty(fd)
     for chunk in client.stream(job_id, which):
+        if terminal:
+            bar.close()
         write_all(fd, chunk)
+
+
+class _TerminalBar:
+    """The job's progress bar on stderr while the pipe waits, if stderr is a terminal.
+
+    It appears with the job's first progress report and goes for good when the job's
+    output first reaches the terminal: the job's bytes are written as they come, and a
+    bar drawn among them would garble both.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self._job_id = job_id
+        self._lock = threading.Lock()
+        self._bar: ProgressBar | None = None
+        self._closed = False
+        self._started = time.time()
+
+    def follow(self, client: Client) -> None:
+        """Show the job's progress until it ends or :meth:`close` is called."""
+        with contextlib.suppress(AcjobError, OSError):
+            for progress in client.progress(self._job_id):
+                with self._lock:
+                    if self._closed:
+                        return
+                    if self._bar is None and progress.percent is not None:
+                        self._bar = ProgressBar(label=self._job_id, started_at=self._started)
+                        self._bar.__enter__()
+                    if self._bar is not None:
+                        self._bar.update(progress.percent, progress.message)
+
+    def close(self) -> None:
+        """Remove the bar, and draw none from now on (idempotent)."""
+        with self._lock:
+            self._closed = True
+            bar, self._bar = self._bar, None
+        if bar is not None:
+            bar.close()
 
 
 def main() -> None:
