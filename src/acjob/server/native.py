@@ -130,10 +130,12 @@ async def list_jobs(
     label: Annotated[list[Annotated[str, Query(pattern=r"^[^=]+=.*$")]] | None,
                      Query(max_length=16)] = None,
     name_prefix: Annotated[str | None, Query(max_length=256)] = None,
+    backend: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> JSONResponse:
-    """List jobs, newest first; ``label=key=value`` filters (all must match)."""
+    """List jobs, newest first; ``label=key=value`` filters (all must match), and
+    ``state`` (any of them), ``name_prefix`` and ``backend``."""
     labels: dict[str, str] = {}
     for item in label or ():
         key, sep, value = item.partition("=")
@@ -141,7 +143,8 @@ async def list_jobs(
             raise InvalidRequest(f"label filter {item[:64]!r} is not KEY=VALUE")
         labels[key] = value
     jobs, next_cursor = svc.store.list_jobs(
-        states=state or (), labels=labels, name_prefix=name_prefix, limit=limit,
+        states=state or (), labels=labels, name_prefix=name_prefix, backend=backend,
+        limit=limit,
         cursor=cursor,
     )
     return _reply({"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor})
