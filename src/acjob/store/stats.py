@@ -77,14 +77,20 @@ def state_history(conn: sqlite3.Connection, now: float, window: float,
 
 def recent_times(conn: sqlite3.Connection, since: float, limit: int) -> list[dict[str, Any]]:
     """Return the jobs that ended since ``since`` (newest first, at most ``limit``), each
-    with its queue wait (created until its first attempt ran) and its run time (its last
-    attempt's start until the job's end); ``None`` where a job never ran."""
+    with its queue wait (created until its first attempt started) and its run time (its
+    last attempt's start until the job's end); ``None`` where a job never started.
+
+    An attempt's start is when it was seen running, or, for one that ended before it
+    was (a job of a few milliseconds), when it was handed to its backend.
+    """
+    started = ("coalesce((SELECT {agg}(started_at) FROM attempts WHERE attempts.job_id = jobs.id),"
+               " (SELECT {agg}(at) FROM events WHERE events.job_id = jobs.id"
+               "  AND events.state IN ('INITIALIZING', 'RUNNING')))")
+    # Built from constant fragments only; every value is a bound parameter.
     rows = conn.execute(
-        "SELECT jobs.id AS id, jobs.state AS state, jobs.created_at AS created_at,"
+        "SELECT jobs.id AS id, jobs.state AS state, jobs.created_at AS created_at,"  # noqa: S608
         " jobs.ended_at AS ended_at,"
-        " (SELECT min(started_at) FROM attempts WHERE attempts.job_id = jobs.id) AS first,"
-        " (SELECT started_at FROM attempts WHERE attempts.job_id = jobs.id"
-        "  ORDER BY number DESC LIMIT 1) AS last"
+        f" {started.format(agg='min')} AS first, {started.format(agg='max')} AS last"
         " FROM jobs WHERE jobs.ended_at >= ? ORDER BY jobs.ended_at DESC LIMIT ?",
         (since, min(limit, MAX_JOBS)))
     return [{
