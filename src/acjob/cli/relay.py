@@ -154,13 +154,20 @@ class Relay:
         if self.target.token:
             headers.append((b"authorization", f"Bearer {self.target.token}".encode()))
         url = httpx.URL(path=request.url.path, query=request.url.query.encode())
-        body = await request.body() if request.method not in SAFE_METHODS else None
+        # A stdin upload streams through (it may be large); other bodies are small JSON
+        # (the daemon limits them), kept so that the request can be sent again.
+        streamed = request.method == "PUT"
+        body: bytes | AsyncIterator[bytes] | None = None
+        if streamed:
+            body = request.stream()
+        elif request.method not in SAFE_METHODS:
+            body = await request.body()
         outgoing = self._client.build_request(request.method, url, headers=headers,
                                               content=body)
         try:
             answer = await self._client.send(outgoing, stream=True)
         except httpx.TransportError:
-            if self.target.autostart is None:
+            if self.target.autostart is None or streamed:
                 return _error(502, "daemon_unreachable",
                               f"the daemon at {self.target.where} does not answer")
             # The private daemon stops when idle: start it again, as the tools do.

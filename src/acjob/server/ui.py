@@ -27,6 +27,7 @@ from .session import (
     clear_cookie,
     cookie_name,
     csrf_value,
+    foreign_origin,
     session_value,
     set_cookie,
 )
@@ -110,6 +111,9 @@ async def login(request: Request, svc: Svc) -> Response:
     never logged."""
     if svc.token is None:
         return RedirectResponse("/ui/", status_code=303)
+    if foreign_origin(request.scope["headers"]):
+        # Another site's page must not log a browser in (login CSRF).
+        return page("login.html", 403, "A login from another site's page is refused.")
     presented = form_field(await request.body(), "token").strip().encode()
     if not hmac.compare_digest(presented, svc.token.encode()):
         return page("login.html", 401, "That token is not the daemon's token.")
