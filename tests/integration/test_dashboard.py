@@ -516,3 +516,25 @@ def test_ac_dashboard_relays_a_tcp_daemon_with_its_token(browser: Browser,
         proc.communicate(timeout=30)
     assert TOKEN not in tcp_daemon.log.read_text()
     wait_for(lambda: proc.returncode is not None, what="ac dashboard to stop")
+
+
+def test_ac_dashboard_opens_a_browser_unless_told_not_to(tcp_daemon: Daemon,
+                                                         tmp_path: Path) -> None:
+    opened = tmp_path / "opened"
+    # $BROWSER is what Python's webbrowser runs: here a command that notes the URL.
+    browser_command = (f"{sys.executable} -c "
+                       f"'import sys; open(\"{opened}\", \"w\").write(sys.argv[1])' %s")
+    env = {**tcp_daemon.env, "BROWSER": browser_command}
+    proc = subprocess.Popen([sys.executable, "-m", "acjob.cli.ac", "dashboard"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        wait_for(lambda: opened.exists() and opened.read_text() == url, what="the browser")
+        # A HEAD (a link preview, say) does not spend the one-time token.
+        with httpx.Client() as http:
+            assert http.head(url).status_code == 405
+            assert http.get(url).status_code == 303
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)

@@ -121,6 +121,8 @@ class Relay:
 
     async def _login(self, request: Request) -> Response:
         """Trade the one-time token (in the URL, or typed into the form) for the cookie."""
+        if request.method not in ("GET", "POST"):
+            return _error(405, "method_not_allowed", "the login takes GET or POST")
         if request.method == "POST":
             body = (await request.body()).decode("utf-8", "replace")
             presented = parse_qs(body, max_num_fields=8).get("token", [""])[0]
