@@ -65,6 +65,8 @@ def test_a_state_changing_request_needs_the_proof_and_its_own_origin(method: str
     ({"sec_fetch_site": "same-site"}, True),
     ({"sec_fetch_site": "cross-site"}, True),
     ({"sec_fetch_site": "none"}, False),
+    ({"sec_fetch_site": "same-origin", "host": "h:1", "origin": "null"}, False),
+    ({"sec_fetch_site": "cross-site", "host": "h:1", "origin": "http://h:1"}, True),
 ])
 def test_foreign_origins(headers: dict[str, str], foreign: bool) -> None:
     assert foreign_origin(_headers(**headers)) is foreign

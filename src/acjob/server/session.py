@@ -100,15 +100,19 @@ def read_cookie(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
 
 
 def foreign_origin(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Tell whether the request comes from a page of another origin: an ``Origin``
-    header (browsers send one with every state-changing request) whose host and port
-    are not the ``Host`` the request was sent to, or ``Sec-Fetch-Site: cross-site``.
+    """Tell whether the request comes from a page of another origin: its
+    ``Sec-Fetch-Site`` is neither ``same-origin`` nor ``none`` (a user's own action), or,
+    from a browser that sends no such header, its ``Origin`` (browsers send one with
+    every state-changing request) is not the host and port the request was sent to.
 
     A request without these headers (curl, the acjob tools) is not foreign.
     """
     found = dict(headers)
-    if found.get(b"sec-fetch-site", b"") in (b"cross-site", b"same-site"):
-        return True
+    fetch_site = found.get(b"sec-fetch-site")
+    if fetch_site is not None:
+        # Set by the browser alone (no script can), and exact where Origin may be
+        # "null" (a page whose referrer policy withholds it).
+        return fetch_site not in (b"same-origin", b"none")
     origin = found.get(b"origin")
     if origin is None:
         return False
