@@ -303,6 +303,24 @@ def test_job_page_shows_the_end_of_a_finished_job(page: Page, client: acjob.Clie
     expect(page.locator("#cancel")).to_be_hidden()
 
 
+def test_a_long_log_shows_its_end(page: Page, client: acjob.Client,
+                                  tcp_daemon: Daemon) -> None:
+    """The page asks for the end of the output only (``tail``), not all of it."""
+    job = client.submit("head -c 1000000 /dev/zero | tr '\\0' x; echo; echo THE END")
+    assert job.wait().state == "COMPLETE"
+    with httpx.Client(base_url=tcp_daemon.url,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        end = http.get(f"/v1/jobs/{job.id}/stdout", params={"tail": 9})
+        assert end.content == b"\nTHE END\n"
+        assert end.headers["X-Acjob-Offset"] == "1000000"  # of 1000009 bytes
+        assert http.get(f"/v1/jobs/{job.id}/stdout",
+                        params={"tail": 10**9}).headers["X-Acjob-Offset"] == "0"
+    page.goto(f"{page.url.split('#')[0]}#/jobs/{job.id}")
+    expect(page.locator("#stdout")).to_contain_text("THE END")
+    expect(page.locator("#stdout-note")).to_contain_text("not shown")
+    assert len(page.locator("#stdout").text_content() or "") == 64 * 1024
+
+
 def test_progress_bar_follows_the_jobs_progress(page: Page, client: acjob.Client,
                                                 tmp_path: Path) -> None:
     """The page draws the ``progress`` of a job's JSON as it changes. Shown here with the

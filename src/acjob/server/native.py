@@ -240,6 +240,7 @@ def _output_route(stream: Stream) -> Any:
         offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
         follow: bool = False,
         attempt: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        tail: Annotated[int | None, Query(ge=0, le=_MAX_OFFSET)] = None,
     ) -> StreamingResponse:
         job = svc.store.get(job_id)
         if job.purged_at is not None:
@@ -253,6 +254,14 @@ def _output_route(stream: Stream) -> Any:
         number = attempt or job.attempt
         if number > job.attempt:
             raise InvalidRequest(f"the job has no attempt {number}", code="no_attempt")
+        if tail is not None and number > 0:
+            # Start no earlier than `tail` bytes before the end as it is now (a page
+            # showing the end of a long log need not read all of it).
+            try:
+                size = svc.spool.output_path(job_id, number, stream).stat().st_size
+            except FileNotFoundError:
+                size = 0
+            offset = max(offset, size - tail)
         headers = {"X-Acjob-Attempt": str(number), "X-Acjob-Offset": str(offset)}
         if job.state.is_final and number == job.attempt:
             # What follows is all there will ever be: a client need not ask again.
@@ -263,9 +272,11 @@ def _output_route(stream: Stream) -> Any:
     route.__name__ = f"get_{stream}"
     route.__doc__ = (
         f"Stream the job's {stream} from byte ``offset`` (latest attempt unless "
-        "``attempt`` is given). With ``follow``, keep streaming until the job ends; the "
-        "attempt served is in ``X-Acjob-Attempt``, and ``X-Acjob-Final: true`` says the job "
-        "had ended when the answer began (the body is then the whole output)."
+        "``attempt`` is given; with ``tail``, from no earlier than ``tail`` bytes before "
+        "the file's current end, the start in ``X-Acjob-Offset``). With ``follow``, keep "
+        "streaming until the job ends; the attempt served is in ``X-Acjob-Attempt``, and "
+        "``X-Acjob-Final: true`` says the job had ended when the answer began (the body "
+        "is then the whole output)."
     )
     return route
 

@@ -280,7 +280,7 @@ function renderJob(id) {
   // Follow one output stream of one attempt from byte 0, keeping its last TAIL_BYTES
   // on the page; resumes at the byte reached after a broken connection.
   async function follow(stream, attempt) {
-    const tail = {attempt, offset: 0, text: ""};
+    const tail = {attempt, offset: null, text: ""};
     tails[stream] = tail;
     const pre = $(`#${stream}`);
     pre.textContent = "";
@@ -288,9 +288,18 @@ function renderJob(id) {
     const decoder = new TextDecoder();
     while (tails[stream] === tail && !controller.signal.aborted) {
       try {
+        // The first request asks for the end only; a resumed one goes on at its byte.
+        const from = tail.offset === null ? `tail=${TAIL_BYTES}` : `offset=${tail.offset}`;
         const response = await api(
-          `/v1/jobs/${id}/${stream}?follow=true&attempt=${attempt}&offset=${tail.offset}`,
+          `/v1/jobs/${id}/${stream}?follow=true&attempt=${attempt}&${from}`,
           {signal: controller.signal});
+        if (tail.offset === null) {
+          tail.offset = Number(response.headers.get("X-Acjob-Offset") || 0);
+          if (tail.offset > 0) {
+            $(`#${stream}-note`).textContent =
+              `(attempt ${attempt}; the first ${tail.offset} bytes not shown)`;
+          }
+        }
         const reader = response.body.getReader();
         for (;;) {
           const {done, value} = await reader.read();
