@@ -98,7 +98,8 @@ def tcp_daemon(short_tmp: Path) -> Iterator[Daemon]:
     state = short_tmp / "state-tcp"
     config = short_tmp / "tcp.toml"
     config.write_text(f'[server]\nstate_dir = "{state}"\ntoken = "{TOKEN}"\n'
-                      "[backends.local]\nkill_grace = 1\n")
+                      "[backends.local]\nkill_grace = 1\n"
+                      '[webhook]\nsecret = "dashboard-webhook-secret"\n')
     env = tool_env(short_tmp, ACJOB_URL=f"http://127.0.0.1:{port}", ACJOB_TOKEN=TOKEN)
     d = Daemon(state_dir=state, url=f"http://127.0.0.1:{port}", env=env, config=config)
     d.start()
@@ -293,7 +294,10 @@ def test_job_page_shows_the_end_of_a_finished_job(page: Page, client: acjob.Clie
     gate.mkdir()
     for step in "123":
         (gate / step).touch()
-    job = client.submit(STEPPED, env={"GATE": str(gate)})
+    # A callback to a port where nothing listens: its delivery is tried and retried.
+    hook = f"http://127.0.0.1:{free_port()}/done"
+    job = client.submit(STEPPED, env={"GATE": str(gate)},
+                        deliveries=[{"type": "webhook", "url": hook}])
     info = job.wait()
     assert info.state == "COMPLETE"
     page.goto(f"{page.url.split('#')[0]}#/jobs/{job.id}")
@@ -301,6 +305,11 @@ def test_job_page_shows_the_end_of_a_finished_job(page: Page, client: acjob.Clie
     expect(page.locator("#stdout")).to_have_text("line one\nline two\ndone\n")
     expect(page.locator("dd[data-fact='Exit status']")).to_have_text("0")
     expect(page.locator("#cancel")).to_be_hidden()
+    delivery = page.locator("#deliveries tbody tr")
+    expect(delivery).to_have_count(1)
+    expect(delivery).to_contain_text("webhook")
+    expect(delivery).to_contain_text(hook)
+    expect(page.locator("#no-deliveries")).to_be_hidden()
 
 
 def test_a_long_log_shows_its_end(page: Page, client: acjob.Client,

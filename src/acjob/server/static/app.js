@@ -257,6 +257,7 @@ function renderJob(id) {
       el("td", {text: d.attempts}), el("td", {text: when(d.sent_at)}),
       el("td", {text: d.last_error || ""}))));
     $("#no-deliveries").hidden = job.deliveries.length > 0;
+    $("#deliveries").hidden = job.deliveries.length === 0;
     for (const stream of ["stdout", "stderr"]) {
       if (job.attempt > 0 && (!tails[stream] || tails[stream].attempt !== job.attempt)) {
         follow(stream, job.attempt);
