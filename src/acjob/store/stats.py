@@ -10,8 +10,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from ..model import State
+
 #: At most this many events are walked back to rebuild the counts of a window.
-MAX_EVENTS = 50_000
+MAX_EVENTS = 20_000
 #: At most this many recent finished jobs are returned with their times.
 MAX_JOBS = 500
 
@@ -34,11 +36,16 @@ def state_history(conn: sqlite3.Connection, now: float, window: float,
     counts: dict[str, int] = {
         r["state"]: r["n"] for r in conn.execute("SELECT state, n FROM state_counts")
     }
+    # Only events that name a job state count (any other kind of event a job may have
+    # is no transition), and the one before is the job's previous such event.
+    known = ",".join("?" * len(State))
+    names = [s.value for s in State]
     rows = conn.execute(
-        "SELECT e.at AS at, e.state AS state,"
+        "SELECT e.at AS at, e.state AS state,"  # noqa: S608 (constant fragments only)
         " (SELECT p.state FROM events AS p WHERE p.job_id = e.job_id AND p.seq < e.seq"
-        "  ORDER BY p.seq DESC LIMIT 1) AS prev"
-        " FROM events AS e ORDER BY e.seq DESC LIMIT ?", (MAX_EVENTS + 1,))
+        f"  AND p.state IN ({known}) ORDER BY p.seq DESC LIMIT 1) AS prev"
+        f" FROM events AS e WHERE e.state IN ({known}) ORDER BY e.seq DESC LIMIT ?",
+        (*names, *names, MAX_EVENTS + 1))
     samples: list[dict[str, int]] = [{} for _ in times]
     index = len(times) - 1
     oldest = now
