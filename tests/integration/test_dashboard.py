@@ -370,6 +370,28 @@ def test_progress_bar_follows_the_jobs_progress(page: Page, client: acjob.Client
     job.wait()
 
 
+def test_progress_events_move_the_bar(page: Page, client: acjob.Client,
+                                      tmp_path: Path) -> None:
+    """A ``progress`` event on the job's event stream moves the bar by itself (here the
+    stream is the test's: one progress event, as the daemon sends them)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    job = client.submit(STEPPED, env={"GATE": str(gate)})
+    wait_for(lambda: client.get(job.id).state == "RUNNING", what="the job to run")
+    event = {"attempt": 1, "progress": {"percent": 60.0, "message": "from the stream",
+                                        "updated_at": "now"}}
+    page.route(re.compile(rf"/v1/jobs/{job.id}/events"), lambda route: route.fulfill(
+        status=200, content_type="text/event-stream",
+        body=f"retry: 600000\nevent: progress\ndata: {json.dumps(event)}\n\n"))
+    page.goto(f"{page.url.split('#')[0]}#/jobs/{job.id}")
+    expect(page.locator("#progress-bar")).to_have_attribute("aria-valuenow", "60")
+    expect(page.locator("#progress-text")).to_have_text("60% from the stream")
+    page.unroute_all(behavior="ignoreErrors")
+    for step in "123":
+        (gate / step).touch()
+    job.wait()
+
+
 def test_progress_from_the_daemon(page: Page, client: acjob.Client, tmp_path: Path) -> None:
     """End to end: the job writes ``$ACJOB_PROGRESS`` and the bar moves (once the daemon
     reports progress; until then this test is an expected failure)."""

@@ -334,7 +334,19 @@ function renderJob(id) {
   function listen() {
     events = new EventSource(`/v1/jobs/${id}/events`);
     const onEvent = () => refresh();
-    for (const name of [...STATES, "progress", "message"]) events.addEventListener(name, onEvent);
+    for (const name of [...STATES, "message"]) events.addEventListener(name, onEvent);
+    // A progress event carries the job's progress ({"attempt": N, "progress": {...}}):
+    // drawn as it comes, without asking for the whole job again.
+    events.addEventListener("progress", (event) => {
+      let data = null;
+      try { data = JSON.parse(event.data); } catch (e) { /* not ours */ }
+      if (current && data && "progress" in data &&
+          (data.attempt === undefined || data.attempt === current.attempt)) {
+        showJob(Object.assign({}, current, {progress: data.progress}));
+      } else {
+        refresh();
+      }
+    });
     events.onerror = () => {
       if (current && FINAL.has(current.state) && events) { events.close(); events = null; }
     };
