@@ -305,6 +305,53 @@ def shutdown_command() -> None:
     print("acjob daemon stopping", file=sys.stderr)
 
 
+@cli.command("dashboard")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="The loopback port to serve on (0: a free one).")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; open no browser.")
+@reports_errors(code=1)
+def dashboard_command(port: int, no_browser: bool) -> None:
+    """Serve the daemon's dashboard on 127.0.0.1 until Ctrl-C.
+
+    The first line of stdout is the URL to open: it holds a one-time token that the
+    first visit trades for a session cookie.
+    """
+    import secrets
+    import socket
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from ..client.core import resolve
+    from ..private import ensure_private_daemon
+    from .relay import Relay
+
+    target = resolve(None, None)
+    if target.autostart is not None:
+        ensure_private_daemon(target.autostart)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        fail(AcjobError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
+                        hint="choose another --port, or 0 for a free one"), code=1)
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    one_time = secrets.token_urlsafe(32)
+    url = f"http://127.0.0.1:{port}/ui/login?token={one_time}"
+    print(url, flush=True)
+    print(f"acjob dashboard of {target.where}: open the URL above (it works once); "
+          "Ctrl-C stops it", file=sys.stderr)
+    if not no_browser:
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    # No access log: the first request's URL holds the token.
+    config = uvicorn.Config(Relay(target, port, one_time), log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=1, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 def main() -> None:
     """Entry point of the ``ac`` command."""
     run_tool(cli, "ac")

@@ -1,4 +1,5 @@
-"""The HTTP application: the native routes, the TES routes and the metrics, behind the
+"""The HTTP application: the native routes, the TES routes, the metrics and the dashboard
+(:mod:`acjob.server.ui`), behind the
 guard (:mod:`acjob.server.guard`), every error as JSON (:mod:`acjob.server.errors`).
 """
 
@@ -14,6 +15,7 @@ from .metrics import router as metrics_router
 from .native import router
 from .services import Services
 from .tes import router as tes_router
+from .ui import install_ui
 
 
 def create_app(services: Services) -> FastAPI:
@@ -29,6 +31,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(router)
     app.include_router(tes_router)
     app.include_router(metrics_router)
+    install_ui(app)
     install_error_handlers(app)
     app.add_middleware(Guard, services=services)
     return app

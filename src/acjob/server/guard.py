@@ -1,4 +1,5 @@
-"""The guard in front of every route: bearer token, body limit, gone clients, activity.
+"""The guard in front of every route: bearer token (or the dashboard's session cookie),
+body limit, gone clients, activity.
 
 An ASGI middleware, so that it holds for every path whatever router answers it, and
 so that a 401 or a 413 is sent before any application code runs.
@@ -18,9 +19,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_body
 from .services import Services
+from .session import CSRF_HEADER, SAFE_METHODS, Verdict, check, cookie_name, foreign_origin
 
-#: Paths served without a token (liveness checks from load balancers).
-PUBLIC_PATHS = frozenset({"/v1/health"})
+#: Paths served without a token (liveness checks from load balancers; the dashboard's
+#: login form, which checks the token itself).
+PUBLIC_PATHS = frozenset({"/v1/health", "/ui/login"})
+#: Dashboard files served without a token (nothing secret in them).
+UI_PUBLIC = "/ui/static/"
+#: Dashboard pages: asked for without a session, they send the browser to the login.
+UI_PAGES = frozenset({"/ui", "/ui/"})
 
 
 class Guard:
@@ -43,15 +50,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         services = self.services
-        if services.token is not None and scope["path"] not in PUBLIC_PATHS:
-            headers = dict(scope["headers"])
-            if not _authorized(headers.get(b"authorization", b""), services.token.encode()):
-                await _reply(send, 401, error_body(
-                    "unauthorized", "a valid token is required",
-                    "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools), "
-                    "or HTTP Basic with the token as the password"),
-                    [(b"www-authenticate", b'Bearer realm="acjob", Basic realm="acjob"')])
-                return
+        if services.token is not None and not await _admit(scope, send, services.token):
+            return
         activity = services.activity
         activity.in_flight += 1
         try:
@@ -73,6 +73,55 @@ class Guard:
         finally:
             activity.in_flight -= 1
             activity.last_activity = time.monotonic()
+
+
+async def _admit(scope: Scope, send: Send, token: str) -> bool:
+    """Let a request through on a daemon with a token, or answer it and return ``False``.
+
+    The token in ``Authorization``, or the dashboard's session cookie (with its CSRF
+    proof for a state-changing request, see :mod:`acjob.server.session`). A
+    state-changing request from another site's page is refused whatever it carries. A
+    dashboard page asked for without a session is sent to the login form; anything
+    else gets a JSON 401.
+    """
+    path: str = scope["path"]
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    method: str = scope["method"]
+    if path in PUBLIC_PATHS or path.startswith(UI_PUBLIC):
+        return True
+    secret = token.encode()
+    found = dict(headers)
+    if method not in SAFE_METHODS and foreign_origin(headers):
+        await _reply(send, 403, error_body(
+            "cross_site_refused", "a state-changing request from another site's page",
+            "use the dashboard's own page, or a client that sends no Origin"))
+        return False
+    if _authorized(found.get(b"authorization", b""), secret):
+        return True
+    port = (scope.get("server") or (None, None))[1]
+    verdict = check(headers, method, secret, cookie_name(port))
+    if verdict is Verdict.ALLOWED:
+        return True
+    if verdict is Verdict.FORGERY:
+        await _reply(send, 403, error_body(
+            "csrf_failed", "this request needs the dashboard's CSRF proof",
+            "send the X-Acjob-CSRF header with the value of GET /ui/session"))
+        return False
+    if method == "GET" and path in UI_PAGES:
+        await send({"type": "http.response.start", "status": 303,
+                    "headers": [(b"location", b"/ui/login"), (b"content-length", b"0"),
+                                (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": b""})
+        return False
+    # A page's own fetch whose session ended must not make the browser pop up its
+    # password dialog (it would for a Basic challenge): no challenge for it.
+    challenge = [] if CSRF_HEADER in found else [
+        (b"www-authenticate", b'Bearer realm="acjob", Basic realm="acjob"')]
+    await _reply(send, 401, error_body(
+        "unauthorized", "a valid token is required",
+        "send 'Authorization: Bearer TOKEN' (ACJOB_TOKEN for the acjob tools), "
+        "or HTTP Basic with the token as the password"), challenge)
+    return False
 
 
 def _authorized(header: bytes, token: bytes) -> bool:

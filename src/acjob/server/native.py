@@ -130,10 +130,12 @@ async def list_jobs(
     label: Annotated[list[Annotated[str, Query(pattern=r"^[^=]+=.*$")]] | None,
                      Query(max_length=16)] = None,
     name_prefix: Annotated[str | None, Query(max_length=256)] = None,
+    backend: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> JSONResponse:
-    """List jobs, newest first; ``label=key=value`` filters (all must match)."""
+    """List jobs, newest first; ``label=key=value`` filters (all must match), and
+    ``state`` (any of them), ``name_prefix`` and ``backend``."""
     labels: dict[str, str] = {}
     for item in label or ():
         key, sep, value = item.partition("=")
@@ -141,7 +143,8 @@ async def list_jobs(
             raise InvalidRequest(f"label filter {item[:64]!r} is not KEY=VALUE")
         labels[key] = value
     jobs, next_cursor = svc.store.list_jobs(
-        states=state or (), labels=labels, name_prefix=name_prefix, limit=limit,
+        states=state or (), labels=labels, name_prefix=name_prefix, backend=backend,
+        limit=limit,
         cursor=cursor,
     )
     return _reply({"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor})
@@ -237,6 +240,7 @@ def _output_route(stream: Stream) -> Any:
         offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
         follow: bool = False,
         attempt: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        tail: Annotated[int | None, Query(ge=0, le=_MAX_OFFSET)] = None,
     ) -> StreamingResponse:
         job = svc.store.get(job_id)
         if job.purged_at is not None:
@@ -250,6 +254,14 @@ def _output_route(stream: Stream) -> Any:
         number = attempt or job.attempt
         if number > job.attempt:
             raise InvalidRequest(f"the job has no attempt {number}", code="no_attempt")
+        if tail is not None and number > 0:
+            # Start no earlier than `tail` bytes before the end as it is now (a page
+            # showing the end of a long log need not read all of it).
+            try:
+                size = svc.spool.output_path(job_id, number, stream).stat().st_size
+            except FileNotFoundError:
+                size = 0
+            offset = max(offset, size - tail)
         headers = {"X-Acjob-Attempt": str(number), "X-Acjob-Offset": str(offset)}
         if job.state.is_final and number == job.attempt:
             # What follows is all there will ever be: a client need not ask again.
@@ -260,9 +272,11 @@ def _output_route(stream: Stream) -> Any:
     route.__name__ = f"get_{stream}"
     route.__doc__ = (
         f"Stream the job's {stream} from byte ``offset`` (latest attempt unless "
-        "``attempt`` is given). With ``follow``, keep streaming until the job ends; the "
-        "attempt served is in ``X-Acjob-Attempt``, and ``X-Acjob-Final: true`` says the job "
-        "had ended when the answer began (the body is then the whole output)."
+        "``attempt`` is given; with ``tail``, from no earlier than ``tail`` bytes before "
+        "the file's current end, the start in ``X-Acjob-Offset``). With ``follow``, keep "
+        "streaming until the job ends; the attempt served is in ``X-Acjob-Attempt``, and "
+        "``X-Acjob-Final: true`` says the job had ended when the answer began (the body "
+        "is then the whole output)."
     )
     return route
 

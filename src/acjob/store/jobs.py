@@ -29,6 +29,7 @@ from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
 from .rows import event_from, load_job, load_jobs
+from .stats import recent_times, state_history
 
 _ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
 _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
@@ -154,6 +155,7 @@ class Store:
         states: Sequence[State] = (),
         labels: dict[str, str] | None = None,
         name_prefix: str | None = None,
+        backend: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
         document: str | None = None,
@@ -168,7 +170,8 @@ class Store:
             InvalidRequest: the cursor was not made by this method.
         """
         ids, next_cursor = page(self._db, states=states, labels=labels,
-                                name_prefix=name_prefix, limit=limit, cursor=cursor,
+                                name_prefix=name_prefix, backend=backend, limit=limit,
+                                cursor=cursor,
                                 document=document, tags=tags)
         return load_jobs(self._db, ids), next_cursor
 
@@ -255,6 +258,13 @@ class Store:
         """Return how many jobs are in each state (kept as jobs move: no scan)."""
         rows = self._db.execute("SELECT state, n FROM state_counts WHERE n > 0")
         return {r["state"]: r["n"] for r in rows}
+
+    def stats(self, now: float, window: float, buckets: int, limit: int) -> dict[str, Any]:
+        """Return jobs by state over the last ``window`` seconds and the queue wait and
+        run time of the jobs that ended in it (see :mod:`acjob.store.stats`)."""
+        return {"now": now, "window": window,
+                "history": state_history(self._db, now, window, buckets),
+                "jobs": recent_times(self._db, now - window, limit)}
 
     # -- stdin ------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ def page(
     states: Sequence[State] = (),
     labels: dict[str, str] | None = None,
     name_prefix: str | None = None,
+    backend: str | None = None,
     limit: int = 100,
     cursor: str | None = None,
     document: str | None = None,
@@ -58,6 +59,9 @@ def page(
         if (above := _above(name_prefix)) is not None:
             where.append("jobs.name < ?")
             args.append(above)
+    if backend is not None:
+        where.append("jobs.backend = ?")
+        args.append(backend)
     if document is not None:
         where.append("jobs.id IN (SELECT job_id FROM documents WHERE kind = ?)")
         args.append(document)
