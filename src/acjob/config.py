@@ -48,6 +48,7 @@ class ServerConfig(BaseModel):
     max_stdin_bytes: Annotated[int, Field(ge=0)] | None = None
     synchronous: Literal["acknowledged", "normal", "full", "extra"] = "acknowledged"
     retention_days: Annotated[float, Field(gt=0)] = 30.0
+    stdin_timeout: Annotated[float, Field(ge=0)] = 3600.0
     hold: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

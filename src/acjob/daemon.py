@@ -30,7 +30,7 @@ from .delivery.mail import MailChannel
 from .delivery.webhook import WebhookChannel
 from .errors import ConfigError
 from .hub import Hub
-from .janitor import run_janitor
+from .janitor import run_janitor, watch_uploads
 from .monitor import Monitor
 from .notifier import Notifier
 from .receiver import Receiver, ReceiverSettings
@@ -226,6 +226,10 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     janitor_task = asyncio.create_task(
         run_janitor(store, spool, settings.config.server.retention_days * 86400),
         name="acjob-janitor")
+    stdin_timeout = settings.config.server.stdin_timeout
+    uploads_task = (asyncio.create_task(
+        watch_uploads(store, spool, receiver.is_uploading, stdin_timeout, monitor.wake),
+        name="acjob-uploads") if stdin_timeout > 0 else None)
     idle_task = (asyncio.create_task(_stop_when_idle(services, settings.idle_timeout))
                  if settings.idle_timeout > 0 else None)
     log.info("acjob daemon listening on %s (state %s)", settings.endpoint.url,
@@ -242,7 +246,8 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        for task in (monitor_task, sender_task, janitor_task, idle_task, stop_task):
+        for task in (monitor_task, sender_task, janitor_task, uploads_task, idle_task,
+                     stop_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

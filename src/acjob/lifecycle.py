@@ -157,7 +157,8 @@ def judge(job: Job, attempt: Attempt, seen: Observation, record: ExitRecord | No
             record.code > 128 and seen.state in ("failed", "canceled")):
         return Exited(record.code)
     if job.state is State.CANCELING:
-        return Canceled("canceled by request")
+        # Why it is being canceled (a request, an upload given up) is why it ended.
+        return Canceled(job.reason or "canceled by request")
     if seen.state == "canceled":
         return Canceled(seen.reason or "canceled outside acjob", outside=True)
     if seen.state == "failed":

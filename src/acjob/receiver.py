@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,12 @@ class Receiver:
     settings: ReceiverSettings
     wake: Callable[[str | None], None]
     _stdin_locks: dict[str, asyncio.Lock] = field(default_factory=dict, init=False)
+    _uploading: Counter[str] = field(default_factory=Counter, init=False)
+
+    def is_uploading(self, job_id: str) -> bool:
+        """Tell whether a client is sending the job's stdin right now (a request of
+        its upload is in progress, even one that waits for its producer)."""
+        return self._uploading[job_id] > 0
 
     # -- accepting --------------------------------------------------------------------
 
@@ -253,6 +260,16 @@ class Receiver:
         if job.purged_at is not None:
             # Its directory is gone for good: never make it again.
             raise Gone(f"the files of job {job_id} were removed", code="output_expired")
+        self._uploading[job_id] += 1
+        try:
+            return await self._write_stdin(job_id, offset, body, final=final)
+        finally:
+            self._uploading[job_id] -= 1
+            if self._uploading[job_id] <= 0:
+                del self._uploading[job_id]
+
+    async def _write_stdin(self, job_id: str, offset: int, body: AsyncIterator[bytes], *,
+                           final: bool) -> StdinState:
         lock = self._stdin_locks.setdefault(job_id, asyncio.Lock())
         async with lock:
             job = self.store.get(job_id)
@@ -267,6 +284,13 @@ class Receiver:
                     self._stdin_locks.pop(job_id, None)
                     return StdinState(closed_at, True)
                 raise Conflict(f"stdin is closed at {closed_at} bytes", code="stdin_closed")
+            if job.state.is_final:
+                # Ended before its stdin was complete (canceled, or its upload given up):
+                # bytes sent now would reach nobody.
+                self._stdin_locks.pop(job_id, None)
+                raise Conflict(f"job {job_id} ended {job.state.value} before its stdin was "
+                               f"complete: {job.reason or 'no reason recorded'}",
+                               code="job_final")
             self.spool.create_job(job_id)
             size = await self.spool.write_stdin(job_id, offset, body,
                                                 self.settings.max_stdin_bytes)

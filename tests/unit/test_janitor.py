@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from acjob.janitor import sweep
+from acjob.janitor import end_abandoned_uploads, sweep
 from acjob.lifecycle import conclude_exit
 from acjob.model import JobSpec, new_job_id
 from acjob.spool import Spool
@@ -33,15 +33,21 @@ def test_sweep_removes_only_expired_final_jobs(tmp_path: Path) -> None:
     assert sweep(store, spool, 3600, now=time.time() + 7200) == 0
 
 
-def test_abandoned_uploads_end(tmp_path: Path) -> None:
+def test_abandoned_uploads_end_with_the_bytes_they_reached(tmp_path: Path) -> None:
     store = Store(tmp_path / "db")
     spool = Spool(tmp_path / "spool")
     job, _ = store.create_job(JobSpec(command="cat", stdin="upload"), "local",
                               job_id=new_job_id())
     spool.create_job(job.id)
     spool.stdin_path(job.id).write_bytes(b"partial")
-    sweep(store, spool, 3600, stdin_timeout_s=60)
+    never = lambda job_id: False  # noqa: E731
+    assert end_abandoned_uploads(store, spool, never, 60) == []  # a byte came just now
     assert store.get(job.id).state.value == "QUEUED"
-    sweep(store, spool, 3600, now=time.time() + 120, stdin_timeout_s=60)
+    later = time.time() + 120
+    # A client still sending (its producer silent) keeps the job waiting.
+    assert end_abandoned_uploads(store, spool, lambda job_id: True, 60, now=later) == []
+    assert [j.id for j in end_abandoned_uploads(store, spool, never, 60, now=later)] == [job.id]
     ended = store.get(job.id)
-    assert ended.state.value == "SYSTEM_ERROR" and "stdin" in (ended.reason or "")
+    assert ended.state.value == "SYSTEM_ERROR"
+    assert "stopped at 7 bytes" in (ended.reason or "")
+    assert end_abandoned_uploads(store, spool, never, 60, now=later) == []  # ended once

@@ -83,6 +83,10 @@ JUDGE = {
         (Seen(Observation("canceled"), ExitRecord(1)), Exited(1)),
     "canceling, gone without a status":
         (Seen(Observation("gone"), job=_job(State.CANCELING)), Canceled("canceled by request")),
+    "canceling for a reason of the daemon's, which stays the reason":
+        (Seen(Observation("gone"), job=replace(_job(State.CANCELING),
+                                               reason="its stdin upload stopped at 3 bytes")),
+         Canceled("its stdin upload stopped at 3 bytes")),
     "canceling, but it exited first":
         (Seen(Observation("gone"), ExitRecord(0), job=_job(State.CANCELING)), Exited(0)),
     "canceled outside acjob, no reason given":
