@@ -154,18 +154,15 @@ def create_app(settings: Settings) -> FastAPI:
                       if settings.webhook and settings.public_url else None)
         command = pipeline.script(nucleotide=parsed.nucleotide, clustalw=settings.clustalw,
                                   fasttree=settings.fasttree)
-        try:
-            # The form's token is the idempotency key: a form sent twice (a double
-            # click, a retry after an error page) is one job.
-            handle = ask(lambda: client.submit(
-                command, stdin=parsed.to_fasta(), backend=settings.backend, labels=LABELS,
-                name="webservice-tree", deliveries=deliveries,
-                idempotency_key=f"webservice-{token}"))
-        except Refused as exc:
-            if "idempotency" in str(exc).lower() or "409" in str(exc):
-                return HTMLResponse(pages.form(uuid.uuid4().hex, sequences=text, error=(
-                    "This form was already sent with other sequences: send it again.")), 409)
-            raise
+        # The form's token and the sequences make the idempotency key: the same form
+        # sent twice (a double click, again after an error page) is one job; edited
+        # sequences are a new one. (acjob compares the job's spec under a key, not its
+        # stdin: the sequences must be in the key.)
+        digest = hashlib.sha256(parsed.to_fasta()).hexdigest()[:32]
+        handle = ask(lambda: client.submit(
+            command, stdin=parsed.to_fasta(), backend=settings.backend, labels=LABELS,
+            name="webservice-tree", deliveries=deliveries,
+            idempotency_key=f"webservice-{token}-{digest}"))
         records.add(handle.id, "tree")
         return RedirectResponse(f"/jobs/{handle.id}", status_code=303)
 

@@ -390,3 +390,18 @@ def test_the_same_flow_on_slurm(short_tmp: Path, browser) -> None:  # type: igno
         [job] = jobs_of_the_service(sdaemon)
         assert job.id == job_id  # type: ignore[attr-defined]
         assert job.data["backend"] == "slurm"  # type: ignore[attr-defined]
+
+
+def test_a_form_sent_twice_is_one_job(wdaemon: Daemon, short_tmp: Path) -> None:
+    app = make_app(wdaemon, short_tmp)
+    with running(app), app.http() as http:
+        token = "0123456789abcdef0123456789abcdef"
+        first = http.post("/jobs", data={"sequences": SEQUENCES, "token": token})
+        again = http.post("/jobs", data={"sequences": SEQUENCES, "token": token})
+        assert first.status_code == again.status_code == 303
+        assert first.headers["location"] == again.headers["location"]
+        edited = http.post("/jobs", data={"sequences": SEQUENCES.replace("ATGG", "ATGC", 1),
+                                          "token": token})
+        assert edited.status_code == 303
+        assert edited.headers["location"] != first.headers["location"]
+    assert len(jobs_of_the_service(wdaemon)) == 2
