@@ -38,6 +38,7 @@ from starlette.responses import Response
 import acjob
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blast
 import fasta
 import newick
 import pages
@@ -45,7 +46,7 @@ import pipeline
 from records import Records
 
 T = TypeVar("T")
-LABELS = {"app": "webservice", "tool": "tree"}
+LABEL = {"app": "webservice"}
 HOOK_PATH = "/hooks/acjob"
 RETRY_AFTER = 5                 # seconds, for pages when acjob cannot be reached
 _TOKEN = re.compile(r"[0-9a-f]{32}")
@@ -61,6 +62,8 @@ class Settings:
     retry_for: float = 3.0
     clustalw: str = "clustalw"
     fasttree: str | None = None
+    blastn: str = "blastn"
+    blast_db: Path | None = None    # default: built from data/demo-db.fa at start-up
 
     @property
     def webhook(self) -> bool:
@@ -78,6 +81,7 @@ class Refused(Exception):
 def create_app(settings: Settings) -> FastAPI:
     """The web application: pages, the JSON status its pages follow, the callback."""
     records = Records(settings.data_dir / "jobs.sqlite")
+    blast_db = settings.blast_db or blast.build_database(settings.data_dir / "blastdb")
     # One client for every request thread (it keeps a connection per thread). A short
     # retry_for: a page says "try again" rather than hang while acjob is away.
     client = acjob.Client(settings.acjob_url, retry_for=settings.retry_for, timeout=10)
@@ -150,27 +154,51 @@ def create_app(settings: Settings) -> FastAPI:
         except fasta.FastaError as exc:
             return HTMLResponse(pages.form(token, sequences=text[:fasta.MAX_BYTES],
                                            error=str(exc)), 400)
-        deliveries = ([{"type": "webhook", "url": settings.public_url.rstrip("/") + HOOK_PATH}]
-                      if settings.webhook and settings.public_url else None)
         command = pipeline.script(nucleotide=parsed.nucleotide, clustalw=settings.clustalw,
                                   fasttree=settings.fasttree)
         # The form's token and the sequences make the idempotency key: the same form
         # sent twice (a double click, again after an error page) is one job; edited
         # sequences are a new one. (acjob compares the job's spec under a key, not its
         # stdin: the sequences must be in the key.)
-        digest = hashlib.sha256(parsed.to_fasta()).hexdigest()[:32]
+        return start("tree", command, parsed.to_fasta(), token)
+
+    def start(kind: str, command: str, stdin: bytes, token: str) -> Response:
+        """Submit one job, remember its id, send the browser to its page."""
+        deliveries = ([{"type": "webhook", "url": settings.public_url.rstrip("/") + HOOK_PATH}]
+                      if settings.webhook and settings.public_url else None)
+        digest = hashlib.sha256(stdin).hexdigest()[:32]
         handle = ask(lambda: client.submit(
-            command, stdin=parsed.to_fasta(), backend=settings.backend, labels=LABELS,
-            name="webservice-tree", deliveries=deliveries,
-            idempotency_key=f"webservice-{token}-{digest}"))
-        records.add(handle.id, "tree")
+            command, stdin=stdin, backend=settings.backend, labels={**LABEL, "tool": kind},
+            name=f"webservice-{kind}", deliveries=deliveries,
+            idempotency_key=f"webservice-{kind}-{token}-{digest}"))
+        records.add(handle.id, kind)
         return RedirectResponse(f"/jobs/{handle.id}", status_code=303)
+
+    @app.get("/blast", response_class=HTMLResponse)
+    def blast_form() -> str:
+        return pages.blast_form(uuid.uuid4().hex, available=blast_db is not None)
+
+    @app.post("/blast")
+    def blast_submit(query: Annotated[str, Form()] = "",
+                     token: Annotated[str, Form()] = "") -> Response:
+        token = token if _TOKEN.fullmatch(token) else uuid.uuid4().hex
+        if blast_db is None:
+            raise HTTPException(503, "BLAST is not installed here (makeblastdb is missing).")
+        try:
+            parsed = blast.parse_query(query)
+        except fasta.FastaError as exc:
+            return HTMLResponse(pages.blast_form(token, query=query[:fasta.MAX_BYTES],
+                                                 error=str(exc)), 400)
+        return start("blast", blast.script(blast_db, settings.blastn), parsed.to_fasta(), token)
 
     # -- a job ------------------------------------------------------------------------
 
-    def known(job_id: str) -> None:
-        if records.get(job_id) is None:
+    def known(job_id: str) -> str:
+        """The kind of one of our jobs ('tree' or 'blast'); 404 for any other id."""
+        entry = records.get(job_id)
+        if entry is None:
             raise HTTPException(404, "No such job here.")
+        return entry.kind
 
     def status_of(job_id: str) -> dict[str, Any]:
         """The job's state and progress, from acjob; a final state is remembered."""
@@ -225,6 +253,12 @@ def create_app(settings: Settings) -> FastAPI:
         current = status_of(job_id)
         if not current["final"]:
             return pages.job(job_id, current)
+        if current["state"] == "COMPLETE" and known(job_id) == "blast":
+            try:
+                hits = blast.parse_hits(output(job_id, "stdout"))
+            except ValueError as exc:
+                raise HTTPException(502, f"The job's hits cannot be read: {exc}.") from exc
+            return pages.job(job_id, current, hits=pages.hits(job_id, hits))
         if current["state"] == "COMPLETE":
             result = result_of(job_id)
             try:
@@ -254,10 +288,14 @@ def create_app(settings: Settings) -> FastAPI:
         _, instead = finished(job_id)
         if instead is not None:
             return instead
+        if known(job_id) == "blast":
+            return PlainTextResponse(output(job_id, "stdout"))
         return PlainTextResponse(result_of(job_id).tree + "\n")
 
     @app.get("/jobs/{job_id}/alignment")
     def alignment(job_id: str) -> Response:
+        if known(job_id) != "tree":
+            raise HTTPException(404, "A search has no alignment.")
         _, instead = finished(job_id)
         if instead is not None:
             return instead
@@ -320,15 +358,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clustalw", default="clustalw", help="clustalw on the compute nodes")
     parser.add_argument("--fasttree", help="FastTree on the compute nodes (default: "
                         "FastTree or fasttree, found there)")
+    parser.add_argument("--blastn", default="blastn", help="blastn on the compute nodes")
+    parser.add_argument("--blast-db", type=Path, help="a nucleotide BLAST database the "
+                        "compute nodes can read (default: the demonstration database, "
+                        "built in the data directory)")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if bool(args.webhook_secret) != bool(args.public_url):
         print("note: callbacks need both --webhook-secret and --public-url; polling only",
               file=sys.stderr)
-    settings = Settings(data_dir=args.data_dir, acjob_url=args.acjob_url, backend=args.backend,
+    settings = Settings(data_dir=args.data_dir.resolve(), acjob_url=args.acjob_url,
+                        backend=args.backend,
                         webhook_secret=args.webhook_secret, public_url=args.public_url,
                         retry_for=args.retry_for, clustalw=args.clustalw,
-                        fasttree=args.fasttree)
+                        fasttree=args.fasttree, blastn=args.blastn,
+                        blast_db=args.blast_db and args.blast_db.resolve())
     app = create_app(settings)
     # Listen before saying ready: a supervisor (or a test) may connect at once.
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)

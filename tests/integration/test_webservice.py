@@ -405,3 +405,41 @@ def test_a_form_sent_twice_is_one_job(wdaemon: Daemon, short_tmp: Path) -> None:
         assert edited.status_code == 303
         assert edited.headers["location"] != first.headers["location"]
     assert len(jobs_of_the_service(wdaemon)) == 2
+
+
+def test_blast_search_in_the_browser(wdaemon: Daemon, short_tmp: Path, browser) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    if not shutil.which("blastn") or not shutil.which("makeblastdb"):
+        problem = "ncbi-blast+ not installed (apt-get install ncbi-blast+)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"must run in CI: {problem}")
+        pytest.skip(problem)
+    query = ("GGCAAGGTGAACGTGGATGAAGTTGGTGGTGAGGCCCTGGGCAGGCTGCTGGTGGTCTACCCTTGGACC")
+    app = make_app(wdaemon, short_tmp)
+    with running(app), app.http() as http:
+        bad = http.post("/blast", data={"query": ">p\nMVHLTPEEKSAVTALWGKVNVDEVGGEALGRL\n"})
+        assert bad.status_code == 400 and "not a nucleotide" in bad.text
+        page = browser.new_page()
+        page.goto(app.url + "/blast")
+        page.fill("#query", query)
+        page.click("#submit")
+        page.wait_for_url(f"{app.url}/jobs/*", timeout=UI_TIMEOUT)
+        job_id = str(page.url).rsplit("/", 1)[1]
+        first = page.locator("#hits tbody tr").first
+        expect(first).to_be_visible(timeout=UI_TIMEOUT)
+        expect(first.locator("td").nth(0)).to_have_text("globin_ref")
+        expect(first.locator("td").nth(1)).to_have_text("100.0%")
+        page.close()
+        tabular = http.get(f"/jobs/{job_id}/result")
+        assert tabular.status_code == 200
+        assert http.get(f"/jobs/{job_id}/alignment").status_code == 404
+    (short_tmp / "query.fa").write_text(f">query\n{query}\n")
+    local = subprocess.run(
+        ["blastn", "-task", "blastn", "-query", "query.fa", "-db",
+         str(app.data_dir / "blastdb" / "demo"), "-evalue", "10", "-max_target_seqs", "50",
+         "-outfmt", "6 qseqid sseqid pident length mismatch gapopen qstart qend sstart send "
+         "evalue bitscore"], cwd=short_tmp, check=True, capture_output=True, timeout=120)
+    assert tabular.text == local.stdout.decode()
+    [job] = jobs_of_the_service(wdaemon)
+    assert job.data["labels"] == {"app": "webservice", "tool": "blast"}  # type: ignore[attr-defined]
