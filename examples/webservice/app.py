@@ -206,7 +206,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             info = ask(lambda: client.get(job_id))
         except Refused as exc:
-            raise HTTPException(404, f"acjob does not know this job ({exc}).") from exc
+            if isinstance(exc.__cause__, acjob.NotFound):
+                raise HTTPException(404, "acjob does not know this job (another daemon?).") \
+                    from exc
+            raise
         progress = info.progress
         record = records.get(job_id)
         if info.is_final and record is not None and record.state is None:
@@ -223,7 +226,9 @@ def create_app(settings: Settings) -> FastAPI:
             return b"".join(ask(lambda: list(client.stream(job_id, which,  # type: ignore[arg-type]
                                                            follow=False))))
         except Refused as exc:
-            raise HTTPException(410, f"The job's output is no longer kept ({exc}).") from exc
+            if isinstance(exc.__cause__, acjob.Gone):
+                raise HTTPException(410, "The job's output is no longer kept.") from exc
+            raise
 
     def result_of(job_id: str) -> pipeline.Result:
         with lock:

@@ -313,6 +313,7 @@ def test_killed_daemon_and_restarted_service_lose_nothing(
     tree = local_tree(short_tmp)
     align = gate(short_tmp, "clustalw", "clustalw")
     app = make_app(wdaemon, short_tmp, "--clustalw", str(align.wrapper))
+    app.args += ["--webhook-secret", SECRET, "--public-url", app.url]
     app.start()
     try:
         page = browser.new_page()
@@ -332,6 +333,11 @@ def test_killed_daemon_and_restarted_service_lose_nothing(
         # The page, open all along, follows the job to its end.
         expect_tree(page, tree, app, job_id)
         page.close()
+        # And the result's callback, made by the restarted daemon, reaches the
+        # restarted service.
+        with app.http() as http:
+            wait_for(lambda: http.get(f"/jobs/{job_id}/record.json").json()["callbacks"] == 1,
+                     what="the result's callback")
     finally:
         app.stop()
     [job] = jobs_of_the_service(wdaemon)
