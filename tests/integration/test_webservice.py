@@ -410,6 +410,12 @@ def test_a_form_sent_twice_is_one_job(wdaemon: Daemon, short_tmp: Path) -> None:
                                           "token": token})
         assert edited.status_code == 303
         assert edited.headers["location"] != first.headers["location"]
+        # An uploaded file is taken as the pasted text is.
+        uploaded = http.post("/jobs", data={"token": token},
+                             files={"file": ("seqs.fa", SEQUENCES.encode())})
+        assert uploaded.headers["location"] == first.headers["location"]
+        binary = http.post("/jobs", files={"file": ("seqs.fa", b"\xff\xfe>a\n")})
+        assert binary.status_code == 400 and "not text" in binary.text
     assert len(jobs_of_the_service(wdaemon)) == 2
 
 
