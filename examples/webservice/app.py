@@ -328,8 +328,7 @@ def create_app(settings: Settings) -> FastAPI:
         if event.get("event") != "result" or records.get(job_id) is None:
             return Response(status_code=204)   # progress, or not one of ours: nothing to do
         delivery = str(event.get("delivery_id") or request.headers.get("x-acjob-delivery"))
-        records.callback(delivery, job_id)
-        records.finish(job_id, state, exit_code, "callback")
+        records.callback(delivery, job_id, state, exit_code)
         return Response(status_code=204)
 
     @app.get("/status.json")
@@ -340,8 +339,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/jobs/{job_id}/record.json")
     def record(job_id: str) -> dict[str, Any]:
         known(job_id)
+        # Callbacks first: one counted was recorded with its state, so the state read
+        # after it is never older than the count.
+        callbacks = records.callbacks_for(job_id)
         entry = records.get(job_id)
-        return {**(entry.__dict__ if entry else {}), "callbacks": records.callbacks_for(job_id)}
+        return {**(entry.__dict__ if entry else {}), "callbacks": callbacks}
 
     return app
 

@@ -75,11 +75,15 @@ class Records:
             db.execute("UPDATE jobs SET state = ?, exit_code = ?, learned_by = ? "
                        "WHERE id = ? AND state IS NULL", (state, exit_code, learned_by, job_id))
 
-    def callback(self, delivery_id: str, job_id: str) -> bool:
-        """Count a callback; False if this delivery was counted before (a retry)."""
+    def callback(self, delivery_id: str, job_id: str, state: str,
+                 exit_code: int | None) -> bool:
+        """Count a result's callback and record the final state it brings, in one
+        transaction; False if this delivery was counted before (a retry)."""
         with self._db() as db:
             cursor = db.execute("INSERT OR IGNORE INTO callbacks VALUES (?, ?, ?)",
                                 (delivery_id, job_id, time.time()))
+            db.execute("UPDATE jobs SET state = ?, exit_code = ?, learned_by = 'callback' "
+                       "WHERE id = ? AND state IS NULL", (state, exit_code, job_id))
             return cursor.rowcount == 1
 
     def counts(self) -> dict[str, int]:
