@@ -8,6 +8,7 @@ growing wait, while it cannot take submissions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from . import feeder, lifecycle
 from .backends.base import ArrayBackend, Backend
-from .errors import AcjobError, TransientError
+from .errors import AcjobError, JobRefused, TransientError
 from .model import Job, State
 from .spool import Spool
 from .store import Store
@@ -62,10 +63,16 @@ class Dispatcher:
         self._kick = kick
         self._hold_until: dict[str, float] = {}
         self._submit_failures: dict[str, int] = {}
+        # Jobs refused in words not known (JobRefused), held back alone: job id ->
+        # (refusals so far, when it may be tried again). Submitted singly from then on,
+        # so that one job's trouble never sinks an array of others.
+        self._job_holds: dict[str, tuple[int, float]] = {}
 
     def resumes_at(self) -> float | None:
-        """Return when the earliest backend held back after failures may be tried again."""
-        return min(self._hold_until.values(), default=None)
+        """Return when the earliest backend or job held back after failures may be tried
+        again."""
+        times = [*self._hold_until.values(), *(t for _, t in self._job_holds.values())]
+        return min(times, default=None)
 
     async def dispatch(self) -> None:
         """Start queued jobs while the backends have room (none while held)."""
@@ -82,8 +89,10 @@ class Dispatcher:
                 room = min(room, backend.capacity - counts.get(name, 0))
             if room <= 0:
                 continue
-            jobs = self._store.dispatchable(room, backend=name)
-            if isinstance(backend, ArrayBackend) and len(jobs) > 1:
+            held = {job_id for job_id, (_, until) in self._job_holds.items() if now < until}
+            jobs = self._store.dispatchable(room, backend=name, exclude=held)
+            if isinstance(backend, ArrayBackend) and len(jobs) > 1 \
+                    and not any(job.id in self._job_holds for job in jobs):
                 if not await self._submit_arrays(jobs, backend):
                     continue
                 if len(jobs) == room:
@@ -177,12 +186,16 @@ class Dispatcher:
     def _submitted(self, backend: Backend, done: list[tuple[Job, int, str]]) -> None:
         for job, number, native_id in done:
             self._store.attempt_submitted(job.id, number, native_id)
+            self._job_holds.pop(job.id, None)
         self._submit_failures.pop(backend.name, None)
         self._on_submitted(backend.name)
 
     def _submit_failed(self, backend: Backend, attempts: list[tuple[Job, int]],
                        exc: AcjobError) -> bool:
         """Settle attempts whose submission failed; return False to leave the backend be."""
+        if isinstance(exc, JobRefused):
+            self._refused(backend, attempts, exc)
+            return True  # the backend's other jobs go on
         if isinstance(exc, TransientError):
             log.warning("cannot submit to %s now: %s", backend.name, exc)
             for job, number in attempts:
@@ -200,6 +213,34 @@ class Dispatcher:
             if ended.state is State.PREEMPTED:
                 self._kick()
         return True
+
+
+    def _refused(self, backend: Backend, attempts: list[tuple[Job, int]],
+                 exc: JobRefused) -> None:
+        """Hold each refused job back alone, with a growing pause; end it with the
+        scheduler's words once it was refused ``backend.refusal_tries`` times."""
+        for job, number in attempts:
+            refusals = self._job_holds.get(job.id, (0, 0.0))[0] + 1
+            if refusals >= backend.refusal_tries:
+                self._job_holds.pop(job.id, None)
+                ended = self._store.end_attempt(job.id, number, functools.partial(
+                    _conclude_refusal,
+                    f"{exc} (refused {refusals} time{'s' if refusals > 1 else ''})"))
+                if ended.state is State.PREEMPTED:
+                    self._kick()
+                continue
+            log.warning("job %s: %s; trying it again alone (refused %d of %d times)",
+                        job.id, exc, refusals, backend.refusal_tries)
+            # The scheduler refused it; should it have queued it all the same, the fence
+            # makes that a no-op.
+            if self._spool.fence(job.id, number):
+                self._store.abandon_attempt(job.id, number, f"refused for now: {exc}",
+                                            lifecycle.after_abandon)
+            self._job_holds[job.id] = (refusals, time.monotonic() + submit_backoff(refusals))
+
+
+def _conclude_refusal(reason: str, job: Job) -> lifecycle.AttemptEnd:
+    return lifecycle.conclude_refusal(job, reason)
 
 
 def submit_backoff(failures: int) -> float:

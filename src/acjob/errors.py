@@ -109,6 +109,14 @@ class BackendUnavailable(TransientError):
     code = "backend_unavailable"
 
 
+class JobRefused(TransientError):
+    """A backend refused one job in words acjob does not know: the job's own trouble, or a
+    passing one. The job is tried again alone, later, a bounded number of times, while
+    the backend's other jobs go on."""
+
+    code = "job_refused"
+
+
 class StorageFull(TransientError):
     """The store or the spool has no room left; the request may succeed once there is."""
 

@@ -48,6 +48,8 @@ class Scheduler:
         cancel: The scheduler's own cancel command for a native id.
         stop_controller: Kill the controller (it must not come back by itself).
         start_controller: Start it again.
+        refused_args: Raw options that make the scheduler refuse a job in words acjob
+            does not know (recorded from the versions tested here).
     """
 
     name: str
@@ -58,6 +60,7 @@ class Scheduler:
     cancel: Callable[[str], list[str]]
     stop_controller: Callable[[], None]
     start_controller: Callable[[], None]
+    refused_args: tuple[str, ...] = ()
 
     def problem(self) -> str | None:
         """Say why the scheduler cannot be used here, if it cannot."""
@@ -95,6 +98,8 @@ SLURM = Scheduler(
     cancel=lambda native: ["scancel", native],
     stop_controller=lambda: _stop_by_pid_file(Path("/run/slurmctld.pid"), signal.SIGTERM),
     start_controller=_start_slurmctld,
+    # "Incompatible begin and deadline time specification"
+    refused_args=("--begin=2099-01-01", "--deadline=2000-01-01"),
 )
 
 GRIDENGINE = Scheduler(
@@ -107,21 +112,22 @@ GRIDENGINE = Scheduler(
     stop_controller=lambda: _stop_by_pid_file(
         Path("/var/spool/gridengine/qmaster/qmaster.pid"), signal.SIGKILL),
     start_controller=_start_qmaster,
+    refused_args=("-p", "99999"),  # 'invalid priority "99999". Must be an integer from …'
 )
 
 SCHEDULERS = [SLURM, GRIDENGINE]
 
 
-def scheduler_daemon(sched: Scheduler, short_tmp: Path) -> Iterator[Daemon]:
-    """Run a daemon whose default backend is ``sched``, polling it fast; cancel what
-    is left of its jobs afterwards."""
+def scheduler_daemon(sched: Scheduler, short_tmp: Path, options: str = "") -> Iterator[Daemon]:
+    """Run a daemon whose default backend is ``sched``, polling it fast (``options``: more
+    of its ``[backends.NAME]`` table); cancel what is left of its jobs afterwards."""
     sched.require()
     state = short_tmp / "state"
     config = short_tmp / "daemon.toml"
     config.write_text(
         f'[server]\nstate_dir = "{state}"\nbackend = "{sched.name}"\n'
         f"[backends.{sched.name}]\npoll_interval = 0.2\nmax_poll_interval = 2\n"
-        f"lost_grace = 10\ncommand_timeout = 10\n{sched.options}")
+        f"lost_grace = 10\ncommand_timeout = 10\n{sched.options}{options}")
     sock = short_tmp / "d.sock"
     d = Daemon(state_dir=state, url=f"unix:{sock}",
                env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"), config=config)

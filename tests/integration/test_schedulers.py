@@ -217,3 +217,24 @@ def test_raw_options_are_checked_by_the_scheduler_dialect(bdaemon: Daemon,
     reserved = {"slurm": ["--output=/etc/passwd"], "gridengine": ["-o", "/etc/passwd"]}
     with client_for(bdaemon) as client, pytest.raises(acjob.InvalidRequest):
         client.submit("true", resources={"extra_args": reserved[sched.name]})
+
+
+def test_a_job_refused_in_unknown_words_waits_alone_then_ends(sched: Scheduler,
+                                                              short_tmp: Path) -> None:
+    """One job's trouble costs only that job: refused by the scheduler in words acjob
+    does not know, it is tried again alone while the jobs behind it run, and after
+    ``refusal_tries`` it ends SYSTEM_ERROR with the scheduler's words."""
+    for d in scheduler_daemon(sched, short_tmp, "refusal_tries = 2\n"):
+        with client_for(d) as client:
+            refused = client.submit(
+                "echo never", resources={"extra_args": list(sched.refused_args)})
+            behind = [client.submit(f"echo {n}") for n in range(3)]
+            for job in behind:
+                info = client.wait(job.id, timeout=120)
+                assert info.state is State.COMPLETE, info.reason
+                assert b"".join(client.stream(job.id)) == f"{behind.index(job)}\n".encode()
+            info = client.wait(refused.id, timeout=120)
+            assert info.state is State.SYSTEM_ERROR
+            assert "refused" in (info.reason or "") and "2 times" in (info.reason or "")
+            word = "deadline" if sched.name == "slurm" else "priority"
+            assert word in (info.reason or "")

@@ -244,5 +244,9 @@ def test_classify_errors() -> None:
                     "receive timeout error)."):
         assert dialect.classify_error(["qsub"], 1, f"Unable to run job: {passing}\n") \
             == "transient", passing
+    # Words acjob does not know (qsub 8.1.9): that job alone waits, and ends after a few.
+    assert dialect.classify_error(
+        ["qsub"], 1, 'qsub: invalid priority "99999".  Must be an integer from -1023 to 1024\n'
+    ) == "unknown"
     assert dialect.cancel_argv("7.2") == ["qdel", "7", "-t", "2"]
     assert dialect.cancel_argv("7") == ["qdel", "7"]

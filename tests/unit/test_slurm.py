@@ -124,6 +124,21 @@ def test_classify_errors() -> None:
                                   "specified") == "gone"
     assert dialect.classify_error(["squeue"], 1, "slurm_load_jobs error: Unable to contact "
                                   "slurm controller (connect failure)") == "transient"
+    # Refusals recorded from sbatch 22.05: this job's own, for good.
+    for refusal in ("Invalid generic resource (gres) specification",
+                    "Batch job submission failed: Requested reservation is invalid",
+                    "Batch job submission failed: Invalid feature specification",
+                    "Batch job submission failed: Invalid node name specified",
+                    "Temporary disk specification can not be satisfied"):
+        assert dialect.classify_error(sbatch, 1, f"sbatch: error: {refusal}") == "permanent"
+    # A limit every job of the user meets: the backend waits, every job alike.
+    assert dialect.classify_error(
+        sbatch, 1, "sbatch: error: Batch job submission failed: Job violates accounting/QOS "
+        "policy (job submit limit, user's size and/or time limits)") == "transient"
+    # Words acjob does not know: that job alone waits, and ends after a few tries.
+    assert dialect.classify_error(
+        sbatch, 1, "sbatch: error: Incompatible begin and deadline time specification") \
+        == "unknown"
 
 
 def _backend(tmp_path: Path, runner) -> BatchBackend:  # type: ignore[no-untyped-def]

@@ -54,6 +54,8 @@ class Backend(Protocol):
         ignored_signals: Signals the wrapper ignores, and the job's command with it,
             because the resource sends them as mere warnings (Grid Engine's ``USR1``
             before a suspension); usually empty.
+        refusal_tries: How many times a job refused in unknown words
+            (:class:`~acjob.errors.JobRefused`) is submitted before it ends.
     """
 
     name: str
@@ -64,6 +66,7 @@ class Backend(Protocol):
     notifies_exits: bool
     enforces_time_limits: bool
     ignored_signals: tuple[str, ...]
+    refusal_tries: int
 
     def validate(self, spec: JobSpec) -> None:
         """Check that this backend can run ``spec`` (resources, raw options).

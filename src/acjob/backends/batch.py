@@ -27,14 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ..errors import BackendUnavailable, ConfigError, InvalidRequest, SubmitFailed
+from ..errors import BackendUnavailable, ConfigError, InvalidRequest, JobRefused, SubmitFailed
 from ..model import Attempt, ExitRecord, Job, JobSpec, Observation, Resources
 from ..spool import Spool
 from .base import job_environment
 
 log = logging.getLogger("acjob.backends")
 
-ErrorKind = Literal["transient", "permanent", "gone"]
+#: How a scheduler command failed: ``gone`` (the job no longer exists), ``permanent``
+#: (refused for good), ``transient`` (the scheduler is away: every job waits) or
+#: ``unknown`` (a submission refused in words not known: that job alone waits).
+ErrorKind = Literal["transient", "permanent", "gone", "unknown"]
 
 def tag_for(job_id: str, attempt: int) -> str:
     """Return the tag that names an attempt in the scheduler."""
@@ -96,6 +99,9 @@ class BatchOptions:
         command_timeout: Seconds a scheduler command may take before it counts as
             "scheduler unavailable".
         parallel_environment: Grid Engine's parallel environment for cpus > 1.
+        refusal_tries: How many times a job the scheduler refuses in words acjob does
+            not know is submitted (alone, with growing pauses, while the other jobs go
+            on) before it ends ``SYSTEM_ERROR`` with the scheduler's words.
     """
 
     queue: str | None = None
@@ -106,6 +112,7 @@ class BatchOptions:
     lost_grace: float = 120.0
     command_timeout: float = 30.0
     parallel_environment: str | None = None
+    refusal_tries: int = 5
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -118,7 +125,8 @@ class BatchOptions:
             ConfigError: an unknown option or a value of the wrong kind.
         """
         known = {"queue", "account", "extra_args", "poll_interval", "max_poll_interval",
-                 "lost_grace", "command_timeout", "parallel_environment", *aliases}
+                 "lost_grace", "command_timeout", "parallel_environment", "refusal_tries",
+                 *aliases}
         unknown = set(options) - known
         if unknown:
             raise ConfigError(f"unknown option(s) for the {backend} backend: {sorted(unknown)}",
@@ -136,6 +144,7 @@ class BatchOptions:
                 lost_grace=float(values.get("lost_grace", 120.0)),
                 command_timeout=float(values.get("command_timeout", 30.0)),
                 parallel_environment=_opt_str(values, "parallel_environment"),
+                refusal_tries=_opt_count(values, "refusal_tries", 5),
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"backends.{backend}: {exc}") from exc
@@ -145,6 +154,13 @@ class BatchOptions:
             raise ConfigError(f"backends.{backend}: max_poll_interval must not be below "
                               "poll_interval")
         return result
+
+
+def _opt_count(values: Mapping[str, Any], key: str, default: int) -> int:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be a whole number from 1")
+    return value
 
 
 def _opt_str(values: Mapping[str, Any], key: str) -> str | None:
@@ -206,8 +222,7 @@ class Dialect(Protocol):
         ...
 
     def classify_error(self, argv: list[str], returncode: int, stderr: str) -> ErrorKind:
-        """Tell a failed command's kind: ``gone`` (the job no longer exists),
-        ``permanent`` (refused for good) or ``transient``."""
+        """Tell a failed command's kind (see :data:`ErrorKind`)."""
         ...
 
     #: The shell expression of a task's 0-based index inside an array job.
@@ -257,6 +272,7 @@ class BatchBackend:
         self.poll_interval = self.options.poll_interval
         self.max_poll_interval = self.options.max_poll_interval
         self.lost_grace = self.options.lost_grace
+        self.refusal_tries = self.options.refusal_tries
         self._spool = spool
         self._run = runner
 
@@ -302,8 +318,11 @@ class BatchBackend:
         result = await self._call(argv)
         if result.returncode != 0:
             message = result.stderr.strip() or f"{argv[0]} exited {result.returncode}"
-            if self._failure(argv, result) == "permanent":
+            kind = self._failure(argv, result)
+            if kind == "permanent":
                 raise SubmitFailed(f"{self.name} refused the {what}: {message}")
+            if kind == "unknown":
+                raise JobRefused(f"{self.name} refused the {what}: {message}")
             raise BackendUnavailable(f"{self.name} submission failed: {message}")
         try:
             return self.dialect.parse_submit(result.stdout)

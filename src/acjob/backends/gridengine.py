@@ -350,16 +350,17 @@ class GridEngineDialect:
         return self.array_task_id(job, index) if job else None
 
     def classify_error(self, argv: list[str], returncode: int, stderr: str) -> ErrorKind:
-        """``does not exist`` means gone; a refusal of the job is permanent; anything
-        else (the qmaster unreachable, a time-out) is transient."""
+        """``does not exist`` means gone; the qmaster away (or a quota of jobs) is
+        transient; a refusal of the job is permanent; any other refusal of a submission
+        is ``unknown`` (that job alone waits); anything else is transient."""
         text = stderr.lower()
         if any(word in text for word in _TRANSIENT):
             return "transient"
         if "does not exist" in text and argv[0] in ("qdel", "qstat"):
             return "gone"
-        if argv[0] == "qsub" and any(p in text for p in _PERMANENT):
-            return "permanent"
-        return "transient"
+        if argv[0] != "qsub":
+            return "transient"
+        return "permanent" if any(p in text for p in _PERMANENT) else "unknown"
 
 
 #: Words of a qsub refusal that asking again cannot change (an unknown queue, project,

@@ -92,6 +92,7 @@ class LocalBackend:
 
     name = "local"
     lost_grace = 0.0
+    refusal_tries = 1
     notifies_exits = True
     enforces_time_limits = False
     ignored_signals: tuple[str, ...] = ()

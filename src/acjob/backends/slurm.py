@@ -247,21 +247,33 @@ class SlurmDialect:
         return find_array_task(stdout, tag, index)
 
     def classify_error(self, argv: list[str], returncode: int, stderr: str) -> ErrorKind:
-        """``Invalid job id`` means gone; a refusal of the job's options is permanent;
-        anything else (the controller down, a time-out) is transient."""
+        """``Invalid job id`` means gone; the controller away (refused, timed out) is
+        transient; a refusal of the job's options is permanent; any other refusal of a
+        submission is ``unknown`` (that job alone waits); anything else is transient."""
         text = stderr.lower()
         if "invalid job id" in text or "already completing or completed" in text:
             return "gone"
-        if argv[0] == "sbatch" and any(p in text for p in _PERMANENT):
+        if argv[0] != "sbatch" or any(p in text for p in _OUTAGE):
+            return "transient"
+        if any(p in text for p in _PERMANENT):
             return "permanent"
-        return "transient"
+        return "unknown"
 
 
 _PERMANENT = (
     "invalid partition", "invalid account", "invalid qos", "requested node configuration is "
     "not available", "unrecognized option", "invalid option", "invalid time limit",
-    "memory specification can not be satisfied", "more processors requested than permitted",
-    "invalid --", "unable to allocate resources: invalid",
+    "can not be satisfied", "more processors requested than permitted",
+    "invalid --", "unable to allocate resources: invalid", "invalid generic resource",
+    "invalid license", "reservation is invalid", "invalid feature", "invalid node name",
+    "invalid job array", "requested time limit is invalid",
+)
+#: Words of the controller being away, or of a limit every job of the user meets alike
+#: (how many jobs may be submitted): all jobs wait, with the backend held.
+_OUTAGE = (
+    "unable to contact slurm controller", "connection refused", "timed out", "time out",
+    "temporarily unavailable", "temporarily unable", "communication", "zero bytes were",
+    "slurmctld", "try again", "busy", "submit limit", "maxsubmitjob", "violates accounting",
 )
 
 

@@ -8,7 +8,7 @@ are decided by :mod:`acjob.lifecycle` and recorded here as decided, each with it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +204,10 @@ class Store:
         row = self._db.execute(_ANY_ACTIVE)
         return row.fetchone() is not None
 
-    def dispatchable(self, limit: int, backend: str | None = None) -> list[Job]:
-        """Return up to ``limit`` jobs ready to start (queued or awaiting a retry), oldest first.
+    def dispatchable(self, limit: int, backend: str | None = None,
+                     exclude: Collection[str] = ()) -> list[Job]:
+        """Return up to ``limit`` jobs ready to start (queued or awaiting a retry), oldest
+        first, but for those in ``exclude`` (held back by the dispatcher).
 
         A job whose stdin is still arriving is ready too: it reads its stdin as it comes.
         """
@@ -214,6 +216,9 @@ class Store:
         if backend is not None:
             sql += " AND backend = ?"
             args.append(backend)
+        if exclude:
+            sql += f" AND id NOT IN ({', '.join('?' * len(exclude))})"
+            args.extend(exclude)
         sql += " ORDER BY pos LIMIT ?"
         args.append(limit)
         return load_jobs(self._db, [r["id"] for r in self._db.execute(sql, args)])
