@@ -213,3 +213,32 @@ def test_a_live_stdin_survives_a_daemon_killed_mid_upload(daemon: Daemon) -> Non
         proc.kill()
     assert proc.returncode == 0, err[-2000:]
     assert out.split()[0].decode() == hashlib.sha256(head + tail).hexdigest()
+
+
+def _run_measured(argv: list[str], env: dict[str, str], stdin: Path,
+                  stdout: Path) -> tuple[int, float]:
+    """Run a tool, stdin and stdout from and to files; return its exit status and its
+    peak resident set in MB (the kernel's own account of the finished process)."""
+    with stdin.open("rb") as source, stdout.open("wb") as sink:
+        proc = subprocess.Popen(argv, stdin=source, stdout=sink, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+def test_client_memory_stays_bounded_whatever_the_size(daemon: Daemon, short_tmp: Path) -> None:
+    """Sending 512 MiB to a job (-t poll, then -t pipe) keeps the client well under
+    100 MB: it holds a bounded window of the bytes, never the whole (issue 18)."""
+    data, out = short_tmp / "big", short_tmp / "out"
+    with data.open("wb") as file:
+        file.truncate(512 << 20)  # a sparse file of zeros: no disk is spent on it
+    acjob_cli = [sys.executable, "-c", "from acjob.cli.acjob import main; main()"]
+    status, peak = _run_measured([*acjob_cli, "-t", "poll", "wc -c"], daemon.env, data, out)
+    assert status == 0 and peak < 100, peak
+    handle = out.read_bytes().strip().decode()
+    with client_for(daemon) as client:
+        assert client.wait(handle, timeout=120).exit_code == 0
+        assert b"".join(client.stream(handle)) == b"536870912\n"
+    status, peak = _run_measured([*acjob_cli, "wc -c"], daemon.env, data, out)
+    assert status == 0 and peak < 100, peak
+    assert out.read_bytes() == b"536870912\n"
