@@ -45,6 +45,7 @@ class ServerConfig(BaseModel):
     backend: str = "local"
     idle_timeout: Annotated[float, Field(ge=0)] = 0.0
     max_request_bytes: Annotated[int, Field(ge=1024)] = 1 << 20
+    max_requests: Annotated[int, Field(ge=1)] = 2000
     max_stdin_bytes: Annotated[int, Field(ge=0)] | None = None
     synchronous: Literal["acknowledged", "normal", "full", "extra"] = "acknowledged"
     retention_days: Annotated[float, Field(gt=0)] = 30.0

@@ -17,6 +17,7 @@ import fcntl
 import gc
 import logging
 import os
+import resource
 import socket
 import time
 from dataclasses import dataclass
@@ -165,6 +166,29 @@ def build_backends(config: Config, spool: Spool) -> dict[str, Backend]:
                           code=exc.code) from exc
 
 
+#: File descriptors a request may hold: its connection and the file it streams.
+_FDS_PER_REQUEST = 2
+#: Kept for the store, the spool, the backends' pipes and the jobs' own starts.
+_FDS_RESERVED = 256
+
+
+def _request_limit(wanted: int) -> int:
+    """Raise this process's limit of open files to its ceiling, and return how many
+    requests may be served at once: ``wanted``, or fewer if the files would not do."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    room = (soft - _FDS_RESERVED) // _FDS_PER_REQUEST if soft != resource.RLIM_INFINITY \
+        else wanted
+    if room < wanted:
+        log.warning("[server] max_requests is %d, but %d open files allow %d requests at "
+                    "once: serving %d (raise the open-files limit, ulimit -n)", wanted, soft,
+                    max(room, 1), max(room, 1))
+    return max(1, min(wanted, room))
+
+
 async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     """Run the daemon until it is told to stop; see the module docstring.
 
@@ -203,6 +227,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     services = Services(
         store=store, spool=spool, hub=hub, receiver=receiver, tes=settings.config.tes,
         token=settings.token, max_request_bytes=settings.config.server.max_request_bytes,
+        max_requests=_request_limit(settings.config.server.max_requests),
         shutdown=stopping.set,
     )
     mail = MailChannel(spool, settings.config.mail)

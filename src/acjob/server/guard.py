@@ -31,7 +31,7 @@ UI_PAGES = frozenset({"/ui", "/ui/"})
 
 
 class Guard:
-    """ASGI middleware: bearer token, body size limit, gone clients, activity tracking.
+    """ASGI middleware: bearer token, request and body limits, gone clients, activity.
 
     JSON bodies are read here, up to the limit, before the application sees them,
     so an oversized body gets a clean 413 whatever the route. Stdin uploads are
@@ -53,6 +53,14 @@ class Guard:
         if services.token is not None and not await _admit(scope, send, services.token):
             return
         activity = services.activity
+        if activity.in_flight >= services.max_requests and scope["path"] not in PUBLIC_PATHS:
+            # Beyond the limit a client is told at once, never left hanging; the acjob
+            # clients take a 503 as passing and try again with backoff.
+            await _reply(send, 503, error_body(
+                "too_busy", f"the daemon is serving its limit of {services.max_requests} "
+                "requests at once", "try again in a moment (the daemon's [server] "
+                "max_requests sets the limit)"), [(b"retry-after", b"1")])
+            return
         activity.in_flight += 1
         try:
             if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].endswith(

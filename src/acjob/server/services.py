@@ -41,6 +41,8 @@ class Services:
         tes: The TES facade's settings.
         token: The bearer token every request must carry (``None``: a Unix socket).
         max_request_bytes: The largest JSON body accepted.
+        max_requests: How many requests may be in progress at once (long-polls, streams
+            and uploads included); one more is answered ``503 too_busy`` at once.
         shutdown: Asks the daemon to stop.
         activity: The counters that change while the daemon serves.
     """
@@ -52,5 +54,6 @@ class Services:
     tes: TesConfig = field(default_factory=TesConfig)
     token: str | None = field(default=None, repr=False)
     max_request_bytes: int = 1 << 20
+    max_requests: int = 2000
     shutdown: Callable[[], None] = lambda: None
     activity: Activity = field(default_factory=Activity)
