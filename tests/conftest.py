@@ -100,11 +100,35 @@ def tool_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
-    """A temporary directory with a short path (Unix socket paths are limited)."""
+    """A temporary directory with a short path (Unix socket paths are limited).
+
+    Jobs a test left running (their wrappers live under this directory, and outlive a
+    stopped daemon by design) are stopped when it ends: none of them may spin on through
+    the rest of the suite.
+    """
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="acj") as name:
-        yield Path(name)
+        try:
+            yield Path(name)
+        finally:
+            _stop_jobs_under(Path(name))
+
+
+def _stop_jobs_under(root: Path) -> None:
+    """Kill the process group of every local job whose wrapper lives under ``root``
+    (each attempt runs in a session, hence a group, of its own)."""
+    marker = f"{root}/".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[1].startswith(marker) and argv[1].endswith(b"/job.sh"):
+            with contextlib.suppress(OSError):
+                os.killpg(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture
