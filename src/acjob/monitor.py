@@ -43,6 +43,9 @@ log = logging.getLogger("acjob.monitor")
 
 #: How soon to look again at an attempt whose state is not yet known.
 RECHECK = 1.0
+#: Jobs looked at in one stretch before the loop lets requests in: a daemon restarted
+#: over ten thousand attempts answers at once, while it reconciles them.
+_YIELD_EVERY = 100
 #: How often exit files are looked for when a backend does not notify exits.
 EXIT_CHECK = 1.0
 #: ... and how often while the backend's newest attempt is young (a tenth of its age,
@@ -142,7 +145,9 @@ class Monitor:
         to_poll: dict[str, list[tuple[Job, Attempt]]] = {}
         self._wake_at = None
         under_way: list[tuple[str, int]] = []
-        for job in self._store.in_flight():
+        for count, job in enumerate(self._store.in_flight(), 1):
+            if count % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # requests are answered between two stretches
             backend = self._backends.get(job.backend)
             if backend is None or not job.attempts:
                 continue
@@ -234,7 +239,9 @@ class Monitor:
             # Unknown is never final: look again at the next poll.
             log.warning("cannot poll the %s backend: %s", backend.name, exc)
         else:
-            for job, attempt in items:
+            for count, (job, attempt) in enumerate(items, 1):
+                if count % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
                 observed = seen.get(attempt.native_id or "", Observation("gone"))
                 try:
                     if observed.state == "gone":
