@@ -7,6 +7,7 @@ scheduler that does not answer makes its tests skip with the reason; in CI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -50,6 +51,11 @@ class Scheduler:
         start_controller: Start it again.
         refused_args: Raw options that make the scheduler refuse a job in words acjob
             does not know (recorded from the versions tested here).
+        execd_pid_file: The execution daemon's pid file (slurmd, sge_execd).
+        start_execd: Start the execution daemon again.
+        declares_dead_hosts: Whether the controller declares a silent host dead by
+            itself (Slurm, after SlurmdTimeout), failing its jobs; Grid Engine keeps them
+            running until the host's daemon comes back and reports them gone.
     """
 
     name: str
@@ -61,6 +67,24 @@ class Scheduler:
     stop_controller: Callable[[], None]
     start_controller: Callable[[], None]
     refused_args: tuple[str, ...] = ()
+    execd_pid_file: Callable[[], Path] = lambda: Path("/nonexistent")
+    start_execd: Callable[[], None] = lambda: None
+    declares_dead_hosts: bool = False
+
+    def kill_host(self, wrapper_pid: int) -> None:
+        """A compute host dies: SIGKILL its execution daemon, the job's own daemon
+        process (slurmstepd, sge_shepherd: the wrapper's parent) and the job's processes
+        (the wrapper's process group)."""
+        step = int(Path(f"/proc/{wrapper_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        group = os.getpgid(wrapper_pid)
+        execd = int(self.execd_pid_file().read_text().split()[0])
+        for pid in (execd, step):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        for pid in (execd, step, wrapper_pid):
+            wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists(), what=f"{pid} to die")
 
     def problem(self) -> str | None:
         """Say why the scheduler cannot be used here, if it cannot."""
@@ -84,6 +108,17 @@ def _start_slurmctld() -> None:
     wait_for(lambda: _answers(["squeue", "-h"]), timeout=60, what="slurmctld to answer")
 
 
+def _start_execd(argv: list[str], state: str, probe: list[str] | None) -> None:
+    """Start an execution daemon (if it is not running) and, with ``probe``, wait until
+    the scheduler shows its host in ``state`` again."""
+    if subprocess.run(["pgrep", "-x", Path(argv[0]).name], capture_output=True).returncode:
+        subprocess.run(argv, timeout=60, check=True)
+    if probe is not None:
+        wait_for(lambda: subprocess.run(probe, capture_output=True, text=True)
+                 .stdout.strip().rstrip("*") in (state, "mixed", "allocated"),
+                 timeout=120, what=f"{argv[0]}'s host to come back")
+
+
 def _start_qmaster() -> None:
     subprocess.run(["/usr/sbin/sge_qmaster"], timeout=60, check=True)
     wait_for(lambda: _answers(["qstat"]), timeout=60, what="sge_qmaster to answer")
@@ -100,6 +135,9 @@ SLURM = Scheduler(
     start_controller=_start_slurmctld,
     # "Incompatible begin and deadline time specification"
     refused_args=("--begin=2099-01-01", "--deadline=2000-01-01"),
+    execd_pid_file=lambda: Path("/run/slurmd.pid"),
+    start_execd=lambda: _start_execd(["slurmd"], "idle", ["sinfo", "-h", "-o", "%T"]),
+    declares_dead_hosts=True,
 )
 
 GRIDENGINE = Scheduler(
@@ -113,6 +151,8 @@ GRIDENGINE = Scheduler(
         Path("/var/spool/gridengine/qmaster/qmaster.pid"), signal.SIGKILL),
     start_controller=_start_qmaster,
     refused_args=("-p", "99999"),  # 'invalid priority "99999". Must be an integer from …'
+    execd_pid_file=lambda: next(Path("/var/spool/gridengine/execd").glob("*/execd.pid")),
+    start_execd=lambda: _start_execd(["/usr/sbin/sge_execd"], "", None),
 )
 
 SCHEDULERS = [SLURM, GRIDENGINE]

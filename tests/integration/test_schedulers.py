@@ -238,3 +238,35 @@ def test_a_job_refused_in_unknown_words_waits_alone_then_ends(sched: Scheduler,
             assert "refused" in (info.reason or "") and "2 times" in (info.reason or "")
             word = "deadline" if sched.name == "slurm" else "priority"
             assert word in (info.reason or "")
+
+
+def test_a_compute_host_that_dies_and_comes_back(sched: Scheduler, bdaemon: Daemon,
+                                                  short_tmp: Path) -> None:
+    """The execution daemon and the job's processes die with their host, which comes
+    back later: the attempt is retried per the policy, after the first one ended, never
+    beside it; nothing stays RUNNING."""
+    marker = short_tmp / "first"
+    script = (f'if [ "$ACJOB_ATTEMPT" = 1 ]; then touch {marker}; sleep 300; fi; '
+              'echo "attempt $ACJOB_ATTEMPT"')
+    with client_for(bdaemon) as client:
+        job = client.submit(script, retry={"max_attempts": 2})
+        until(client, job.id, State.RUNNING)
+        wait_for(marker.exists, what="the first attempt to start")
+        wrapper = int((bdaemon.state_dir / "spool" / job.id / "1" / "pid").read_text())
+        try:
+            sched.kill_host(wrapper)
+            if sched.declares_dead_hosts:  # the host is still dead when its jobs fail
+                info = client.get(job.id)
+                while info.attempt < 2 and not info.is_final:
+                    info = client.get(job.id, wait=60, since=info.seq)
+        finally:
+            sched.start_execd()
+        info = client.wait(job.id, timeout=300)
+        assert info.state is State.COMPLETE, info.reason
+        assert info.attempt == 2
+        first, second = info.data["attempts"]
+        assert first["failure"] == "node_fail", first
+        # The retry came once the first had ended (its processes died with the host).
+        assert first["state"] == "ended" and first["ended_at"] is not None
+        assert second["state"] == "ended" and second["exit_code"] == 0
+        assert b"".join(client.stream(job.id)) == b"attempt 2\n"

@@ -435,6 +435,13 @@ class GridEngineBackend(BatchBackend):
                                    if_never_started=True)
             return None
         explained = accounting_observation(found)
+        if explained is not None and explained.failure is FailureKind.BOOT_FAIL \
+                and attempt.state is AttemptState.RUNNING:
+            # It was seen running: not a start that failed, a host that lost it (its
+            # execution daemon and shepherd died, and said so once back).
+            return Observation("failed", FailureKind.NODE_FAIL,
+                               f"its host lost it while it ran (Grid Engine: failed "
+                               f"{found.failed}: {found.failed_text})")
         if explained is not None:
             return explained
         if record is not None and record.signal == "USR2":
