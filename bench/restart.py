@@ -52,9 +52,9 @@ def fill(path: Path, finished: int, active: int) -> str:
         store.create_jobs(items)
         some = some or items[0].job_id
     store.close()
-    with sqlite3.connect(path) as db:  # ended long ago: straight to the final state
-        db.execute("UPDATE jobs SET state = 'COMPLETE', exit_code = 0, ended_at = 1 "
-                   "WHERE state = 'QUEUED'")
+    with sqlite3.connect(path) as db:  # ended yesterday (within retention): final now
+        db.execute("UPDATE jobs SET state = 'COMPLETE', exit_code = 0, ended_at = ? "
+                   "WHERE state = 'QUEUED'", (time.time() - 86400,))
     store = Store(path)
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
     for _ in range(active):

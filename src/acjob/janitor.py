@@ -87,10 +87,12 @@ def _abandon(store: Store, job_id: str, reason: str) -> Job | None:
 
 
 async def run_janitor(store: Store, spool: Spool, retention_s: float) -> None:
-    """Sweep now and then every :data:`SWEEP_INTERVAL` seconds, until cancelled."""
+    """Sweep now and then every :data:`SWEEP_INTERVAL` seconds, until cancelled; a batch
+    at a time, letting requests in between (a long stop may leave very many expired)."""
     while True:
         try:
-            sweep(store, spool, retention_s)
+            while prune(store, spool, time.time() - retention_s, batches=1):
+                await asyncio.sleep(0)
         except OSError as exc:
             log.warning("cannot remove expired job files: %s", exc)
         await asyncio.sleep(min(SWEEP_INTERVAL, max(retention_s, 1.0)))

@@ -45,16 +45,20 @@ def remove_files(store: Store, spool: Spool, job_id: str) -> Job:
     return store.get(job_id)
 
 
-def prune(store: Store, spool: Spool, ended_before: float) -> int:
+def prune(store: Store, spool: Spool, ended_before: float, *,
+          batches: int | None = None) -> int:
     """Remove the files of every job that ended before ``ended_before`` (a time), but for
     those with a delivery still pending; return how many jobs' files were removed. Both
-    ``ac prune`` and the janitor's retention sweep come here."""
+    ``ac prune`` and the janitor's retention sweep come here; the janitor goes
+    ``batches`` at a time (a few hundred jobs each), to let requests in between."""
     removed = 0
-    while batch := store.expired(ended_before):
+    done = 0
+    while (batches is None or done < batches) and (batch := store.expired(ended_before)):
         for job_id in batch:
             spool.remove(job_id)
         store.mark_purged(batch)
         removed += len(batch)
+        done += 1
     if removed:
         log.info("removed the files of %d finished job(s)", removed)
     return removed
