@@ -43,6 +43,8 @@ class Expected:
     exit_code: int
     via_cli: bool = False
     webhook: bool = False
+    #: The progress the job reports last (percent, message), if it reports any.
+    progress: tuple[float, str] | None = None
 
 
 @dataclass
@@ -57,17 +59,21 @@ class Figures:
     not_final: int = 0
     server_errors: int = 0
     deliveries_missing: int = 0
+    progress_wrong: int = 0
+    followers: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.duplicates or self.losses or self.mismatches or self.wrong_status
-                    or self.not_final or self.server_errors or self.deliveries_missing)
+                    or self.not_final or self.server_errors or self.deliveries_missing
+                    or self.progress_wrong)
 
 
 def make_jobs(n: int, witness: Path, hook_url: str | None, slow: float) -> list[Expected]:
-    """A deterministic mix: instant, slow, big stdin, big binary stdout, failures, signals."""
+    """A deterministic mix: instant, slow (reporting progress), big stdin, big binary
+    stdout, failures, signals."""
     rng = random.Random(42)
     jobs = []
     for i in range(n):
@@ -77,8 +83,10 @@ def make_jobs(n: int, witness: Path, hook_url: str | None, slow: float) -> list[
             job = Expected(i, mark + f"echo job-{i}", None, f"job-{i}\n".encode(), 0)
         elif kind == 1:
             pause = round(rng.uniform(0.1, slow), 2)
-            job = Expected(i, mark + f"sleep {pause}; echo slow-{i}", None,
-                           f"slow-{i}\n".encode(), 0)
+            job = Expected(i, mark + f'echo "25 started-{i}" > "$ACJOB_PROGRESS"; '
+                           f'sleep {pause}; echo "75 slept-{i}" > "$ACJOB_PROGRESS"; '
+                           f"echo slow-{i}", None, f"slow-{i}\n".encode(), 0,
+                           progress=(75.0, f"slept-{i}"))
         elif kind == 2:
             data = rng.randbytes(rng.randrange(1 << 20, 3 << 20))
             digest = hashlib.sha256(data).hexdigest()
@@ -184,8 +192,27 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
                 handle = client.submit(job.command, stdin=stdin, deliveries=deliveries)
                 ids[job.index] = handle.id
 
+        followed: dict[int, list[tuple[float, str | None]]] = {}
+
+        def follow(job: Expected) -> None:
+            """Follow a job's progress on its event stream, through kills and cuts, to
+            its end: what the dashboard's job page does."""
+            seen = followed.setdefault(job.index, [])
+            with acjob.Client(url, TOKEN, retry_for=300) as client:
+                seen.extend((p.percent, p.message) for p in client.progress(ids[job.index]))
+            seen.append((-1.0, "ended"))
+
+        followers: list[threading.Thread] = []
+
+        def submit_and_follow(job: Expected) -> None:
+            submit(job)
+            if job.progress is not None and job.index in ids and job.index % 4 == 1:
+                thread = threading.Thread(target=follow, args=(job,), daemon=True)
+                thread.start()
+                followers.append(thread)
+
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(submit, expected))
+            list(pool.map(submit_and_follow, expected))
         with acjob.Client(url, TOKEN, retry_for=300) as client:
             for job in expected:
                 job_id = ids.get(job.index)
@@ -201,6 +228,12 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
                     figures.wrong_status += 1
                     figures.problems.append(f"job {job.index}: {info.state} {info.exit_code}"
                                             f" ({info.reason}), expected {job.exit_code}")
+                if job.progress is not None and (
+                        info.progress is None
+                        or (info.progress.percent, info.progress.message) != job.progress):
+                    figures.progress_wrong += 1
+                    figures.problems.append(f"job {job.index}: progress {info.progress}, "
+                                            f"expected {job.progress}")
                 out = b"".join(client.stream(job_id, attempt=info.attempt or None))
                 if out != job.stdout:
                     figures.mismatches += 1
@@ -221,6 +254,15 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
                     break
                 time.sleep(0.2)
             figures.deliveries_missing = len(missing)
+            for thread in followers:
+                thread.join(timeout=120)
+            figures.followers = len(followers)
+            for index, seen in followed.items():
+                want = next(j.progress for j in expected if j.index == index)
+                # It ended, and the last value it saw is the job's last report.
+                if seen[-1:] != [(-1.0, "ended")] or want not in seen[:-1]:
+                    figures.progress_wrong += 1
+                    figures.problems.append(f"job {index}: progress followed {seen[-3:]}")
         stop.set()
         kill_thread.join()
         figures.cuts = proxy.cuts

@@ -33,7 +33,8 @@ def small_spool(short_tmp: Path) -> Iterator[Path]:
 def test_full_spool(short_tmp: Path, small_spool: Path) -> None:
     state = short_tmp / "state"
     config = short_tmp / "full.toml"
-    config.write_text(f'[server]\nstate_dir = "{state}"\nspool = "{small_spool}"\n')
+    config.write_text(f'[server]\nstate_dir = "{state}"\nspool = "{small_spool}"\n'
+                      "[backends.local]\nslots = 2\n")
     sock = short_tmp / "d.sock"
     daemon = Daemon(state_dir=state, url=f"unix:{sock}",
                     env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"), config=config)
@@ -42,6 +43,12 @@ def test_full_spool(short_tmp: Path, small_spool: Path) -> None:
         with client_for(daemon) as client:
             before = client.submit("echo before")
             assert before.wait(timeout=60).state is State.COMPLETE
+            # It holds one of the two slots from before the spool fills up: a job that
+            # needs both waits for room, its stdin still wanted, while the spool is full.
+            blocker = client.submit("sleep 600")
+            info = blocker.status()
+            while info.state is not State.RUNNING:
+                info = client.get(blocker.id, wait=30, since=info.seq)
             filler = client.submit("head -c 10000000 /dev/zero")
             info = filler.wait(timeout=60)
             assert info.state is State.SYSTEM_ERROR
@@ -50,12 +57,15 @@ def test_full_spool(short_tmp: Path, small_spool: Path) -> None:
             transport = httpx.HTTPTransport(uds=str(sock))
             with httpx.Client(transport=transport, base_url="http://acjob") as http:
                 assert http.get("/v1/health").status_code == 200
-                upload = http.post("/v1/jobs", json={"command": "cat", "stdin": "upload"})
+                upload = http.post("/v1/jobs", json={"command": "cat", "stdin": "upload",
+                                                     "resources": {"cpus": 2}})
                 assert upload.status_code == 201
                 big = http.put(f"/v1/jobs/{upload.json()['id']}/stdin",
                                content=b"x" * (1 << 20))
                 assert big.status_code == 507
                 assert big.json()["error"]["code"] == "storage_full"
+            client.cancel(upload.json()["id"])
+            client.cancel(blocker.id)
             assert b"".join(before.stdout()) == b"before\n"
             during = client.submit("echo during").wait(timeout=60)
             assert during.state is not State.COMPLETE or b"".join(
