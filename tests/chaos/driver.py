@@ -11,6 +11,7 @@ The suite runs a short version (tests/chaos/test_chaos.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import acjob
 from tests.conftest import Daemon, tool_env
@@ -71,12 +73,13 @@ class Figures:
                     or self.progress_wrong)
 
 
-def make_jobs(n: int, witness: Path, hook_url: str | None, slow: float) -> list[Expected]:
+def make_jobs(n: int, witness: Path, hook_url: str | None, slow: float,
+              first: int = 0) -> list[Expected]:
     """A deterministic mix: instant, slow (reporting progress), big stdin, big binary
-    stdout, failures, signals."""
-    rng = random.Random(42)
+    stdout, failures, signals; numbered from ``first``."""
+    rng = random.Random(42 + first)
     jobs = []
-    for i in range(n):
+    for i in range(first, first + n):
         mark = f"echo x >> {witness}/{i}; "
         kind = i % 6
         if kind == 0:
@@ -136,8 +139,20 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
     """Run the chaos and return the figures."""
     started = time.monotonic()
     figures = Figures(jobs=jobs_count)
-    witness = workdir / "witness"
-    witness.mkdir()
+    with chaos_daemon(workdir, backend) as (daemon, hooks, proxy):
+        chaos_round(daemon, hooks, proxy.port, figures,
+                    make_jobs(jobs_count, workdir / "witness", hooks.url, slow), kills)
+        figures.cuts = proxy.cuts
+    figures.server_errors = daemon.log.read_text().count("internal error on")
+    figures.seconds = round(time.monotonic() - started, 1)
+    return figures
+
+
+@contextlib.contextmanager
+def chaos_daemon(workdir: Path, backend: str = "local") -> Iterator[tuple[Daemon, Hooks, Any]]:
+    """A daemon on TCP with a token, a webhook receiver, and a proxy in front of the daemon
+    that cuts connections; all stopped at the end."""
+    (workdir / "witness").mkdir()
     port = _free_port()
     state = workdir / "state"
     config = workdir / "chaos.toml"
@@ -152,11 +167,23 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
                     env=tool_env(workdir, ACJOB_TOKEN=TOKEN), config=config)
     daemon.start()
     hooks = Hooks()
-    expected = make_jobs(jobs_count, witness, hooks.url, slow)
+    try:
+        with cutting_proxy("127.0.0.1", port, cut_after=256 << 10, jitter=4 << 20) as proxy:
+            yield daemon, hooks, proxy
+    finally:
+        daemon.stop()
+        hooks.server.shutdown()
+
+
+def chaos_round(daemon: Daemon, hooks: Hooks, proxy_port: int, figures: Figures,
+                expected: list[Expected], kills: int, seed: int = 7) -> None:
+    """Submit ``expected`` through the proxy while the daemon is killed ``kills`` times;
+    check every job; add what was found to ``figures``."""
+    witness = daemon.state_dir.parent / "witness"
     stop = threading.Event()
 
     def killer() -> None:
-        rng = random.Random(7)
+        rng = random.Random(seed)
         for _ in range(kills):
             if stop.wait(rng.uniform(0.5, 3.0)):
                 return
@@ -164,113 +191,106 @@ def run(jobs_count: int, kills: int, workdir: Path, slow: float = 2.0,
             figures.kills += 1
             daemon.start()
 
-    with cutting_proxy("127.0.0.1", port, cut_after=256 << 10, jitter=4 << 20) as proxy:
-        url = f"http://127.0.0.1:{proxy.port}"
-        env = dict(daemon.env, ACJOB_URL=url)
-        kill_thread = threading.Thread(target=killer)
-        kill_thread.start()
-        ids: dict[int, str] = {}
+    url = f"http://127.0.0.1:{proxy_port}"
+    env = dict(daemon.env, ACJOB_URL=url)
+    kill_thread = threading.Thread(target=killer)
+    kill_thread.start()
+    ids: dict[int, str] = {}
 
-        def submit(job: Expected) -> None:
-            deliveries = [{"type": "webhook", "url": hooks.url}] if job.webhook else None
-            if job.via_cli:
-                result = subprocess.run(
-                    [sys.executable, "-c", "from acjob.cli.acjob import main; main()",
-                     "-t", "poll", *(["--webhook", hooks.url] if job.webhook else []),
-                     job.command], input=job.stdin or b"", capture_output=True, env=env,
-                    timeout=600)
-                if result.returncode != 0:
-                    figures.problems.append(f"job {job.index}: acjob said {result.stderr!r}")
-                    return
-                ids[job.index] = result.stdout.decode().strip()
+    def submit(job: Expected) -> None:
+        deliveries = [{"type": "webhook", "url": hooks.url}] if job.webhook else None
+        if job.via_cli:
+            result = subprocess.run(
+                [sys.executable, "-c", "from acjob.cli.acjob import main; main()",
+                 "-t", "poll", *(["--webhook", hooks.url] if job.webhook else []),
+                 job.command], input=job.stdin or b"", capture_output=True, env=env,
+                timeout=600)
+            if result.returncode != 0:
+                figures.problems.append(f"job {job.index}: acjob said {result.stderr!r}")
                 return
-            stdin: bytes | Iterator[bytes] | None = job.stdin
-            if job.stdin and job.index % 2:
-                # Sent live, piece by piece, while the job may already read it.
-                stdin = (job.stdin[i:i + (64 << 10)] for i in range(0, len(job.stdin), 64 << 10))
-            with acjob.Client(url, TOKEN, retry_for=300) as client:
-                handle = client.submit(job.command, stdin=stdin, deliveries=deliveries)
-                ids[job.index] = handle.id
-
-        followed: dict[int, list[tuple[float, str | None]]] = {}
-
-        def follow(job: Expected) -> None:
-            """Follow a job's progress on its event stream, through kills and cuts, to
-            its end: what the dashboard's job page does."""
-            seen = followed.setdefault(job.index, [])
-            with acjob.Client(url, TOKEN, retry_for=300) as client:
-                seen.extend((p.percent, p.message) for p in client.progress(ids[job.index]))
-            seen.append((-1.0, "ended"))
-
-        followers: list[threading.Thread] = []
-
-        def submit_and_follow(job: Expected) -> None:
-            submit(job)
-            if job.progress is not None and job.index in ids and job.index % 4 == 1:
-                thread = threading.Thread(target=follow, args=(job,), daemon=True)
-                thread.start()
-                followers.append(thread)
-
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(submit_and_follow, expected))
+            ids[job.index] = result.stdout.decode().strip()
+            return
+        stdin: bytes | Iterator[bytes] | None = job.stdin
+        if job.stdin and job.index % 2:
+            # Sent live, piece by piece, while the job may already read it.
+            stdin = (job.stdin[i:i + (64 << 10)] for i in range(0, len(job.stdin), 64 << 10))
         with acjob.Client(url, TOKEN, retry_for=300) as client:
-            for job in expected:
-                job_id = ids.get(job.index)
-                if job_id is None:
+            handle = client.submit(job.command, stdin=stdin, deliveries=deliveries)
+            ids[job.index] = handle.id
+
+    followed: dict[int, list[tuple[float, str | None]]] = {}
+
+    def follow(job: Expected) -> None:
+        """Follow a job's progress on its event stream, through kills and cuts, to
+        its end: what the dashboard's job page does."""
+        seen = followed.setdefault(job.index, [])
+        with acjob.Client(url, TOKEN, retry_for=300) as client:
+            seen.extend((p.percent, p.message) for p in client.progress(ids[job.index]))
+        seen.append((-1.0, "ended"))
+
+    followers: list[threading.Thread] = []
+
+    def submit_and_follow(job: Expected) -> None:
+        submit(job)
+        if job.progress is not None and job.index in ids and job.index % 4 == 1:
+            thread = threading.Thread(target=follow, args=(job,), daemon=True)
+            thread.start()
+            followers.append(thread)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(submit_and_follow, expected))
+    with acjob.Client(url, TOKEN, retry_for=300) as client:
+        for job in expected:
+            job_id = ids.get(job.index)
+            if job_id is None:
+                figures.losses += 1
+                continue
+            info = client.wait(job_id, timeout=600)
+            if not info.is_final:
+                figures.not_final += 1
+                continue
+            code = 0 if info.state is acjob.State.COMPLETE else info.exit_code
+            if code != job.exit_code:
+                figures.wrong_status += 1
+                figures.problems.append(f"job {job.index}: {info.state} {info.exit_code}"
+                                        f" ({info.reason}), expected {job.exit_code}")
+            if job.progress is not None and (
+                    info.progress is None
+                    or (info.progress.percent, info.progress.message) != job.progress):
+                figures.progress_wrong += 1
+                figures.problems.append(f"job {job.index}: progress {info.progress}, "
+                                        f"expected {job.progress}")
+            out = b"".join(client.stream(job_id, attempt=info.attempt or None))
+            if out != job.stdout:
+                figures.mismatches += 1
+                figures.problems.append(f"job {job.index}: stdout differs")
+            lines = (witness / str(job.index)).read_text().count("x") if (
+                witness / str(job.index)).exists() else 0
+            if lines != 1:
+                if lines == 0:
                     figures.losses += 1
-                    continue
-                info = client.wait(job_id, timeout=600)
-                if not info.is_final:
-                    figures.not_final += 1
-                    continue
-                code = 0 if info.state is acjob.State.COMPLETE else info.exit_code
-                if code != job.exit_code:
-                    figures.wrong_status += 1
-                    figures.problems.append(f"job {job.index}: {info.state} {info.exit_code}"
-                                            f" ({info.reason}), expected {job.exit_code}")
-                if job.progress is not None and (
-                        info.progress is None
-                        or (info.progress.percent, info.progress.message) != job.progress):
-                    figures.progress_wrong += 1
-                    figures.problems.append(f"job {job.index}: progress {info.progress}, "
-                                            f"expected {job.progress}")
-                out = b"".join(client.stream(job_id, attempt=info.attempt or None))
-                if out != job.stdout:
-                    figures.mismatches += 1
-                    figures.problems.append(f"job {job.index}: stdout differs")
-                lines = (witness / str(job.index)).read_text().count("x") if (
-                    witness / str(job.index)).exists() else 0
-                if lines != 1:
-                    if lines == 0:
-                        figures.losses += 1
-                    else:
-                        figures.duplicates += 1
-                    figures.problems.append(f"job {job.index} ran {lines} times")
-            deadline = time.monotonic() + 120
-            while True:
-                missing = [j for j in expected if j.webhook and j.index in ids
-                           and not hooks.by_job.get(ids[j.index])]
-                if not missing or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            figures.deliveries_missing = len(missing)
-            for thread in followers:
-                thread.join(timeout=120)
-            figures.followers = len(followers)
-            for index, seen in followed.items():
-                want = next(j.progress for j in expected if j.index == index)
-                # It ended, and the last value it saw is the job's last report.
-                if seen[-1:] != [(-1.0, "ended")] or want not in seen[:-1]:
-                    figures.progress_wrong += 1
-                    figures.problems.append(f"job {index}: progress followed {seen[-3:]}")
-        stop.set()
-        kill_thread.join()
-        figures.cuts = proxy.cuts
-    daemon.stop()
-    hooks.server.shutdown()
-    figures.server_errors = daemon.log.read_text().count("internal error on")
-    figures.seconds = round(time.monotonic() - started, 1)
-    return figures
+                else:
+                    figures.duplicates += 1
+                figures.problems.append(f"job {job.index} ran {lines} times")
+        deadline = time.monotonic() + 120
+        while True:
+            missing = [j for j in expected if j.webhook and j.index in ids
+                       and not hooks.by_job.get(ids[j.index])]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        figures.deliveries_missing += len(missing)
+        for thread in followers:
+            thread.join(timeout=120)
+        figures.followers += len(followers)
+        for index, seen in followed.items():
+            want = next(j.progress for j in expected if j.index == index)
+            # It ended, and the last value it saw is the job's last report.
+            if seen[-1:] != [(-1.0, "ended")] or want not in seen[:-1]:
+                figures.progress_wrong += 1
+                figures.problems.append(f"job {index}: progress followed {seen[-3:]}")
+    stop.set()
+    kill_thread.join()
 
 
 def _free_port() -> int:
