@@ -149,6 +149,23 @@ def daemon(short_tmp: Path) -> Iterator[Daemon]:
         d.stop()
 
 
+def configured_daemon(short_tmp: Path, server: str = "", more: str = "") -> Iterator[Daemon]:
+    """Run a daemon on a Unix socket of its own whose configuration has ``server`` in its
+    ``[server]`` table and ``more`` after it (other tables); stop it afterwards. For a
+    fixture: ``yield from configured_daemon(short_tmp, "hold = true\n")``."""
+    state = short_tmp / "state"
+    sock = short_tmp / "d.sock"
+    config = short_tmp / "d.toml"
+    config.write_text(f'[server]\nstate_dir = "{state}"\n{server}{more}')
+    d = Daemon(state_dir=state, url=f"unix:{sock}", config=config,
+               env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"))
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it returns a truthy value (for state outside our control)."""
     deadline = time.monotonic() + timeout

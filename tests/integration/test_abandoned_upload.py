@@ -16,21 +16,13 @@ import pytest
 
 from acjob.errors import Conflict
 from acjob.model import State
-from tests.conftest import Daemon, client_for, tool_env, wait_for
+from tests.conftest import Daemon, client_for, configured_daemon, wait_for
 
 
 @pytest.fixture
 def udaemon(short_tmp: Path) -> Iterator[Daemon]:
     """A daemon that gives up on an upload after one second of silence."""
-    state = short_tmp / "state"
-    config = short_tmp / "d.toml"
-    config.write_text(f'[server]\nstate_dir = "{state}"\nstdin_timeout = 1\n')
-    sock = short_tmp / "d.sock"
-    d = Daemon(state_dir=state, url=f"unix:{sock}", config=config,
-               env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"))
-    d.start()
-    yield d
-    d.stop()
+    yield from configured_daemon(short_tmp, "stdin_timeout = 1\n")
 
 
 def test_a_pipe_killed_mid_upload_ends_its_job_with_the_bytes_reached(udaemon: Daemon) -> None:

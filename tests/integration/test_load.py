@@ -11,21 +11,13 @@ import httpx
 import pytest
 
 import acjob
-from tests.conftest import Daemon, tool_env
+from tests.conftest import Daemon, configured_daemon
 
 
 @pytest.fixture
 def small(short_tmp: Path) -> Iterator[Daemon]:
     """A daemon that serves three requests at once."""
-    state = short_tmp / "state"
-    config = short_tmp / "d.toml"
-    config.write_text(f'[server]\nstate_dir = "{state}"\nmax_requests = 3\n')
-    sock = short_tmp / "d.sock"
-    d = Daemon(state_dir=state, url=f"unix:{sock}", config=config,
-               env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"))
-    d.start()
-    yield d
-    d.stop()
+    yield from configured_daemon(short_tmp, "max_requests = 3\n")
 
 
 def test_past_the_limit_a_client_gets_503_at_once_then_room_again(small: Daemon) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 import acjob
 from acjob.model import State
-from tests.conftest import Daemon, client_for, tool_env, wait_for
+from tests.conftest import Daemon, client_for, configured_daemon, wait_for
 from tests.integration.schedulers import SCHEDULERS, Scheduler, scheduler_daemon, until
 from tests.integration.test_delivery import SECRET, Receiver
 
@@ -226,16 +226,8 @@ def test_acjob_pipe_draws_a_bar_until_output_reaches_the_terminal(daemon: Daemon
 
 @pytest.fixture
 def wdaemon(short_tmp: Path) -> Iterator[Daemon]:
-    state = short_tmp / "state"
-    config = short_tmp / "d.toml"
-    config.write_text(f'[server]\nstate_dir = "{state}"\n[webhook]\nsecret = "{SECRET}"\n'
-                      "[delivery]\nfirst_retry = 0.2\nmax_retry = 0.5\n")
-    sock = short_tmp / "d.sock"
-    d = Daemon(state_dir=state, url=f"unix:{sock}",
-               env=tool_env(short_tmp, ACJOB_URL=f"unix:{sock}"), config=config)
-    d.start()
-    yield d
-    d.stop()
+    yield from configured_daemon(short_tmp, "", f'[webhook]\nsecret = "{SECRET}"\n'
+                                 "[delivery]\nfirst_retry = 0.2\nmax_retry = 0.5\n")
 
 
 def _signed(headers: dict[str, str], body: bytes) -> bool:
