@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import select
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from scale import start_held_daemon
 
 from acjob.model import JobSpec, NewJob, new_job_id
 from acjob.store import Store
@@ -85,25 +82,12 @@ def main() -> None:
         state = tmp / "state"
         state.mkdir(mode=0o700)
         some = fill(state / "acjob.db", args.finished, args.active)
-        sock = tmp / "d.sock"
-        config = tmp / "restart.toml"
-        config.write_text(f'[server]\nstate_dir = "{state}"\nhold = true\n'
-                          "[backends.local]\nslots = 100000\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ACJOB_", "XDG_"))}
-        env.update(XDG_RUNTIME_DIR=str(tmp), XDG_CONFIG_HOME=str(tmp / "config"))
-        read_fd, write_fd = os.pipe()
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "acjob.cli.ac", "serve", "--listen", f"unix:{sock}",
-             "--config", str(config), "--ready-fd", str(write_fd)],
-            env=env, pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
-            stderr=(tmp / "daemon.log").open("wb"))
-        os.close(write_fd)
-        figures: dict[str, float] = {"finished": args.finished, "active": args.active}
+        proc, sock = start_held_daemon(tmp, state)  # returns once its socket accepts
+        figures: dict[str, float] = {"finished": args.finished, "active": args.active,
+                                     "ready_s": time.perf_counter() - started}
         try:
-            select.select([read_fd], [], [], 600)
-            figures["ready_s"] = time.perf_counter() - started
-            with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
+            with httpx.Client(transport=httpx.HTTPTransport(uds=sock),
                               base_url="http://acjob", timeout=600) as http:
                 http.get("/v1/health").raise_for_status()
                 figures["health_s"] = time.perf_counter() - started

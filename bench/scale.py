@@ -55,7 +55,9 @@ def fill(path: Path, count: int) -> list[str]:
     return ids
 
 
-def _start(tmp: Path, state: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_held_daemon(tmp: Path, state: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a held daemon (it answers and starts nothing) on the store in ``state``;
+    return it and its socket once the socket accepts connections."""
     sock = tmp / "d.sock"
     config = tmp / "scale.toml"
     config.write_text(f'[server]\nstate_dir = "{state}"\nhold = true\n')
@@ -118,7 +120,7 @@ def main() -> None:
         ids = fill(state / "acjob.db", args.jobs)
         filled = time.perf_counter() - started
         disk = sum(p.stat().st_size for p in state.iterdir() if p.name.startswith("acjob.db"))
-        proc, sock = _start(tmp, state)
+        proc, sock = start_held_daemon(tmp, state)
         try:
             figures: dict[str, object] = {
                 "jobs": args.jobs, "fill_jobs_per_s": args.jobs / filled,

@@ -324,7 +324,7 @@ class _TerminalBar:
                 with self._lock:
                     if self._closed:
                         return
-                    if self._bar is None and progress.percent is not None:
+                    if self._bar is None:
                         self._bar = ProgressBar(label=self._job_id, started_at=self._started)
                         self._bar.__enter__()
                     if self._bar is not None:

@@ -17,7 +17,7 @@ import http.client
 import json
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -58,24 +58,27 @@ class Stream:
     """The body of one answer, read as it arrives, on a connection of its own.
 
     Attributes:
-        response: The answer (status and headers were read; the body was not).
+        status: The answer's status.
+        headers: Its headers, by lower-case name.
     """
 
-    def __init__(self, connection: http.client.HTTPConnection,
-                 response: http.client.HTTPResponse) -> None:
-        self._connection = connection
-        self.response = response
+    def __init__(self, response: http.client.HTTPResponse,
+                 close: Callable[[], None]) -> None:
+        self._response = response
+        self._close = close
+        self.status = response.status
+        self.headers = _headers(response)
 
     def read(self) -> bytes:
         """Return the next piece of the body as soon as some arrived; ``b""`` at its end.
 
         The wait for bytes is unbounded: a job may be silent for hours.
         """
-        return self.response.read1(READ_SIZE)
+        return self._response.read1(READ_SIZE)
 
     def close(self) -> None:
         """Close the stream and its connection."""
-        self._connection.close()
+        self._close()
 
 
 class Connections:
@@ -176,7 +179,7 @@ class Connections:
         except BaseException:
             self._forget(connection)
             raise
-        return _Tracked(self, connection, answer)
+        return Stream(answer, lambda: self._forget(connection))
 
     def close(self) -> None:
         """Close every connection, kept-alive and streaming, of every thread.
@@ -210,19 +213,6 @@ class Connections:
             return json.dumps(json_body, separators=(",", ":")).encode(), sent
         # http.client sends an iterator with chunked encoding, bytes with their length.
         return (b"" if content is None else content), sent
-
-
-class _Tracked(Stream):
-    """A stream whose connection its :class:`Connections` forgets when it closes."""
-
-    def __init__(self, owner: Connections, connection: http.client.HTTPConnection,
-                 response: http.client.HTTPResponse) -> None:
-        super().__init__(connection, response)
-        self._owner = owner
-
-    def close(self) -> None:
-        """Close the stream and its connection."""
-        self._owner._forget(self._connection)
 
 
 def _text(value: Any) -> Any:

@@ -115,9 +115,7 @@ class Client:
                         self._ensure_daemon()
                         stream = self._http.stream(effect.path, effect.params, effect.timeout)
                         self._reach.answered()
-                        run.send(Response(stream.response.status,
-                                          {k.lower(): v for k, v
-                                           in stream.response.getheaders()}))
+                        run.send(Response(stream.status, stream.headers))
                     elif isinstance(effect, Pull):
                         chunk = stream.read() if stream is not None else b""
                         if not chunk and stream is not None:
