@@ -269,6 +269,12 @@ def measure_slurm(run: Run, tmp: Path) -> None:
     _say("Slurm: sbatch --wait and sequential sbatch, then acjob on Slurm")
     version = subprocess.run(["sbatch", "--version"], capture_output=True, check=False)
     run.versions["slurm"] = version.stdout.decode().strip()
+    # How soon Slurm starts a job submitted while its node is busy is the cluster's own
+    # setting (batch_sched_delay); the round trip depends on it, so the run records it.
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, check=False)
+    run.versions["slurm SchedulerParameters"] = next(
+        (line.split("=", 1)[1].strip() for line in config.stdout.decode().splitlines()
+         if line.startswith("SchedulerParameters")), "unknown")
     work = tmp / "sbatch"
     work.mkdir()
     runs, jobs = run.settings["slurm_runs"], run.settings["slurm_jobs"]

@@ -87,6 +87,8 @@ FIGURES = (
            False, ("python", "sh")),
     Figure("slurm_round_trip", "one trivial job on Slurm, Python client, median (raw: "
            "sbatch --wait)", "Slurm round trip", "s", False, ("sbatch",)),
+    Figure("slurm_notice", "Slurm: from a job's exit file to its end in acjob, median",
+           "Slurm end noticed", "s", False),
     Figure("slurm_submit", "jobs handed to Slurm one by one (raw: sequential sbatch)",
            "Slurm submission", "jobs/s", True, ("sbatch",)),
 )
@@ -152,6 +154,7 @@ GOALS = (
         "to make than a bench run should")),
     Goal(9, "Slurm", (
         Check("round trip at most sbatch --wait's", "slurm_round_trip", "sbatch", 1.0),
+        Check("an end noticed <= 0.5 s after the job's exit file", "slurm_notice", 0.5, 1.0),
         Check("submission >= 90 % of raw sequential sbatch", "slurm_submit", "sbatch", 0.9))),
 )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -85,14 +86,23 @@ def _handed_over(system: AcjobSystem, job_id: str) -> bool:
 
 def acjob_figures(home: Path, *, runs: int, jobs: int) -> dict[str, float]:
     """acjob on Slurm: one job's round trip through the Python client (median seconds),
-    and ``jobs`` jobs submitted one request each until every one was handed to Slurm
-    (its first attempt has a Slurm job id), in jobs per second."""
+    how long after its exit file acjob recorded its end (median seconds, of the same
+    jobs), and ``jobs`` jobs submitted one request each until every one was handed to
+    Slurm (its first attempt has a Slurm job id), in jobs per second."""
     with daemon(home, CONFIG) as d:
         system = AcjobSystem(d.url)
         handles: list[str] = []
         try:
             system.wait(system.submit())  # warm up
-            round_trip = median_seconds(lambda: system.wait(system.submit()), runs)
+            timed: list[str] = []
+
+            def one_job() -> None:
+                handle = system.submit()
+                system.wait(handle)
+                timed.append(system.ident(handle))
+
+            round_trip = median_seconds(one_job, runs)
+            notice = statistics.median(_noticed_after(d.home, system, ident) for ident in timed)
             start = time.perf_counter()
             handles = [system.ident(system.submit()) for _ in range(jobs)]
             for ident in handles:
@@ -108,4 +118,12 @@ def acjob_figures(home: Path, *, runs: int, jobs: int) -> dict[str, float]:
             raise
         finally:
             system.client.close()
-    return {"slurm_round_trip": round_trip, "slurm_submit": rate}
+    return {"slurm_round_trip": round_trip, "slurm_notice": notice, "slurm_submit": rate}
+
+
+def _noticed_after(home: Path, system: AcjobSystem, job_id: str) -> float:
+    """Seconds from the job's exit file (written by its wrapper as the command ended)
+    to the end of its attempt in acjob's store."""
+    exit_file = home / "state" / "spool" / job_id / "1" / "exit"
+    ended_at = system.client.get(job_id).data["attempts"][0]["ended_at"]
+    return float(ended_at) - exit_file.stat().st_mtime
