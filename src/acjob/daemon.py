@@ -32,11 +32,13 @@ from .delivery.webhook import WebhookChannel
 from .errors import ConfigError
 from .hub import Hub
 from .janitor import run_janitor, watch_uploads
+from .locations import handoff_socket
 from .monitor import Monitor
 from .notifier import Notifier
 from .receiver import Receiver, ReceiverSettings
 from .sender import Sender
 from .server.app import create_app
+from .server.handoff import serve_handoffs
 from .server.services import Services
 from .spool import Spool
 from .store import Store
@@ -148,6 +150,30 @@ def _bind(endpoint: Endpoint) -> socket.socket:
     return sock
 
 
+def _bind_handoff(endpoint: Endpoint) -> socket.socket | None:
+    """Bind the output handoff socket beside a Unix endpoint; ``None`` on TCP, or when
+    it cannot be bound (clients then read output over HTTP, as they always can)."""
+    if endpoint.unix is None:
+        return None
+    path = Path(handoff_socket(endpoint.unix))
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # ours: the main socket's bind proved no daemon listens here
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+        path.chmod(0o600)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        log.warning("cannot listen on %s (%s): output is served over HTTP only", path, exc)
+        return None
+    finally:
+        os.umask(old)
+    sock.set_inheritable(False)
+    return sock
+
+
 def build_backends(config: Config, spool: Spool) -> dict[str, Backend]:
     """Load the default backend and every backend with a ``[backends.NAME]`` table.
 
@@ -214,6 +240,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         log.warning("the spool %s is on a %s file system: cluster jobs can only reach it if "
                     "they run on this machine", spool.root, spool.file_system())
     sock = _bind(settings.endpoint)
+    handoff = _bind_handoff(settings.endpoint)
     receiver = Receiver(store, spool, backends, ReceiverSettings(
         default_backend=settings.config.server.backend,
         webhook_signing=bool(settings.config.webhook.secret),
@@ -255,6 +282,8 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     uploads_task = (asyncio.create_task(
         watch_uploads(store, spool, receiver.is_uploading, stdin_timeout, monitor.wake),
         name="acjob-uploads") if stdin_timeout > 0 else None)
+    handoff_task = (asyncio.create_task(serve_handoffs(handoff, services),
+                                        name="acjob-handoff") if handoff else None)
     idle_task = (asyncio.create_task(_stop_when_idle(services, settings.idle_timeout))
                  if settings.idle_timeout > 0 else None)
     log.info("acjob daemon listening on %s (state %s)", settings.endpoint.url,
@@ -272,7 +301,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         await server.serve(sockets=[sock])
     finally:
         for task in (monitor_task, sender_task, janitor_task, uploads_task, idle_task,
-                     stop_task):
+                     handoff_task, stop_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -283,6 +312,10 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         if settings.endpoint.unix is not None:
             with contextlib.suppress(FileNotFoundError):
                 settings.endpoint.unix.unlink()
+        if handoff is not None:
+            handoff.close()
+            with contextlib.suppress(FileNotFoundError):
+                Path(handoff_socket(settings.endpoint.unix or "")).unlink()
         store.close()
         os.close(lock_fd)
         log.info("acjob daemon stopped")

@@ -80,6 +80,12 @@ def private_socket() -> Path:
     return runtime_dir() / "acjob.sock"
 
 
+def handoff_socket(socket_path: str | Path) -> str:
+    """Return the socket beside a daemon's Unix socket where a client on the same
+    machine is handed a job's open output files (see :mod:`acjob.server.handoff`)."""
+    return f"{socket_path}.fd"
+
+
 def default_state_dir() -> Path:
     """Return the per-user state directory (store and spool)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")

@@ -17,15 +17,17 @@ a commit that fails removes the files it would have owned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import shutil
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends.base import Backend
-from .errors import Conflict, Gone, InvalidRequest
+from .errors import Conflict, Gone, InvalidRequest, PayloadTooLarge
 from .lifecycle import after_cancel_request
 from .model import Job, JobSpec, NewJob, new_job_id
 from .spool import Spool
@@ -254,6 +256,46 @@ class Receiver:
             PayloadTooLarge: the upload passes the configured limit.
             StorageFull: the spool has no room left; what was written is kept.
         """
+        with self._upload(job_id):
+            return await self._write_stdin(job_id, offset, body, final=final)
+
+    @contextlib.asynccontextmanager
+    async def stdin_writer(self, job_id: str) -> AsyncIterator[tuple[int, int]]:
+        """Hold the job's stdin for a client on this machine that writes it itself
+        (:mod:`acjob.server.handoff`), while the block runs: other uploads to the job
+        wait, and the client counts as sending. Yields the stdin file open for writing
+        and its size; the client writes on from that size (the kernel cannot move
+        bytes from a pipe into a file opened for appending only).
+
+        The client closes stdin afterwards with an empty final upload, which flushes
+        it and records its size, as for any upload.
+
+        Raises:
+            NotFound: no such job.
+            Conflict: the job takes no stdin, its stdin is closed, or it ended.
+            Gone: its files were removed.
+        """
+        with self._upload(job_id):
+            lock = self._stdin_locks.setdefault(job_id, asyncio.Lock())
+            async with lock:
+                job = self.store.get(job_id)
+                closed_at = job.stdin_bytes if job.stdin_closed \
+                    else self.spool.closed_stdin_size(job_id)
+                if closed_at is not None:
+                    raise Conflict(f"stdin is closed at {closed_at} bytes", code="stdin_closed")
+                self._refuse_final(job)
+                self.spool.create_job(job_id)
+                fd = os.open(self.spool.stdin_path(job_id),
+                             os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                try:
+                    yield fd, os.fstat(fd).st_size
+                finally:
+                    os.close(fd)
+
+    @contextlib.contextmanager
+    def _upload(self, job_id: str) -> Iterator[None]:
+        """Count a client as sending the job's stdin while the block runs (see
+        :meth:`is_uploading`), once the job was found to take stdin at all."""
         job = self.store.get(job_id)
         if job.spec.stdin != "upload":
             raise Conflict("this job was submitted without stdin upload", code="no_stdin")
@@ -262,11 +304,20 @@ class Receiver:
             raise Gone(f"the files of job {job_id} were removed", code="output_expired")
         self._uploading[job_id] += 1
         try:
-            return await self._write_stdin(job_id, offset, body, final=final)
+            yield
         finally:
             self._uploading[job_id] -= 1
             if self._uploading[job_id] <= 0:
                 del self._uploading[job_id]
+
+    def _refuse_final(self, job: Job) -> None:
+        """Refuse stdin for a job that ended before its stdin was complete (canceled, or
+        its upload given up): bytes sent now would reach nobody."""
+        if job.state.is_final:
+            self._stdin_locks.pop(job.id, None)
+            raise Conflict(f"job {job.id} ended {job.state.value} before its stdin was "
+                           f"complete: {job.reason or 'no reason recorded'}",
+                           code="job_final")
 
     async def _write_stdin(self, job_id: str, offset: int, body: AsyncIterator[bytes], *,
                            final: bool) -> StdinState:
@@ -284,16 +335,14 @@ class Receiver:
                     self._stdin_locks.pop(job_id, None)
                     return StdinState(closed_at, True)
                 raise Conflict(f"stdin is closed at {closed_at} bytes", code="stdin_closed")
-            if job.state.is_final:
-                # Ended before its stdin was complete (canceled, or its upload given up):
-                # bytes sent now would reach nobody.
-                self._stdin_locks.pop(job_id, None)
-                raise Conflict(f"job {job_id} ended {job.state.value} before its stdin was "
-                               f"complete: {job.reason or 'no reason recorded'}",
-                               code="job_final")
+            self._refuse_final(job)
             self.spool.create_job(job_id)
             size = await self.spool.write_stdin(job_id, offset, body,
                                                 self.settings.max_stdin_bytes)
+            limit = self.settings.max_stdin_bytes
+            if final and limit is not None and size > limit:
+                # Written by a client of its own (see stdin_writer), past the limit.
+                raise PayloadTooLarge(f"stdin is larger than the limit of {limit} bytes")
             if final:
                 size = self.spool.close_stdin(job_id)
                 self.store.close_stdin(job_id, size)

@@ -140,9 +140,11 @@ def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: b
         job_id = info.id
         upload: Worker | None = None
         if use_stdin and not info.data["stdin"]["closed"]:
-            # The job may start at once and read its stdin as it arrives.
-            upload = workers.start("upload", lambda: client.upload_stdin(job_id,
-                                                                         sys.stdin.buffer))
+            # The job may start at once and read its stdin as it arrives. Unbuffered:
+            # nothing was read from it, and a pipe goes straight into the job's stdin
+            # file where the daemon runs on this machine.
+            stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
+            upload = workers.start("upload", lambda: client.upload_stdin(job_id, stdin))
         if mode != "pipe":
             if upload is not None:
                 if not workers.wait_all([upload]):

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from .core import Response
+from .handoff import HandedStream, open_handed
 
 #: What a failing connection raises here: the socket's errors and the protocol's.
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
@@ -89,6 +90,11 @@ class Connections:
         uds: The Unix socket to connect to, if any.
         headers: Sent with every request (the token).
         timeout: Seconds for an answer unless a request says otherwise.
+
+    Attributes:
+        uds: The Unix socket, if any.
+        handoff: Over a Unix socket, read a job's output from the file the daemon hands
+            over rather than from an HTTP stream (True; the bytes are the same).
     """
 
     def __init__(self, base_url: str, uds: str | None, headers: Mapping[str, str],
@@ -96,16 +102,17 @@ class Connections:
         url = urlsplit(base_url)
         self._host, self._port = url.hostname or "localhost", url.port
         self._prefix = url.path.rstrip("/")
-        self._uds = uds
+        self.uds = uds
         self._headers = dict(headers)
         self.timeout = timeout
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: set[http.client.HTTPConnection] = set()
+        self.handoff = True
 
     def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
         connection: http.client.HTTPConnection = (
-            UnixConnection(self._uds, timeout) if self._uds is not None
+            UnixConnection(self.uds, timeout) if self.uds is not None
             else http.client.HTTPConnection(self._host, self._port, timeout=timeout))
         with self._lock:
             self._open.add(connection)
@@ -161,15 +168,21 @@ class Connections:
                 self._local.connection = None
             return Response(answer.status, _headers(answer), data)
 
-    def stream(self, path: str, params: Mapping[str, Any], timeout: float | None) -> Stream:
+    def stream(self, path: str, params: Mapping[str, Any],
+               timeout: float | None) -> Stream | HandedStream:
         """Send a GET on a new connection and return its answer, body unread.
 
         ``timeout`` bounds the connection and the wait for the answer's head; the body
-        is then awaited without limit.
+        is then awaited without limit. Over a Unix socket, a job's output is read from
+        the file the daemon hands over, where it can (:mod:`acjob.client.handoff`).
 
         Raises:
             OSError, http.client.HTTPException: the connection failed.
         """
+        if self.uds is not None and self.handoff:
+            handed = open_handed(self.uds, path, params, self.request)
+            if handed is not None:
+                return handed
         connection = self._connect(timeout)
         try:
             connection.request("GET", self._target(path, params), headers=self._headers)

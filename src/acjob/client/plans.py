@@ -119,7 +119,7 @@ class Plans:
                                             headers={"Idempotency-Key": key}))
         return [j["id"] for j in data["jobs"]]
 
-    def upload_stdin(self, job_id: str, stdin: Stdin) -> Plan[int]:
+    def upload_stdin(self, job_id: str, stdin: Stdin, offset: int = 0) -> Plan[int]:
         """Upload ``stdin`` and close it; return the bytes uploaded.
 
         A stdin that may still be arriving (a pipe, an iterable) is sent as it comes,
@@ -128,26 +128,33 @@ class Plans:
         resumed at the byte the daemon reached (asked with ``GET .../stdin``), so no
         byte is sent twice into the job's stdin.
 
+        A live stdin of which the daemon already holds ``offset`` bytes, written by
+        this client another way (see :mod:`acjob.client.handoff`), goes on from there.
+
         Raises:
             ConnectionFailed: the daemon stayed unreachable for :attr:`retry_for`
                 seconds during one chunk, or (``stdin_lost``) lost acknowledged bytes.
         """
         if is_live(stdin):
-            return (yield from self._upload_live(job_id, LiveStdin(cast(Any, stdin))))
+            return (yield from self._upload_live(job_id, LiveStdin(cast(Any, stdin)), offset))
         return (yield from self._upload_whole(job_id, stdin))
 
-    def _upload_live(self, job_id: str, source: LiveStdin) -> Plan[int]:
+    def close_stdin(self, job_id: str, offset: int) -> Plan[int]:
+        """Close the job's stdin at ``offset`` bytes (flushed to disk before the answer);
+        return its size."""
+        closed = yield from self.request(Call(
+            "PUT", f"/v1/jobs/{job_id}/stdin", params={"offset": offset, "final": "true"},
+            content=b"", timeout=None))
+        return int(closed["bytes"])
+
+    def _upload_live(self, job_id: str, source: LiveStdin, offset: int) -> Plan[int]:
         """Send a live stdin in segments, each one request streamed as the bytes come;
         close it with an empty final request once it ended."""
         path = f"/v1/jobs/{job_id}/stdin"
-        offset = 0
         while True:
             first = yield Block(lambda: source.read(UPLOAD_CHUNK))
             if not first:
-                closed = yield from self.request(Call(
-                    "PUT", path, params={"offset": offset, "final": "true"}, content=b"",
-                    timeout=None))
-                return int(closed["bytes"])
+                return (yield from self.close_stdin(job_id, offset))
             segment = Segment(source, offset, first)
             backoff = Backoff(self.retry_for)
             skip = 0
@@ -171,10 +178,7 @@ class Plans:
                     f"{segment.start + len(segment.buffer)} were sent",
                     hint="submit the job again", code="stdin_lost")
             if segment.ended:
-                closed = yield from self.request(Call(
-                    "PUT", path, params={"offset": offset, "final": "true"}, content=b"",
-                    timeout=None))
-                return int(closed["bytes"])
+                return (yield from self.close_stdin(job_id, offset))
 
     def _upload_whole(self, job_id: str, stdin: Stdin) -> Plan[int]:
         """Send a complete stdin in chunks, the last one closing it."""

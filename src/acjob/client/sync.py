@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import io
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from .core import (
     progress_of,
     resolve,
 )
+from .handoff import HandedStream, append_stdin
 from .plans import Plans
 from .reach import Reach
 from .stdin import Stdin
@@ -92,7 +94,7 @@ class Client:
     def _steps(self, run: Run[Any]) -> Generator[bytes, None, None]:
         """Perform the plan's effects until it returns (into ``run.result``); yield
         what it emits. The open stream, if any, is closed however it ends."""
-        stream: Stream | None = None
+        stream: Stream | HandedStream | None = None
         try:
             while (effect := run.next()) is not None:
                 if isinstance(effect, Emit):
@@ -235,7 +237,22 @@ class Client:
                 acknowledged (``stdin_lost``: submit again).
             Conflict: the job's stdin was closed already, or it takes none.
         """
-        return self._run(self._plans.upload_stdin(job_id, stdin))
+        offset = 0
+        handed = self._append_stdin(job_id, stdin)
+        if handed is not None:
+            offset, ended = handed
+            if ended:
+                return self._run(self._plans.close_stdin(job_id, offset))
+        return self._run(self._plans.upload_stdin(job_id, stdin, offset))
+
+    def _append_stdin(self, job_id: str, stdin: Stdin) -> tuple[int, bool] | None:
+        """Write a pipe given unbuffered (a raw file, ``buffering=0``) into the job's
+        stdin file directly, on the daemon's machine (:func:`~.handoff.append_stdin`)."""
+        uds = self._http.uds
+        if uds is None or not self._http.handoff or not isinstance(stdin, io.FileIO):
+            return None
+        self._ensure_daemon()
+        return append_stdin(uds, job_id, stdin.fileno())
 
     def job(self, job_id: str) -> JobHandle:
         """Return the handle of an existing job (no request is made)."""

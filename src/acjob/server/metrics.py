@@ -46,6 +46,12 @@ class DaemonCollector(Collector):
         yield events
         yield GaugeMetricFamily("acjob_http_requests_in_flight", "Requests being served.",
                                 value=svc.activity.in_flight)
+        handoffs = CounterMetricFamily(
+            "acjob_handoffs", "Job files handed to clients on this machine, by kind.",
+            labels=["kind"])
+        for kind, n in sorted(svc.activity.handoffs.items()):
+            handoffs.add_metric([kind], n)
+        yield handoffs
         yield GaugeMetricFamily("acjob_waiters", "Long-polls and streams waiting for events.",
                                 value=svc.hub.waiting)
         try:

@@ -23,10 +23,13 @@ class Activity:
         in_flight: Requests being answered now.
         last_activity: When the last request ended, or the daemon was last busy
             (``time.monotonic()``).
+        handoffs: Files handed to clients on this machine, by kind (``output``,
+            ``stdin``; see :mod:`acjob.server.handoff`).
     """
 
     in_flight: int = 0
     last_activity: float = field(default_factory=time.monotonic)
+    handoffs: dict[str, int] = field(default_factory=lambda: {"output": 0, "stdin": 0})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,260 @@
+"""Reading a job's output from the daemon's spool file, on the daemon's machine.
+
+Over a Unix socket, the blocking client asks the daemon for the attempt's open output
+file (see :mod:`acjob.server.handoff`) and reads it itself, with ``pread`` at its own
+offset: the bytes skip the daemon and the HTTP stream, which costs a fraction of the
+processor time. The daemon is still asked about the job, as the HTTP stream would: when
+the file has no more bytes, a short long-poll tells whether the job has ended (then what
+is left is read and the stream ends) or not (then the file is read again).
+
+:class:`HandedStream` answers like :class:`acjob.client.connection.Stream`, headers
+included, so the plans that follow output do not know which one they read. Anything
+unusual (an old daemon, a socket of another machine's file system, an error answer)
+makes :func:`open_handed` return ``None``, and the output comes over HTTP as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import stat
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import PayloadTooLarge, StorageFull
+from ..locations import handoff_socket
+from ..states import FINAL_STATES
+from .core import Response
+
+#: The most read in one piece.
+CHUNK = 1 << 20
+#: The first and the longest look at the job while its file has no new bytes (the wait
+#: doubles while nothing arrives, and a change of the job's state ends it early).
+FIRST_NAP = 0.02
+LONGEST_NAP = 0.5
+#: How long the daemon may take to hand a file over.
+HANDOFF_TIMEOUT = 10.0
+
+#: ``look(wait, since)``: the job's JSON (``None`` unless it answered 200).
+Look = Callable[[float, "int | None"], "Mapping[str, Any] | None"]
+
+_FINAL = frozenset(state.value for state in FINAL_STATES)
+
+
+def _ask(sock: socket.socket, uds: str, request: Mapping[str, Any]) -> tuple[Any, list[int]]:
+    """Send one request on the handoff socket; return the answer and any descriptors."""
+    sock.settimeout(HANDOFF_TIMEOUT)
+    sock.connect(handoff_socket(uds))
+    sock.sendall(json.dumps(request).encode() + b"\n")
+    message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+    try:
+        return json.loads(message), fds
+    except ValueError:
+        return None, fds
+
+
+def receive_file(uds: str, job_id: str, which: str, attempt: int) -> int | None:
+    """Ask the daemon listening on ``uds`` for the attempt's open output file.
+
+    Returns:
+        The file descriptor (the caller closes it), or ``None`` while the attempt has
+        not created the file yet.
+
+    Raises:
+        OSError: no handoff here (no socket, a refusal, a malformed answer): read the
+            output over HTTP.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        answer, fds = _ask(sock, uds, {"job": job_id, "stream": which, "attempt": attempt})
+    if isinstance(answer, dict) and answer.get("ok") and len(fds) == 1:
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    if isinstance(answer, dict) and answer.get("missing"):
+        return None
+    raise OSError(f"the daemon handed no output file over: {answer!r}")
+
+
+class HandedStream:
+    """One attempt's output read from its file, ending as the daemon's stream would.
+
+    Attributes:
+        status: Always 200.
+        headers: ``x-acjob-attempt``, ``x-acjob-offset`` and, when the job had ended
+            before the first read, ``x-acjob-final``, as the HTTP stream sends them.
+    """
+
+    def __init__(self, uds: str, job_id: str, which: str, *, attempt: int, offset: int,
+                 follow: bool, job: Mapping[str, Any], look: Look) -> None:
+        self._uds, self._job_id, self._which = uds, job_id, which
+        self._attempt, self._offset, self._follow = attempt, offset, follow
+        self._look = look
+        self._seq: int | None = job.get("seq")
+        self._done = _over(job, attempt)
+        self._nap = FIRST_NAP
+        self._fd = receive_file(uds, job_id, which, attempt) if attempt else None
+        self.status = 200
+        self.headers = {"x-acjob-attempt": str(attempt), "x-acjob-offset": str(offset)}
+        if job.get("state") in _FINAL and attempt == job.get("attempt"):
+            self.headers["x-acjob-final"] = "true"
+
+    def read(self) -> bytes:
+        """Return the next piece of output as soon as there is one; ``b""`` at the end
+        (the job is over and every byte was read, or ``follow`` was not asked for).
+
+        Raises:
+            OSError, http.client.HTTPException: the file or the daemon failed (the plan
+                resumes at the offset reached, over a new stream).
+        """
+        while self._attempt:
+            if self._fd is None:
+                self._fd = receive_file(self._uds, self._job_id, self._which, self._attempt)
+            if self._fd is not None:
+                chunk = os.pread(self._fd, CHUNK, self._offset)
+                if chunk:
+                    self._offset += len(chunk)
+                    self._nap = FIRST_NAP
+                    return chunk
+            if not self._follow or self._done:
+                break
+            # Look at the job before the next read, as the daemon's stream does: if it
+            # was over by then, that read finds every byte there will ever be.
+            job = self._look(self._nap, self._seq)
+            if job is None:
+                break  # the plan asks again itself, and says what went wrong
+            self._seq = job.get("seq", self._seq)
+            self._done = _over(job, self._attempt)
+            self._nap = min(self._nap * 2, LONGEST_NAP)
+        return b""
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_handed(uds: str, path: str, params: Mapping[str, Any],
+                request: Callable[..., Response]) -> HandedStream | None:
+    """Open the output that ``GET path?params`` would stream, from its file.
+
+    Returns ``None`` where the output must come over HTTP: not an output request, one
+    with ``tail``, a job the daemon does not answer 200 for (the HTTP stream then says
+    why), a job whose files were removed, or no handoff on this socket.
+
+    Raises:
+        OSError, http.client.HTTPException: the daemon could not be reached.
+    """
+    parts = path.split("/")
+    if len(parts) != 5 or parts[:3] != ["", "v1", "jobs"] \
+            or parts[4] not in ("stdout", "stderr") or "tail" in params:
+        return None
+    job_id, which = parts[3], parts[4]
+
+    def look(wait: float, since: int | None) -> Mapping[str, Any] | None:
+        query: dict[str, Any] = {"wait": wait} if wait else {}
+        if since is not None and wait:
+            query["since"] = since
+        answer = request("GET", f"/v1/jobs/{job_id}", params=query,
+                         timeout=HANDOFF_TIMEOUT + wait)
+        if answer.status != 200:
+            return None
+        data = json.loads(answer.body)
+        return data if isinstance(data, dict) else None
+
+    job = look(0, None)
+    if job is None or job.get("files_removed_at") is not None:
+        return None
+    follow = bool(params.get("follow"))
+    attempt = params.get("attempt")
+    while follow and attempt is None and not job.get("attempt") \
+            and job.get("state") not in _FINAL:
+        # Queued: wait for its first attempt, as the daemon's stream would.
+        job = look(30.0, job.get("seq"))
+        if job is None:
+            return None
+    number = int(attempt or job.get("attempt") or 0)
+    if number > int(job.get("attempt") or 0):
+        return None  # the HTTP stream refuses it, with the reason
+    try:
+        return HandedStream(uds, job_id, which, attempt=number,
+                            offset=int(params.get("offset") or 0), follow=follow,
+                            job=job, look=look)
+    except OSError:
+        return None
+
+
+def _over(job: Mapping[str, Any], attempt: int) -> bool:
+    """Whether the attempt's output can grow no more: the job is final, or a newer
+    attempt started."""
+    return job.get("state") in _FINAL or job.get("attempt") != attempt
+
+
+def append_stdin(uds: str, job_id: str, source: int) -> tuple[int, bool] | None:
+    """Append the pipe ``source`` to the job's stdin file, handed over by the daemon,
+    until the pipe ends or the daemon lets go of the file (the job ended, its stdin
+    passed the daemon's limit, or the daemon stops).
+
+    The bytes move from the pipe to the file in the kernel (``splice``); the feeder of
+    the running job reads them from the file as they come, as it reads uploaded ones.
+    The caller closes stdin with an empty final upload at the returned size (or goes
+    on over HTTP from there, if the pipe did not end).
+
+    Returns:
+        The size of the job's stdin file and whether the pipe ended; ``None`` when
+        nothing was handed over (nothing was read: upload over HTTP).
+
+    Raises:
+        PayloadTooLarge: the pipe holds more than the daemon accepts.
+        StorageFull: the spool's file system is full; what was written is kept.
+        OSError: reading the pipe failed.
+    """
+    if not stat.S_ISFIFO(os.fstat(source).st_mode):
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            answer, fds = _ask(sock, uds, {"job": job_id, "stdin": True})
+        except OSError:
+            return None
+        if not (isinstance(answer, dict) and answer.get("ok") and len(fds) == 1
+                and answer.get("offset") == 0):
+            # Refused (the HTTP upload says why), or bytes already there (HTTP checks
+            # them against what is sent again).
+            for fd in fds:
+                os.close(fd)
+            return None
+        limit = answer.get("limit")
+        target = fds[0]
+        written = 0
+        try:
+            sock.setblocking(False)
+            while True:
+                count = CHUNK if limit is None else min(CHUNK, limit + 1 - written)
+                try:
+                    moved = os.splice(source, target, count, offset_dst=written)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise StorageFull("the spool's file system is full",
+                                          hint="free space in the daemon's spool") from exc
+                    raise
+                if not moved:
+                    return written, True
+                written += moved
+                if limit is not None and written > limit:
+                    raise PayloadTooLarge(f"stdin is larger than the limit of {limit} bytes")
+                if _let_go(sock):
+                    return written, False
+        finally:
+            os.close(target)
+
+
+def _let_go(sock: socket.socket) -> bool:
+    """Tell whether the daemon closed the handoff (it never sends anything else)."""
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
