@@ -336,9 +336,8 @@ class Monitor:
         return None
 
     def _last_look(self, job: Job, attempt: Attempt) -> None:
-        """Read the attempt's progress file once more before its end is recorded."""
-        if attempt.native_id is None:
-            return
+        """Read the attempt's progress file once more before its end is recorded (an
+        attempt that ended before its backend's id was recorded included: it ran)."""
         self._watcher.track(job, attempt, often=False)
         self._watcher.check([(job.id, attempt.number)], read=True)
 

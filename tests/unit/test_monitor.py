@@ -26,7 +26,7 @@ from acjob.model import (
 from acjob.monitor import Monitor
 from acjob.spool import Spool
 from acjob.store import Store
-from acjob.wrapper import EXIT_FILE
+from acjob.wrapper import EXIT_FILE, PROGRESS_FILE
 
 
 class SlowAccounting:
@@ -134,3 +134,24 @@ def test_submissions_to_an_unavailable_backend_back_off() -> None:
     assert waits[0] == SUBMIT_BACKOFF
     assert waits == sorted(waits) and waits[1] == 2 * waits[0]
     assert waits[-1] == MAX_SUBMIT_BACKOFF == submit_backoff(10**6)
+
+
+def test_an_attempt_that_ended_before_its_id_was_recorded_keeps_its_last_progress(
+        tmp_path: Path) -> None:
+    """The daemon died between "submitting" and the backend's id, the job ran and
+    ended meanwhile: its end comes from its exit file, with its last progress report."""
+    store = Store(tmp_path / "acjob.db")
+    spool = Spool(tmp_path / "spool")
+    backend = SlowAccounting(spool, lost_grace=3600, explain_after=0, answer=None)
+    monitor = Monitor(store, spool, {backend.name: backend})
+    job, _ = store.create_job(JobSpec(command="true"), backend.name, job_id=new_job_id())
+    number = store.start_attempt(job.id).number
+    spool.create_job(job.id)
+    attempt_dir = spool.create_attempt(job.id, number, "#!/bin/sh\n").parent
+    (attempt_dir / PROGRESS_FILE).write_text("75 slept\n")
+    (attempt_dir / EXIT_FILE).write_text("0\n")
+    asyncio.run(monitor.cycle())
+    ended = store.get(job.id)
+    assert ended.state is State.COMPLETE
+    assert ended.progress is not None
+    assert (ended.progress.percent, ended.progress.message) == (75.0, "slept")

@@ -55,12 +55,16 @@ def _ask(sock: socket.socket, uds: str, request: Mapping[str, Any]) -> tuple[Any
         return None, fds
 
 
-def receive_file(uds: str, job_id: str, which: str, attempt: int) -> int | None:
-    """Ask the daemon listening on ``uds`` for the attempt's open output file.
+def receive_file(uds: str, job_id: str, which: str,
+                 attempt: int | None) -> tuple[Mapping[str, Any], int | None]:
+    """Ask the daemon listening on ``uds`` for an attempt's open output file (``None``:
+    the latest attempt's).
 
     Returns:
-        The file descriptor (the caller closes it), or ``None`` while the attempt has
-        not created the file yet.
+        The answer (``attempt``: the attempt's number; ``job``: the job's ``state``,
+        ``attempt`` and ``seq`` as they were just before the file was opened) and the
+        file descriptor (the caller closes it), or ``None`` while the attempt has not
+        created the file yet or the job has not started.
 
     Raises:
         OSError: no handoff here (no socket, a refusal, a malformed answer): read the
@@ -68,13 +72,13 @@ def receive_file(uds: str, job_id: str, which: str, attempt: int) -> int | None:
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         answer, fds = _ask(sock, uds, {"job": job_id, "stream": which, "attempt": attempt})
-    if isinstance(answer, dict) and answer.get("ok") and len(fds) == 1:
-        return fds[0]
-    for fd in fds:
-        os.close(fd)
-    if isinstance(answer, dict) and answer.get("missing"):
-        return None
-    raise OSError(f"the daemon handed no output file over: {answer!r}")
+    usable = isinstance(answer, dict) and isinstance(answer.get("job"), dict) \
+        and (answer.get("ok") or answer.get("missing")) and len(fds) <= 1
+    if not usable:
+        for fd in fds:
+            os.close(fd)
+        raise OSError(f"the daemon handed no output file over: {answer!r}")
+    return answer, (fds[0] if fds else None)
 
 
 class HandedStream:
@@ -87,18 +91,23 @@ class HandedStream:
     """
 
     def __init__(self, uds: str, job_id: str, which: str, *, attempt: int, offset: int,
-                 follow: bool, job: Mapping[str, Any], look: Look) -> None:
+                 follow: bool, job: Mapping[str, Any], fd: int | None, look: Look) -> None:
         self._uds, self._job_id, self._which = uds, job_id, which
         self._attempt, self._offset, self._follow = attempt, offset, follow
         self._look = look
-        self._seq: int | None = job.get("seq")
-        self._done = _over(job, attempt)
+        self._fd = fd
+        self._seen(job)
         self._nap = FIRST_NAP
-        self._fd = receive_file(uds, job_id, which, attempt) if attempt else None
         self.status = 200
         self.headers = {"x-acjob-attempt": str(attempt), "x-acjob-offset": str(offset)}
         if job.get("state") in _FINAL and attempt == job.get("attempt"):
             self.headers["x-acjob-final"] = "true"
+
+    def _seen(self, job: Mapping[str, Any]) -> None:
+        """Take the job as it was before the next read of the file."""
+        self._seq: int | None = job.get("seq")
+        # Over: the job is final, or a newer attempt started.
+        self._done = job.get("state") in _FINAL or job.get("attempt") != self._attempt
 
     def read(self) -> bytes:
         """Return the next piece of output as soon as there is one; ``b""`` at the end
@@ -110,7 +119,9 @@ class HandedStream:
         """
         while self._attempt:
             if self._fd is None:
-                self._fd = receive_file(self._uds, self._job_id, self._which, self._attempt)
+                answer, self._fd = receive_file(self._uds, self._job_id, self._which,
+                                                self._attempt)
+                self._seen(answer["job"])
             if self._fd is not None:
                 chunk = os.pread(self._fd, CHUNK, self._offset)
                 if chunk:
@@ -124,8 +135,7 @@ class HandedStream:
             job = self._look(self._nap, self._seq)
             if job is None:
                 break  # the plan asks again itself, and says what went wrong
-            self._seq = job.get("seq", self._seq)
-            self._done = _over(job, self._attempt)
+            self._seen(job)
             self._nap = min(self._nap * 2, LONGEST_NAP)
         return b""
 
@@ -141,8 +151,8 @@ def open_handed(uds: str, path: str, params: Mapping[str, Any],
     """Open the output that ``GET path?params`` would stream, from its file.
 
     Returns ``None`` where the output must come over HTTP: not an output request, one
-    with ``tail``, a job the daemon does not answer 200 for (the HTTP stream then says
-    why), a job whose files were removed, or no handoff on this socket.
+    with ``tail``, a job the daemon refuses to hand over (the HTTP stream then says why:
+    no such job, no such attempt, its files removed), or no handoff on this socket.
 
     Raises:
         OSError, http.client.HTTPException: the daemon could not be reached.
@@ -154,8 +164,8 @@ def open_handed(uds: str, path: str, params: Mapping[str, Any],
     job_id, which = parts[3], parts[4]
 
     def look(wait: float, since: int | None) -> Mapping[str, Any] | None:
-        query: dict[str, Any] = {"wait": wait} if wait else {}
-        if since is not None and wait:
+        query: dict[str, Any] = {"wait": wait}
+        if since is not None:
             query["since"] = since
         answer = request("GET", f"/v1/jobs/{job_id}", params=query,
                          timeout=HANDOFF_TIMEOUT + wait)
@@ -164,32 +174,23 @@ def open_handed(uds: str, path: str, params: Mapping[str, Any],
         data = json.loads(answer.body)
         return data if isinstance(data, dict) else None
 
-    job = look(0, None)
-    if job is None or job.get("files_removed_at") is not None:
-        return None
     follow = bool(params.get("follow"))
-    attempt = params.get("attempt")
-    while follow and attempt is None and not job.get("attempt") \
-            and job.get("state") not in _FINAL:
-        # Queued: wait for its first attempt, as the daemon's stream would.
-        job = look(30.0, job.get("seq"))
-        if job is None:
-            return None
-    number = int(attempt or job.get("attempt") or 0)
-    if number > int(job.get("attempt") or 0):
-        return None  # the HTTP stream refuses it, with the reason
+    pinned = params.get("attempt")
     try:
-        return HandedStream(uds, job_id, which, attempt=number,
-                            offset=int(params.get("offset") or 0), follow=follow,
-                            job=job, look=look)
+        answer, fd = receive_file(uds, job_id, which, pinned)
+        job = answer["job"]
+        while follow and pinned is None and not answer.get("attempt") \
+                and job.get("state") not in _FINAL:
+            # Queued: wait for its first attempt, as the daemon's stream would.
+            if look(30.0, job.get("seq")) is None:
+                return None
+            answer, fd = receive_file(uds, job_id, which, None)
+            job = answer["job"]
     except OSError:
         return None
-
-
-def _over(job: Mapping[str, Any], attempt: int) -> bool:
-    """Whether the attempt's output can grow no more: the job is final, or a newer
-    attempt started."""
-    return job.get("state") in _FINAL or job.get("attempt") != attempt
+    return HandedStream(uds, job_id, which, attempt=int(answer.get("attempt") or 0),
+                        offset=int(params.get("offset") or 0), follow=follow, job=job,
+                        fd=fd, look=look)
 
 
 def append_stdin(uds: str, job_id: str, source: int) -> tuple[int, bool] | None:

@@ -10,9 +10,12 @@ and still closes stdin itself (flushed, then recorded) when the client asks it t
 
 The protocol is one request line of JSON per connection, and one answer line:
 
-- ``{"job": ID, "stream": "stdout" | "stderr", "attempt": N}``: the output file, open
-  for reading: ``{"ok": true}`` with the descriptor, ``{"missing": true}`` while the
-  attempt has not made the file yet, or ``{"error": MESSAGE}``;
+- ``{"job": ID, "stream": "stdout" | "stderr", "attempt": N | null}``: the output file
+  of that attempt (null: the latest), open for reading: ``{"ok": true, "attempt": N,
+  "job": {"state", "attempt", "seq"}}`` with the descriptor (none for attempt 0: the job
+  has not started), the same with ``"missing": true`` instead of ``"ok"`` while the
+  attempt has not made the file yet, or ``{"error": MESSAGE}``. The job is read before
+  the file is opened;
 - ``{"job": ID, "stdin": true}``: the stdin file, open for writing from its end on
   (bytes already there are never written again): ``{"ok": true, "offset": BYTES_SO_FAR,
   "limit": MAX_OR_NULL}``
@@ -159,32 +162,39 @@ def _parse(line: bytes) -> dict[str, Any]:
     if request.get("stdin") is True:
         return request
     attempt = request.get("attempt")
-    if request.get("stream") not in ("stdout", "stderr") or type(attempt) is not int \
-            or attempt < 1:
-        raise ValueError("wants stream (stdout or stderr) and attempt (>= 1), or stdin")
+    if request.get("stream") not in ("stdout", "stderr") \
+            or not (attempt is None or (type(attempt) is int and attempt >= 1)):
+        raise ValueError("wants stream (stdout or stderr) and attempt (>= 1, or null for "
+                         "the latest), or stdin")
     return request
 
 
 def _open_output(request: dict[str, Any],
                  svc: Services) -> tuple[int | None, dict[str, Any]]:
-    """Return the output file to hand over (or ``None``) and the answer."""
-    job_id, stream, attempt = request["job"], request["stream"], request["attempt"]
+    """Return the output file to hand over (or ``None``) and the answer, which says
+    how the job was just before the file was opened (so that the client knows whether
+    what it reads is all there will be, as the HTTP stream's headers say)."""
+    job_id, stream = request["job"], request["stream"]
     try:
         job = svc.store.get(job_id)
     except AcjobError as exc:
         return None, {"error": exc.message}
     if job.purged_at is not None:
         return None, {"error": f"the files of job {job_id} were removed"}
+    attempt = request.get("attempt") or job.attempt
     if attempt > job.attempt:
         return None, {"error": f"the job has no attempt {attempt}"}
+    seen = {"state": job.state.value, "attempt": job.attempt, "seq": job.seq}
+    if attempt == 0:
+        return None, {"ok": True, "attempt": 0, "job": seen}
     path = svc.spool.output_path(job_id, attempt, stream)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None, {"missing": True}
+        return None, {"missing": True, "attempt": attempt, "job": seen}
     except OSError as exc:
         return None, {"error": f"cannot open the {stream} file: {exc.strerror}"}
     with contextlib.suppress(OSError):
         # Sequential reads of a file being written: let the kernel read ahead.
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    return fd, {"ok": True}
+    return fd, {"ok": True, "attempt": attempt, "job": seen}
