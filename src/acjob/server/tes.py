@@ -119,7 +119,7 @@ def _document(svc: Services, task_id: str) -> tuple[Any, dict[str, Any]]:
     return svc.store.get(job_id), json.loads(body)
 
 
-def service_info(svc: Svc, request: Request) -> dict[str, Any]:
+async def service_info(svc: Svc, request: Request) -> dict[str, Any]:
     """Describe the service (GA4GH service-info, TES flavour).
 
     The organization's URL is ``[tes] organization_url``, else the service's own (the
@@ -143,7 +143,7 @@ def service_info(svc: Svc, request: Request) -> dict[str, Any]:
     }
 
 
-def create_task(task: Task, svc: Svc) -> CreateTaskResponse:
+async def create_task(task: Task, svc: Svc) -> CreateTaskResponse:
     """Accept a task: it is committed (and will run) before the answer."""
     settings: TesConfig = svc.tes
     params = _backend_parameters(task)
@@ -173,7 +173,7 @@ def create_task(task: Task, svc: Svc) -> CreateTaskResponse:
     return CreateTaskResponse(id=job_id)
 
 
-def list_tasks(
+async def list_tasks(
     svc: Svc,
     name_prefix: Annotated[str | None, Query(max_length=256)] = None,
     state: TesState | None = None,
@@ -219,13 +219,13 @@ def list_tasks(
     return result
 
 
-def get_task(task_id: str, svc: Svc, view: View = "MINIMAL") -> dict[str, Any]:
+async def get_task(task_id: str, svc: Svc, view: View = "MINIMAL") -> dict[str, Any]:
     """Return one task in the asked view."""
     job, document = _document(svc, task_id)
     return task_document(job, document, svc.spool, view)
 
 
-def cancel_task(task_id: str, svc: Svc) -> dict[str, Any]:
+async def cancel_task(task_id: str, svc: Svc) -> dict[str, Any]:
     """Cancel the task (a no-op for a task already canceled).
 
     Raises:
