@@ -99,6 +99,42 @@ def test_idempotency(store: Store) -> None:
                          job_id=new_job_id())
 
 
+def test_a_batch_is_returned_as_stored_and_numbered_after_everything_before(
+        store: Store) -> None:
+    # The jobs of a batch are built from what was inserted, not read back: they must be
+    # what a read gives, and their positions and event numbers follow every earlier
+    # one, even one whose job was deleted since (AUTOINCREMENT never hands one out twice).
+    seen: list[tuple[str, int, State]] = []
+    store.subscribe(lambda job_id, seq, state: seen.append((job_id, seq, state)))
+    before = _job(store)
+    store._db.execute("DELETE FROM events WHERE job_id = ?", (before,))
+    store._db.execute("DELETE FROM jobs WHERE id = ?", (before,))
+    specs = [JobSpec(command="true", labels={"g": "0"}, name="b"),
+             JobSpec(command=["cat"], stdin="upload"), JobSpec(command="echo 3")]
+    new = [NewJob(spec, "local", new_job_id(), f"key#{i}", f"h{i}",
+                  ("tes", "{}") if i == 2 else None) for i, spec in enumerate(specs * 2)]
+    made = store.create_jobs(new)
+    assert [created for _, created in made] == [True] * 6
+    assert [job for job, _ in made] == [store.get(n.job_id) for n in new]
+    seqs = [job.seq for job, _ in made]
+    assert seqs == sorted(seqs) and seqs[0] > 1 and len(set(seqs)) == 6
+    assert [e.seq for e in store.events(new[0].job_id)] == [seqs[0]]
+    assert seen[1:] == [(n.job_id, seq, State.QUEUED) for n, seq in zip(new, seqs, strict=True)]
+    assert store.document(new[2].job_id, "tes") == "{}"
+    evens, _ = store.list_jobs(labels={"g": "0"})
+    assert {j.id for j in evens} == {new[0].job_id, new[3].job_id}
+    later = _job(store)
+    assert store.get(later).seq > seqs[-1]
+    # Again: the same jobs, none created; one changed request under a used key: none.
+    again = store.create_jobs([NewJob(n.spec, "local", new_job_id(), n.idempotency_key,
+                                      n.request_hash) for n in new])
+    assert [(job.id, created) for job, created in again] == [(n.job_id, False) for n in new]
+    with pytest.raises(Conflict):
+        store.create_jobs([NewJob(specs[0], "local", new_job_id(), "fresh"),
+                           NewJob(specs[0], "local", new_job_id(), "key#0", "other")])
+    assert store.request_hashes(["fresh", "key#1"]) == {"key#1": "h1"}
+
+
 def test_cancel(store: Store) -> None:
     queued = _job(store)
     assert _cancel(store, queued).state is State.CANCELED
