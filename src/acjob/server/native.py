@@ -56,8 +56,11 @@ _MAX_WAIT = 600.0
 _MAX_OFFSET = 1 << 62
 
 
-def services(request: Request) -> Services:
-    """Return the daemon's services (a FastAPI dependency)."""
+async def services(request: Request) -> Services:
+    """Return the daemon's services (a FastAPI dependency).
+
+    A coroutine, as every dependency here: FastAPI runs a plain function in its thread
+    pool, two thread switches per request for a dictionary look-up."""
     svc: Services = request.app.state.services
     return svc
 
@@ -65,7 +68,8 @@ def services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(services)]
 
 
-def _job_id(job_id: str) -> str:
+async def _job_id(job_id: str) -> str:
+    """Return the path's job id once checked (a coroutine: see :func:`services`)."""
     return check_job_id(job_id)
 
 
