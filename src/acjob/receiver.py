@@ -26,8 +26,9 @@ from pathlib import Path
 
 from .backends.base import Backend
 from .errors import Conflict, Gone, InvalidRequest
+from .ids import new_job_ids
 from .lifecycle import after_cancel_request
-from .model import Job, JobSpec, NewJob, new_job_id
+from .model import Job, JobSpec, NewJob
 from .spool import Spool
 from .store import Store
 
@@ -133,13 +134,14 @@ class Receiver:
         to_write: list[tuple[str, Submission]] = []
         # One query for every key of the call, not one per job.
         used = self.store.request_hashes([k for k in keys if k is not None])
+        fresh = iter(new_job_ids(len(submissions)))
         for item, job_key in zip(submissions, keys, strict=True):
             spec_json = item.spec.model_dump_json()
             digest = hashlib.sha256(spec_json.encode()).hexdigest()
             if job_key in used and used[job_key] != digest:
                 raise Conflict("this Idempotency-Key was already used for a different job",
                                hint="use a new key for a new job", code="idempotency_conflict")
-            job_id = item.job_id or new_job_id()
+            job_id = item.job_id or next(fresh)
             if job_key not in used:
                 self.check(item.spec)
                 if item.files:

@@ -29,12 +29,14 @@ from ..progress import Progress
 from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
-from .rows import PER_QUERY, event_from, load_job, load_jobs
+from .rows import event_from, load_job, load_jobs
 from .stats import recent_times, state_history
 
 _ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
 _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
 _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
+#: Idempotency keys per query (SQLite allows 32766 variables; a batch has at most 1000).
+_KEYS_PER_QUERY = 500
 
 class Store:
     """The daemon's memory. Not thread-safe: use it from the event loop's thread.
@@ -123,8 +125,8 @@ class Store:
     def _keys(self, keys: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         """Return the job id and request hash of each of ``keys`` already used."""
         found: dict[str, tuple[str, str | None]] = {}
-        for start in range(0, len(keys), PER_QUERY):
-            chunk = keys[start:start + PER_QUERY]
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start:start + _KEYS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
             found.update((r[0], (r[1], r[2])) for r in self._db.execute(
                 # Built from placeholders only.

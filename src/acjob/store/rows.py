@@ -33,15 +33,15 @@ def load_job(conn: sqlite3.Connection, job_id: str) -> Job:
 
 
 #: Ids per query (SQLite allows 32766 variables; a page holds at most 1000 jobs).
-PER_QUERY = 500
+_PER_QUERY = 500
 
 
 def load_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[Job]:
     """Return the jobs with these ids, in this order (missing ones left out), with three
     queries per few hundred jobs rather than three per job."""
     jobs: list[Job] = []
-    for start in range(0, len(job_ids), PER_QUERY):
-        chunk = list(job_ids[start:start + PER_QUERY])
+    for start in range(0, len(job_ids), _PER_QUERY):
+        chunk = list(job_ids[start:start + _PER_QUERY])
         marks = ",".join("?" * len(chunk))
         # Built from placeholders only.
         rows = {r["id"]: r for r in conn.execute(
