@@ -133,6 +133,7 @@ def test_a_batch_is_returned_as_stored_and_numbered_after_everything_before(
         store.create_jobs([NewJob(specs[0], "local", new_job_id(), "fresh"),
                            NewJob(specs[0], "local", new_job_id(), "key#0", "other")])
     assert store.request_hashes(["fresh", "key#1"]) == {"key#1": "h1"}
+    assert store.count_by_state() == {"QUEUED": 7}
 
 
 def test_cancel(store: Store) -> None:
@@ -361,7 +362,33 @@ def test_a_version_2_store_is_migrated(tmp_path: Path) -> None:
     assert store.get(job_id).progress == Progress(40.0, "half", 5.0, 1)
     assert seen == [job_id]
     version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
-    assert version == "3"
+    assert version == "4"
+
+
+def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
+    """Schema 4 counts new jobs in the store, not by a trigger: the jobs counted before
+    stay counted, and a job made after the migration is counted once."""
+    import sqlite3
+
+    from acjob.store.database import _MIGRATIONS, _SCHEMA
+
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA + _MIGRATIONS[2] + _MIGRATIONS[3]
+                     + "INSERT INTO meta VALUES ('schema', '3');")
+    db.execute("INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+               " stdin_closed) VALUES (?, ?, 'QUEUED', 'local', 0, 0, 1)",
+               (new_job_id(), JobSpec(command="true").model_dump_json()))
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.count_by_state() == {"QUEUED": 1}
+    _job(store)
+    store.create_jobs([NewJob(JobSpec(command="true"), "local", new_job_id())
+                       for _ in range(3)])
+    assert store.count_by_state() == {"QUEUED": 5}
+    assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+                             " AND name = 'jobs_counted'").fetchone()[0] == 0
 
 
 def test_progress_belongs_to_the_current_attempt(store: Store) -> None:
