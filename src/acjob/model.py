@@ -334,6 +334,8 @@ class NewJob:
     Attributes:
         document: A document kept with the job, such as the TES task it came from:
             ``(kind, JSON text)``.
+        spec_json: ``spec.model_dump_json()``, when the caller made it already (for
+            the request hash): the store keeps it as the job's spec.
     """
 
     spec: JobSpec
@@ -342,6 +344,7 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     document: tuple[str, str] | None = None
+    spec_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

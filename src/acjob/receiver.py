@@ -28,8 +28,9 @@ from pathlib import Path
 
 from .backends.base import Backend
 from .errors import Conflict, Gone, InvalidRequest, PayloadTooLarge
+from .ids import new_job_ids
 from .lifecycle import after_cancel_request
-from .model import Job, JobSpec, NewJob, new_job_id
+from .model import Job, JobSpec, NewJob
 from .spool import Spool
 from .store import Store
 
@@ -133,21 +134,25 @@ class Receiver:
             keys = [f"{key}#{i}" for i in range(len(submissions))]
         new: list[NewJob] = []
         to_write: list[tuple[str, Submission]] = []
+        # One query for every key of the call, not one per job.
+        used = self.store.request_hashes([k for k in keys if k is not None])
+        fresh = iter(new_job_ids(len(submissions)))
         for item, job_key in zip(submissions, keys, strict=True):
-            digest = hashlib.sha256(item.spec.model_dump_json().encode()).hexdigest()
-            found = self.store.job_for_key(job_key) if job_key is not None else None
-            if found is not None and found[1] != digest:
+            spec_json = item.spec.model_dump_json()
+            digest = hashlib.sha256(spec_json.encode()).hexdigest()
+            if job_key in used and used[job_key] != digest:
                 raise Conflict("this Idempotency-Key was already used for a different job",
                                hint="use a new key for a new job", code="idempotency_conflict")
-            job_id = item.job_id or new_job_id()
-            if found is None:
+            job_id = item.job_id or next(fresh)
+            if job_key not in used:
                 self.check(item.spec)
                 if item.files:
                     # Otherwise the job's directory is made when it is needed (its stdin
                     # arrives, or it is dispatched): a queued job costs a row, no more.
                     to_write.append((job_id, item))
             backend = item.spec.backend or self.settings.default_backend
-            new.append(NewJob(item.spec, backend, job_id, job_key, digest, item.document))
+            new.append(NewJob(item.spec, backend, job_id, job_key, digest, item.document,
+                              spec_json))
         written: list[Path] = []
         try:
             for job_id, item in to_write:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -189,6 +190,37 @@ def test_batch_submission_is_all_or_nothing(http: httpx.Client) -> None:
     _error(http.post("/v1/jobs/batch", json=bad), 400, "unknown_backend")
     assert len(http.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]) == before
     _error(http.post("/v1/jobs/batch", json={"jobs": []}), 422)
+
+
+def test_batch_answer_is_what_each_job_reads(http: httpx.Client) -> None:
+    # The batch answer has an encoder of its own: the same bytes as the standard
+    # library's (as every other answer is encoded), with any text a spec may hold.
+    specs = [{"command": ["printf", "%s", "é \u2028 \x01 \"q\" \\"], "name": "n\u00e9",
+              "labels": {"k": "v\u2029"}, "env": {"A": "\t"},
+              "retry": {"max_attempts": 2, "on": ["exit", "lost"]},
+              "resources": {"time_limit_s": 60}},
+             {"command": "true", "stdin": "upload"}]
+    answer = http.post("/v1/jobs/batch", json={"jobs": specs * 3})
+    assert answer.status_code == 201
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert answer.content == json.dumps(body, ensure_ascii=False, allow_nan=False,
+                                        separators=(",", ":")).encode()
+    jobs = body["jobs"]
+    assert len(jobs) == 6 and len({job["id"] for job in jobs}) == 6
+    queued = [http.get(f"/v1/jobs/{job['id']}").json() for job in jobs]
+    for job, now in zip(jobs, queued, strict=True):
+        # As read back, but for what the job did since (it may have started).
+        keep = {"id", "command", "name", "backend", "labels", "resources", "retry",
+                "created_at"}
+        assert {k: job[k] for k in keep} == {k: now[k] for k in keep}
+        assert job["state"] == "QUEUED" and job["attempts"] == [] and job["attempt"] == 0
+    assert jobs[0]["retry"] == {"max_attempts": 2, "on": ["exit", "lost"]}
+    assert jobs[0]["resources"] == {"time_limit_s": 60}
+    assert jobs[1]["stdin"] == {"mode": "upload", "closed": False, "bytes": None}
+    assert jobs[0]["stdin"] == {"mode": "none", "closed": True, "bytes": 0}
+    seqs = [job["seq"] for job in jobs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
 
 
 @pytest.mark.parametrize(("path", "params", "headers"), [

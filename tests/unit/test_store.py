@@ -99,6 +99,43 @@ def test_idempotency(store: Store) -> None:
                          job_id=new_job_id())
 
 
+def test_a_batch_is_returned_as_stored_and_numbered_after_everything_before(
+        store: Store) -> None:
+    # The jobs of a batch are built from what was inserted, not read back: they must be
+    # what a read gives, and their positions and event numbers follow every earlier
+    # one, even one whose job was deleted since (AUTOINCREMENT never hands one out twice).
+    seen: list[tuple[str, int, State]] = []
+    store.subscribe(lambda job_id, seq, state: seen.append((job_id, seq, state)))
+    before = _job(store)
+    store._db.execute("DELETE FROM events WHERE job_id = ?", (before,))
+    store._db.execute("DELETE FROM jobs WHERE id = ?", (before,))
+    specs = [JobSpec(command="true", labels={"g": "0"}, name="b"),
+             JobSpec(command=["cat"], stdin="upload"), JobSpec(command="echo 3")]
+    new = [NewJob(spec, "local", new_job_id(), f"key#{i}", f"h{i}",
+                  ("tes", "{}") if i == 2 else None) for i, spec in enumerate(specs * 2)]
+    made = store.create_jobs(new)
+    assert [created for _, created in made] == [True] * 6
+    assert [job for job, _ in made] == [store.get(n.job_id) for n in new]
+    seqs = [job.seq for job, _ in made]
+    assert seqs == sorted(seqs) and seqs[0] > 1 and len(set(seqs)) == 6
+    assert [e.seq for e in store.events(new[0].job_id)] == [seqs[0]]
+    assert seen[1:] == [(n.job_id, seq, State.QUEUED) for n, seq in zip(new, seqs, strict=True)]
+    assert store.document(new[2].job_id, "tes") == "{}"
+    evens, _ = store.list_jobs(labels={"g": "0"})
+    assert {j.id for j in evens} == {new[0].job_id, new[3].job_id}
+    later = _job(store)
+    assert store.get(later).seq > seqs[-1]
+    # Again: the same jobs, none created; one changed request under a used key: none.
+    again = store.create_jobs([NewJob(n.spec, "local", new_job_id(), n.idempotency_key,
+                                      n.request_hash) for n in new])
+    assert [(job.id, created) for job, created in again] == [(n.job_id, False) for n in new]
+    with pytest.raises(Conflict):
+        store.create_jobs([NewJob(specs[0], "local", new_job_id(), "fresh"),
+                           NewJob(specs[0], "local", new_job_id(), "key#0", "other")])
+    assert store.request_hashes(["fresh", "key#1"]) == {"key#1": "h1"}
+    assert store.count_by_state() == {"QUEUED": 7}
+
+
 def test_cancel(store: Store) -> None:
     queued = _job(store)
     assert _cancel(store, queued).state is State.CANCELED
@@ -325,7 +362,33 @@ def test_a_version_2_store_is_migrated(tmp_path: Path) -> None:
     assert store.get(job_id).progress == Progress(40.0, "half", 5.0, 1)
     assert seen == [job_id]
     version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
-    assert version == "3"
+    assert version == "4"
+
+
+def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
+    """Schema 4 counts new jobs in the store, not by a trigger: the jobs counted before
+    stay counted, and a job made after the migration is counted once."""
+    import sqlite3
+
+    from acjob.store.database import _MIGRATIONS, _SCHEMA
+
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA + _MIGRATIONS[2] + _MIGRATIONS[3]
+                     + "INSERT INTO meta VALUES ('schema', '3');")
+    db.execute("INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+               " stdin_closed) VALUES (?, ?, 'QUEUED', 'local', 0, 0, 1)",
+               (new_job_id(), JobSpec(command="true").model_dump_json()))
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.count_by_state() == {"QUEUED": 1}
+    _job(store)
+    store.create_jobs([NewJob(JobSpec(command="true"), "local", new_job_id())
+                       for _ in range(3)])
+    assert store.count_by_state() == {"QUEUED": 5}
+    assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+                             " AND name = 'jobs_counted'").fetchone()[0] == 0
 
 
 def test_progress_belongs_to_the_current_attempt(store: Store) -> None:

@@ -12,8 +12,9 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 from starlette.requests import ClientDisconnect
 
 from ..errors import Gone, InvalidRequest
@@ -56,8 +57,11 @@ _MAX_WAIT = 600.0
 _MAX_OFFSET = 1 << 62
 
 
-def services(request: Request) -> Services:
-    """Return the daemon's services (a FastAPI dependency)."""
+async def services(request: Request) -> Services:
+    """Return the daemon's services (a FastAPI dependency).
+
+    A coroutine, as every dependency here: FastAPI runs a plain function in its thread
+    pool, two thread switches per request for a dictionary look-up."""
     svc: Services = request.app.state.services
     return svc
 
@@ -65,7 +69,8 @@ def services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(services)]
 
 
-def _job_id(job_id: str) -> str:
+async def _job_id(job_id: str) -> str:
+    """Return the path's job id once checked (a coroutine: see :func:`services`)."""
     return check_job_id(job_id)
 
 
@@ -112,7 +117,7 @@ async def submit(spec: JobSpec, svc: Svc,
 @router.post("/v1/jobs/batch", status_code=201, tags=["jobs"],
              responses={200: {"description": "The jobs made earlier with this Idempotency-Key"}})
 async def submit_batch(batch: JobBatch, svc: Svc,
-                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                       idempotency_key: IdempotencyKey = None) -> Response:
     """Accept up to 1000 jobs in one transaction: all of them, or none (4xx).
 
     Jobs accepted together for a batch scheduler are submitted together as a job
@@ -120,7 +125,11 @@ async def submit_batch(batch: JobBatch, svc: Svc,
     """
     accepted = svc.receiver.accept([Submission(spec) for spec in batch.jobs], idempotency_key)
     created = any(created for _, created in accepted)
-    return _reply({"jobs": [job_json(job) for job, _ in accepted]}, 201 if created else 200)
+    # Up to a thousand jobs: encoded by pydantic's encoder, five times as fast as the
+    # standard library's and with the same bytes for a job's values (but a float below
+    # 1e-4, a progress of a job made earlier under this key: 0.00001 for 1e-05).
+    return Response(to_json({"jobs": [job_json(job) for job, _ in accepted]}),
+                    201 if created else 200, media_type="application/json")
 
 
 @router.get("/v1/jobs", tags=["jobs"])

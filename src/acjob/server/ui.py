@@ -38,7 +38,8 @@ STATIC = Path(str(files("acjob.server") / "static"))
 router = APIRouter()
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
+    # A coroutine: FastAPI runs a plain function dependency in its thread pool.
     svc: Services = request.app.state.services
     return svc
 
