@@ -260,13 +260,16 @@ class Plans:
         Each long-poll lasts at most ``poll`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        info = yield from self.get(job_id)
-        while not info.is_final:
-            left = poll if deadline is None else min(poll, deadline - time.monotonic())
-            if left <= 0:
-                break
-            info = yield from self.get(job_id, wait=left, since=info.seq)
-        return info
+        while True:
+            left = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+            # One request for the whole wait: the daemon answers at the job's end (a
+            # daemon that does not know `final` answers at each event: asked again).
+            data = yield from self.request(Call(
+                "GET", f"/v1/jobs/{job_id}", params={"wait": left, "final": True},
+                timeout=left + 30.0))
+            info = JobInfo.from_json(data)
+            if info.is_final or left <= 0:
+                return info
 
     def stream(self, job_id: str, which: Which = "stdout", *, offset: int = 0,
                follow: bool = True, attempt: int | None = None) -> Plan[None]:

@@ -165,14 +165,16 @@ async def get_job(
     svc: Svc,
     wait: Annotated[float, Query(ge=0, le=_MAX_WAIT)] = 0,
     since: Annotated[int | None, Query(ge=0, le=_MAX_OFFSET)] = None,
+    final: bool = False,
 ) -> JSONResponse:
     """Return the job. With ``wait``, hold the answer until the job has an event newer
     than ``since`` (default: its latest when the request arrived), it is final, or
-    ``wait`` seconds passed."""
+    ``wait`` seconds passed; with ``final`` too, until it is final (or ``wait``
+    seconds passed), whatever events come before."""
     job = svc.store.get(job_id)
     deadline = time.monotonic() + wait
     seen = job.seq if since is None else since
-    while job.seq <= seen and not job.state.is_final:
+    while (final or job.seq <= seen) and not job.state.is_final:
         left = deadline - time.monotonic()
         if left <= 0:
             break
