@@ -1,16 +1,19 @@
-"""Reading a job's output from the daemon's spool file, on the daemon's machine.
+"""Job files handed over by the daemon, on the daemon's machine.
 
-Over a Unix socket, the blocking client asks the daemon for the attempt's open output
-file (see :mod:`acjob.server.handoff`) and reads it itself, with ``pread`` at its own
-offset: the bytes skip the daemon and the HTTP stream, which costs a fraction of the
-processor time. The daemon is still asked about the job, as the HTTP stream would: when
-the file has no more bytes, a short long-poll tells whether the job has ended (then what
-is left is read and the stream ends) or not (then the file is read again).
+Over a Unix socket, the blocking client asks the daemon for a job's open files (see
+:mod:`acjob.server.handoff`) and moves the bytes itself, which costs a fraction of the
+processor time of an HTTP stream, in the client and above all in the daemon:
 
-:class:`HandedStream` answers like :class:`acjob.client.connection.Stream`, headers
-included, so the plans that follow output do not know which one they read. Anything
-unusual (an old daemon, a socket of another machine's file system, an error answer)
-makes :func:`open_handed` return ``None``, and the output comes over HTTP as before.
+- output: :class:`HandedStream` reads the attempt's file with ``pread`` at its own
+  offset. The daemon is still asked about the job, as its HTTP stream would ask itself:
+  when the file has no more bytes, a short long-poll tells whether the job has ended
+  (then what is left is read and the stream ends) or not (then the file is read again).
+  It answers like :class:`acjob.client.connection.Stream`, headers included, so the plans
+  that follow output do not know which one they read;
+- stdin: :func:`append_stdin` moves a pipe into the job's stdin file in the kernel.
+
+Anything unusual (an old daemon, an error answer) makes them return ``None``, and the
+bytes go over HTTP as before.
 """
 
 from __future__ import annotations
@@ -174,20 +177,25 @@ def open_handed(uds: str, path: str, params: Mapping[str, Any],
         data = json.loads(answer.body)
         return data if isinstance(data, dict) else None
 
+    def handed(attempt: int | None) -> tuple[Mapping[str, Any], int | None] | None:
+        try:
+            return receive_file(uds, job_id, which, attempt)
+        except OSError:
+            return None  # no handoff here, or a refusal the HTTP stream will explain
+
     follow = bool(params.get("follow"))
     pinned = params.get("attempt")
-    try:
-        answer, fd = receive_file(uds, job_id, which, pinned)
-        job = answer["job"]
-        while follow and pinned is None and not answer.get("attempt") \
-                and job.get("state") not in _FINAL:
-            # Queued: wait for its first attempt, as the daemon's stream would.
-            if look(30.0, job.get("seq")) is None:
-                return None
-            answer, fd = receive_file(uds, job_id, which, None)
-            job = answer["job"]
-    except OSError:
+    if (got := handed(pinned)) is None:
         return None
+    answer, fd = got
+    job = answer["job"]
+    while follow and pinned is None and not answer.get("attempt") \
+            and job.get("state") not in _FINAL:
+        # Queued: wait for its first attempt, as the daemon's stream would.
+        if look(30.0, job.get("seq")) is None or (got := handed(None)) is None:
+            return None
+        answer, fd = got
+        job = answer["job"]
     return HandedStream(uds, job_id, which, attempt=int(answer.get("attempt") or 0),
                         offset=int(params.get("offset") or 0), follow=follow, job=job,
                         fd=fd, look=look)
