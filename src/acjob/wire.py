@@ -88,13 +88,6 @@ def spec_form(spec: JobSpec) -> SpecForm:
             spec.stdin)
 
 
-_SPEC_FIELDS = frozenset(JobSpec.model_fields)
-_RETRY_FIELDS = frozenset(RetryPolicy.model_fields)
-#: The resources' fields in the model's order, each with its default.
-_RESOURCE_DEFAULTS = {name: field.get_default(call_default_factory=True)
-                      for name, field in Resources.model_fields.items()}
-
-
 def spec_forms_from_json(texts: Sequence[str]) -> list[SpecForm | None]:
     """Return what the JSON forms of jobs show of their specs (as :func:`spec_form`),
     each read from the JSON text ``JobSpec.model_dump_json`` made of it, as the store
@@ -106,7 +99,9 @@ def spec_forms_from_json(texts: Sequence[str]) -> list[SpecForm | None]:
     written by another version of the model): the caller reads that one through it.
     """
     try:
-        # One parse of all of them: half the cost of a parse each.
+        # One parse of all of them: half the cost of a parse each. Each text is one
+        # JSON value (the model wrote it), so the array has one item per text; any
+        # other texts are parsed one by one.
         specs = json.loads("[" + ",".join(texts) + "]")
     except ValueError:
         specs = None
