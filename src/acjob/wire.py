@@ -9,7 +9,6 @@ channel's own (:mod:`acjob.delivery.webhook`).
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,33 +112,32 @@ def spec_forms_from_json(texts: Sequence[str]) -> list[SpecForm | None]:
 
 class SpecForms:
     """What list pages show of specs (as :func:`spec_forms_from_json`), remembered by
-    spec text, at most ``size`` of them (the oldest forgotten first): a page read again,
-    as a dashboard reads its first page every few seconds, parses none of its specs
-    again.
+    spec text, up to ``size`` of them: a page read again, as a dashboard reads its first
+    page every few seconds, parses none of its specs again. When a page would go past
+    ``size``, all but that page's are forgotten at once.
 
     The forms are shared by every page that shows them: read them, never change them.
     """
 
     def __init__(self, size: int) -> None:
-        """Remember at most ``size`` specs' forms."""
+        """Remember up to ``size`` specs' forms."""
         self._size = size
-        # Ordered, to forget the oldest at once: a dict's first key is found by skipping
-        # the slots of the keys deleted before it, which made a page of misses slower
-        # than no memory at all.
-        self._forms: OrderedDict[str, SpecForm | None] = OrderedDict()
+        self._forms: dict[str, SpecForm | None] = {}
 
     def of(self, texts: Sequence[str]) -> list[SpecForm | None]:
         """Return the forms of the specs with these JSON texts, in this order."""
         forms = self._forms
         missing = [text for text in texts if text not in forms]
-        if not missing:
-            return [forms[text] for text in texts]
-        for text, form in zip(missing, spec_forms_from_json(missing), strict=True):
-            forms[text] = form
-        found = [forms[text] for text in texts]
-        while len(forms) > self._size:
-            forms.popitem(last=False)
-        return found
+        if missing:
+            if len(forms) + len(missing) > self._size:
+                # All at once, in a new dict: forgetting the oldest one by one cost a
+                # page of new specs more than the memory saved (an ordered dict's
+                # bookkeeping, or a plain dict's first key found past the slots of the
+                # keys deleted before it).
+                forms = self._forms = {text: forms[text] for text in texts if text in forms}
+            for text, form in zip(missing, spec_forms_from_json(missing), strict=True):
+                forms[text] = form
+        return [forms[text] for text in texts]
 
 
 def _parsed(text: str) -> Any:

@@ -118,9 +118,11 @@ def test_spec_forms_are_remembered_up_to_their_number() -> None:
     assert first == [spec_form(spec) for spec in SPECS[:3]]
     again = forms.of(texts[:3])
     assert all(a is b for a, b in zip(first, again, strict=True))  # not parsed again
+    # Past the number: all but this page's forms are forgotten.
     assert forms.of(texts[3:] + texts[:1]) == [spec_form(s) for s in SPECS[3:] + SPECS[:1]]
-    assert forms.of(texts[2:3])[0] is first[2]  # kept: among the 3 newest
+    assert forms.of(texts[:1])[0] is first[0]  # kept: on the page that went past
     assert forms.of(texts[1:2])[0] is not first[1]  # forgotten, then read again
+    assert forms.of(texts[1:2])[0] == first[1]
     assert forms.of(["{"]) == [None]
 
 
