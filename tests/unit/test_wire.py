@@ -118,12 +118,14 @@ def test_spec_forms_are_remembered_up_to_their_number() -> None:
     assert first == [spec_form(spec) for spec in SPECS[:3]]
     again = forms.of(texts[:3])
     assert all(a is b for a, b in zip(first, again, strict=True))  # not parsed again
-    # Past the number: all but this page's forms are forgotten.
+    # Past the number, the oldest are forgotten (after the page has its forms).
     assert forms.of(texts[3:] + texts[:1]) == [spec_form(s) for s in SPECS[3:] + SPECS[:1]]
-    assert forms.of(texts[:1])[0] is first[0]  # kept: on the page that went past
+    assert forms.of(texts[2:3])[0] is first[2]  # kept: among the 3 newest
     assert forms.of(texts[1:2])[0] is not first[1]  # forgotten, then read again
     assert forms.of(texts[1:2])[0] == first[1]
+    assert forms.of([texts[0], texts[0]]) == [spec_form(SPECS[0])] * 2
     assert forms.of(["{"]) == [None]
+    assert len(forms._forms) == len(forms._order) == 3
 
 
 def test_a_page_read_again_is_the_same(tmp_path: Path) -> None:
