@@ -9,7 +9,6 @@ channel's own (:mod:`acjob.delivery.webhook`).
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,42 +108,6 @@ def spec_forms_from_json(texts: Sequence[str]) -> list[SpecForm | None]:
     if not isinstance(specs, list) or len(specs) != len(texts):
         specs = [_parsed(text) for text in texts]
     return [_spec_form(spec) for spec in specs]
-
-
-class SpecForms:
-    """What list pages show of specs (as :func:`spec_forms_from_json`), remembered by
-    spec text, up to ``size`` of them (the oldest forgotten first): a page read again,
-    as a dashboard reads its first page every few seconds, parses none of its specs
-    again.
-
-    The forms are shared by every page that shows them: read them, never change them.
-    """
-
-    def __init__(self, size: int) -> None:
-        """Remember up to ``size`` specs' forms."""
-        self._size = size
-        self._forms: dict[str, SpecForm | None] = {}
-        # The texts in the order they came, to forget the oldest one at a time: an
-        # ordered dict's bookkeeping cost a page of new specs twice as much, a plain
-        # dict's first key is found past the slots of the keys deleted before it, and
-        # forgetting all at once freed 10,000 forms in one request (5 ms).
-        self._order: deque[str] = deque()
-
-    def of(self, texts: Sequence[str]) -> list[SpecForm | None]:
-        """Return the forms of the specs with these JSON texts, in this order."""
-        forms = self._forms
-        missing = [text for text in texts if text not in forms]
-        if missing:
-            order = self._order
-            for text, form in zip(missing, spec_forms_from_json(missing), strict=True):
-                if text not in forms:  # a text twice on one page
-                    order.append(text)
-                forms[text] = form
-            found = [forms[text] for text in texts]
-            while len(order) > self._size:
-                del forms[order.popleft()]
-            return found
-        return [forms[text] for text in texts]
 
 
 def _parsed(text: str) -> Any:

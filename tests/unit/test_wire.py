@@ -12,7 +12,7 @@ from acjob import lifecycle
 from acjob.model import FailureKind, JobSpec, RetryPolicy, State, new_job_id
 from acjob.progress import Progress
 from acjob.store import Store
-from acjob.wire import SpecForms, job_json, spec_form, spec_forms_from_json
+from acjob.wire import job_json, spec_form, spec_forms_from_json
 
 SPECS = [
     JobSpec(command="true"),
@@ -109,27 +109,3 @@ def test_a_text_that_does_not_parse_alone_leaves_the_others_read() -> None:
     good = SPECS[1].model_dump_json()
     assert spec_forms_from_json([good, "{", good]) == [spec_form(SPECS[1]), None,
                                                        spec_form(SPECS[1])]
-
-
-def test_spec_forms_are_remembered_up_to_their_number() -> None:
-    texts = [spec.model_dump_json() for spec in SPECS]
-    forms = SpecForms(3)
-    first = forms.of(texts[:3])
-    assert first == [spec_form(spec) for spec in SPECS[:3]]
-    again = forms.of(texts[:3])
-    assert all(a is b for a, b in zip(first, again, strict=True))  # not parsed again
-    # Past the number, the oldest are forgotten (after the page has its forms).
-    assert forms.of(texts[3:] + texts[:1]) == [spec_form(s) for s in SPECS[3:] + SPECS[:1]]
-    assert forms.of(texts[2:3])[0] is first[2]  # kept: among the 3 newest
-    assert forms.of(texts[1:2])[0] is not first[1]  # forgotten, then read again
-    assert forms.of(texts[1:2])[0] == first[1]
-    assert forms.of([texts[0], texts[0]]) == [spec_form(SPECS[0])] * 2
-    assert forms.of(["{"]) == [None]
-    assert len(forms._forms) == len(forms._order) == 3
-
-
-def test_a_page_read_again_is_the_same(tmp_path: Path) -> None:
-    store = Store(tmp_path / "acjob.db")
-    _varied_jobs(store)
-    assert store.list_jobs_json() == store.list_jobs_json()
-    assert store.list_jobs_json()[0] == [job_json(j) for j in store.list_jobs()[0]]

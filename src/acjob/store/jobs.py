@@ -25,7 +25,6 @@ from ..model import (
     can_transition,
 )
 from ..progress import Progress
-from ..wire import SpecForms
 from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
@@ -35,12 +34,6 @@ from .stats import recent_times, state_history
 _ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
 _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
 _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
-
-#: How many specs' parts of their jobs' JSON forms a store keeps for list pages (about
-#: a kilobyte and a half each, 16 MB in all): the pages a dashboard or a script reads
-#: again and again.
-SPEC_FORMS_KEPT = 10_000
-
 
 class Store:
     """The daemon's memory. Not thread-safe: use it from the event loop's thread.
@@ -55,7 +48,6 @@ class Store:
         self._db = self._database.conn
         self.path = path
         self.outbox = Outbox(self._database)
-        self._spec_forms = SpecForms(SPEC_FORMS_KEPT)
         self._progress_listeners: list[Callable[[Job], None]] = []
 
     def close(self) -> None:
@@ -201,7 +193,7 @@ class Store:
         positions, next_cursor = page(self._db, states=states, labels=labels,
                                       name_prefix=name_prefix, backend=backend, limit=limit,
                                       cursor=cursor)
-        return load_job_forms_at(self._db, positions, self._spec_forms), next_cursor
+        return load_job_forms_at(self._db, positions), next_cursor
 
     def document(self, job_id: str, kind: str) -> str | None:
         """Return the job's document of this kind, if it has one."""

@@ -20,7 +20,7 @@ from ..model import (
     State,
 )
 from ..progress import Progress
-from ..wire import SpecForms, job_form, spec_form
+from ..wire import job_form, spec_form, spec_forms_from_json
 
 
 def load_job(conn: sqlite3.Connection, job_id: str) -> Job:
@@ -54,13 +54,13 @@ def load_jobs_at(conn: sqlite3.Connection, positions: Sequence[int]) -> list[Job
     return [_job(*read) for read in _read(conn, "pos", positions)]
 
 
-def load_job_forms_at(conn: sqlite3.Connection, positions: Sequence[int],
-                      specs: SpecForms) -> list[dict[str, Any]]:
+def load_job_forms_at(conn: sqlite3.Connection,
+                      positions: Sequence[int]) -> list[dict[str, Any]]:
     """Return the JSON forms (:func:`acjob.wire.job_json`) of the jobs at these positions,
     in this order (missing ones left out), made from their rows without the model in
-    between: what they show of their specs comes from ``specs``, read from their stored
-    JSON text (see :func:`acjob.wire.spec_forms_from_json`), and through the model only
-    where that text is not the model's current form."""
+    between: the specs are read from their stored JSON text (see
+    :func:`acjob.wire.spec_forms_from_json`), and through the model only where that
+    text is not the model's current form."""
     forms = []
     for start in range(0, len(positions), _PER_QUERY):
         chunk = list(positions[start:start + _PER_QUERY])
@@ -74,10 +74,10 @@ def load_job_forms_at(conn: sqlite3.Connection, positions: Sequence[int],
             chunk)}
         rows = [found[p] for p in chunk if p in found]
         attempts, deliveries = _attached(conn, [r[1] for r in rows])
-        spec_forms = specs.of([r[2] for r in rows])
+        specs = spec_forms_from_json([r[2] for r in rows])
         for (_, job_id, text, state, backend, attempt, exit_code, reason, stdin_closed,
              stdin_bytes, created_at, updated_at, ended_at, purged_at, seq), spec in zip(
-                rows, spec_forms, strict=True):
+                rows, specs, strict=True):
             forms.append(job_form(
                 job_id=job_id, state=State(state), backend=backend,
                 spec=spec_form(JobSpec.model_validate_json(text)) if spec is None else spec,
