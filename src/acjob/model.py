@@ -314,17 +314,30 @@ class Job:
     def progress(self) -> Progress | None:
         """What the current attempt last reported of its progress (``None`` before it
         reported any: a new attempt starts from none)."""
-        if not self.attempts or self.attempts[-1].number != self.attempt:
-            return None
-        return self.attempts[-1].progress
+        return current_progress(self.attempt, self.attempts)
 
     @property
     def failure(self) -> FailureKind | None:
         """Why a job that ended in ``EXECUTOR_ERROR`` or ``SYSTEM_ERROR`` failed: its last
         attempt's failure (``None`` for any other state, or a job that never ran)."""
-        if self.state not in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) or not self.attempts:
-            return None
-        return self.attempts[-1].failure
+        return failure_of(self.state, self.attempts)
+
+
+def current_progress(attempt: int, attempts: Sequence[Attempt]) -> Progress | None:
+    """Return what attempt number ``attempt`` (a job's current one) last reported of its
+    progress, given the job's attempts in order (``None`` before it reported any)."""
+    if not attempts or attempts[-1].number != attempt:
+        return None
+    return attempts[-1].progress
+
+
+def failure_of(state: State, attempts: Sequence[Attempt]) -> FailureKind | None:
+    """Return why a job in ``state`` with these attempts (in order) failed: its last
+    attempt's failure if it ended in ``EXECUTOR_ERROR`` or ``SYSTEM_ERROR``, else
+    ``None``."""
+    if state not in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) or not attempts:
+        return None
+    return attempts[-1].failure
 
 
 @dataclass(frozen=True, slots=True)

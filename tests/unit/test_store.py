@@ -10,7 +10,7 @@ from acjob import lifecycle
 from acjob.errors import Conflict, InvalidRequest, NotFound
 from acjob.model import FailureKind, Job, JobSpec, NewJob, RetryPolicy, State, new_job_id
 from acjob.progress import Progress
-from acjob.store import Store
+from acjob.store import Store, listing
 
 
 @pytest.fixture
@@ -409,3 +409,26 @@ def test_progress_belongs_to_the_current_attempt(store: Store) -> None:
     assert store.record_progress(job_id, 1, Progress(80.0, None, 4.0)) is None  # not current
     assert store.record_progress(job_id, 2, Progress(5.0, None, 5.0, 2)) is not None
     assert store.get(job_id).progress == Progress(5.0, None, 5.0, 2)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_a_name_prefix_pages_alike_whether_its_names_are_few_or_many(
+        store: Store, monkeypatch: pytest.MonkeyPatch, dense: bool) -> None:
+    """Few names in a prefix's range are sorted by position from the name index; many
+    are met walking the jobs newest first. Both give the same pages."""
+    monkeypatch.setattr(listing, "DENSE_NAMES", 2 if dense else 1000)
+    ids = [store.create_job(JobSpec(command="true", name=f"{'ab'[i % 2]}{i % 5}-{i}"),
+                            "local", job_id=new_job_id())[0].id for i in range(30)]
+    _cancel(store, ids[10])
+    expected = [ids[i] for i in reversed(range(30)) if i % 2 == 0]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = store.list_jobs(name_prefix="a", limit=4, cursor=cursor)
+        seen += [j.id for j in page]
+        if cursor is None:
+            break
+    assert seen == expected
+    queued, _ = store.list_jobs(name_prefix="a", states=[State.QUEUED])
+    assert [j.id for j in queued] == [i for i in expected if i != ids[10]]
+    assert [j.id for j in store.list_jobs(name_prefix="a0")[0]] == [ids[20], ids[10], ids[0]]

@@ -29,7 +29,7 @@ from ..progress import Progress
 from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
-from .rows import event_from, load_job, load_jobs
+from .rows import event_from, load_job, load_job_forms_at, load_jobs, load_jobs_at
 from .stats import recent_times, state_history
 
 _ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
@@ -228,11 +228,31 @@ class Store:
         Raises:
             InvalidRequest: the cursor was not made by this method.
         """
-        ids, next_cursor = page(self._db, states=states, labels=labels,
-                                name_prefix=name_prefix, backend=backend, limit=limit,
-                                cursor=cursor,
-                                document=document, tags=tags)
-        return load_jobs(self._db, ids), next_cursor
+        positions, next_cursor = page(self._db, states=states, labels=labels,
+                                      name_prefix=name_prefix, backend=backend, limit=limit,
+                                      cursor=cursor, document=document, tags=tags)
+        return load_jobs_at(self._db, positions), next_cursor
+
+    def list_jobs_json(
+        self,
+        *,
+        states: Sequence[State] = (),
+        labels: dict[str, str] | None = None,
+        name_prefix: str | None = None,
+        backend: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Return the page :meth:`list_jobs` returns, each job in its JSON form (that of
+        :func:`acjob.wire.job_json`), made from the rows without the model in between.
+
+        Raises:
+            InvalidRequest: the cursor was not made by this method.
+        """
+        positions, next_cursor = page(self._db, states=states, labels=labels,
+                                      name_prefix=name_prefix, backend=backend, limit=limit,
+                                      cursor=cursor)
+        return load_job_forms_at(self._db, positions), next_cursor
 
     def document(self, job_id: str, kind: str) -> str | None:
         """Return the job's document of this kind, if it has one."""
