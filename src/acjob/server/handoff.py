@@ -104,8 +104,9 @@ def _send(conn: socket.socket, answer: dict[str, Any], fd: int | None = None) ->
 
 async def _hand_stdin(loop: asyncio.AbstractEventLoop, conn: socket.socket, svc: Services,
                       job_id: str) -> None:
-    """Hand the job's stdin file over for appending, and hold the job's stdin for the
-    client until it closes the connection."""
+    """Hand the job's stdin file over (to be written from its end on), and hold the
+    job's stdin for the client until it closes the connection, or until the daemon lets
+    go of it (the job ended, or the file passed the limit)."""
     limit = svc.receiver.settings.max_stdin_bytes
     try:
         async with svc.receiver.stdin_writer(job_id) as (fd, size):
