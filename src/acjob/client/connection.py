@@ -94,7 +94,8 @@ class Connections:
     Attributes:
         uds: The Unix socket, if any.
         handoff: Over a Unix socket, read a job's output from the file the daemon hands
-            over rather than from an HTTP stream (True; the bytes are the same).
+            over rather than from an HTTP stream, and let :class:`~.sync.Client` write
+            a piped stdin into the job's file likewise (True; the bytes are the same).
     """
 
     def __init__(self, base_url: str, uds: str | None, headers: Mapping[str, str],

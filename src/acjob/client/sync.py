@@ -230,12 +230,17 @@ class Client:
         """Upload ``stdin`` for a job created with ``stdin_upload`` and close it.
 
         A chunk whose connection breaks is resumed at the byte the daemon reached.
-        Returns the number of bytes uploaded.
+        Returns the number of bytes uploaded. A pipe given unbuffered (``open(fd, "rb",
+        buffering=0)``, as ``acjob`` gives its stdin) to a daemon on this machine is
+        moved by the kernel into the job's stdin file, which the daemon hands over; the
+        daemon acknowledges the whole as it does an upload, once it is on disk.
 
         Raises:
             ConnectionFailed: the daemon stayed unreachable, or lost bytes it had
                 acknowledged (``stdin_lost``: submit again).
-            Conflict: the job's stdin was closed already, or it takes none.
+            Conflict: the job's stdin was closed already, or it takes none, or
+                (``job_final``) the job ended before its stdin was complete.
+            PayloadTooLarge: the stdin passed the daemon's ``max_stdin_bytes``.
         """
         offset = 0
         handed = self._append_stdin(job_id, stdin)
