@@ -116,7 +116,6 @@ def _bind(endpoint: Endpoint) -> socket.socket:
     if endpoint.unix is not None:
         path = endpoint.unix
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if path.exists():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -129,12 +128,7 @@ def _bind(endpoint: Endpoint) -> socket.socket:
                                   code="already_running")
             finally:
                 probe.close()
-        old = os.umask(0o177)
-        try:
-            sock.bind(str(path))
-        finally:
-            os.umask(old)
-        path.chmod(0o600)
+        return _listen_unix(path)
     else:
         family = socket.AF_INET6 if ":" in (endpoint.host or "") else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -151,23 +145,35 @@ def _bind(endpoint: Endpoint) -> socket.socket:
 
 
 def _bind_handoff(endpoint: Endpoint) -> socket.socket | None:
-    """Bind the output handoff socket beside a Unix endpoint; ``None`` on TCP, or when
+    """Bind the handoff socket beside a Unix endpoint; ``None`` on TCP, or when
     it cannot be bound (clients then read output over HTTP, as they always can)."""
     if endpoint.unix is None:
         return None
     path = Path(handoff_socket(endpoint.unix))
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # ours: the main socket's bind proved no daemon listens here
+    try:
+        return _listen_unix(path)
+    except OSError as exc:
+        log.warning("cannot listen on %s (%s): job files go over HTTP only", path, exc)
+        return None
+
+
+def _listen_unix(path: Path) -> socket.socket:
+    """Listen on a Unix socket at ``path``, mode 0600 from the moment it exists.
+
+    Raises:
+        OSError: it cannot be bound.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
         sock.bind(str(path))
         path.chmod(0o600)
-        sock.listen(128)
-    except OSError as exc:
+        sock.listen(1024)
+    except OSError:
         sock.close()
-        log.warning("cannot listen on %s (%s): output is served over HTTP only", path, exc)
-        return None
+        raise
     finally:
         os.umask(old)
     sock.set_inheritable(False)

@@ -284,9 +284,7 @@ class Receiver:
             lock = self._stdin_locks.setdefault(job_id, asyncio.Lock())
             async with lock:
                 job = self.store.get(job_id)
-                closed_at = job.stdin_bytes if job.stdin_closed \
-                    else self.spool.closed_stdin_size(job_id)
-                if closed_at is not None:
+                if (closed_at := self._closed_at(job)) is not None:
                     raise Conflict(f"stdin is closed at {closed_at} bytes", code="stdin_closed")
                 self._refuse_final(job)
                 self.spool.create_job(job_id)
@@ -315,6 +313,13 @@ class Receiver:
             if self._uploading[job_id] <= 0:
                 del self._uploading[job_id]
 
+    def _closed_at(self, job: Job) -> int | None:
+        """Return the size at which the job's stdin was closed, or ``None`` if it is open.
+
+        The close mark is the truth for the job's feeder: once it is written no byte may
+        change, even if a crash kept the store from hearing of it."""
+        return job.stdin_bytes if job.stdin_closed else self.spool.closed_stdin_size(job.id)
+
     def _refuse_final(self, job: Job) -> None:
         """Refuse stdin for a job that ended before its stdin was complete (canceled, or
         its upload given up): bytes sent now would reach nobody."""
@@ -329,10 +334,7 @@ class Receiver:
         lock = self._stdin_locks.setdefault(job_id, asyncio.Lock())
         async with lock:
             job = self.store.get(job_id)
-            # The close mark is the truth for the job's feeder: once it is written no
-            # byte may change, even if a crash kept the store from hearing of it.
-            marked = self.spool.closed_stdin_size(job_id)
-            closed_at = job.stdin_bytes if job.stdin_closed else marked
+            closed_at = self._closed_at(job)
             if closed_at is not None:
                 if final and offset == closed_at and not await _has_data(body):
                     if not job.stdin_closed:
