@@ -7,7 +7,6 @@ schema), so a client finds its daemon without loading that schema.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import stat
 from dataclasses import dataclass
@@ -122,6 +121,8 @@ class Endpoint:
         if self.host == "localhost":
             return True
         try:
+            import ipaddress  # only the daemon asks: a client need not load it
+
             return ipaddress.ip_address(self.host or "").is_loopback
         except ValueError:
             return False

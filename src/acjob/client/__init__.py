@@ -16,8 +16,8 @@ started on demand), retry on lost connections with capped backoff, and resume
 streams and uploads at the byte offset they had reached: nothing is lost or repeated.
 
 Each operation is written once, as a plan free of I/O (:mod:`.plans`, on
-:mod:`.core`); :mod:`.sync` runs the plans with the standard library's
-:mod:`http.client` (quick to load, for tools and web workers), :mod:`.aio` with httpx.
+:mod:`.core`); :mod:`.sync` runs the plans on plain sockets framed by h11 (quick to
+load, for tools and web workers), :mod:`.aio` with httpx.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ..private import ensure_private_daemon
 from ..progress import Progress
 from .core import (
     Block,
@@ -151,7 +150,10 @@ class AsyncClient:
         return run.result
 
     async def _ensure_daemon(self) -> None:
-        if self._target.autostart is not None:
+        # As the blocking client: before the first request and after a failed connection.
+        if self._target.autostart is not None and not self._reach.answering:
+            from ..private import ensure_private_daemon
+
             await asyncio.to_thread(ensure_private_daemon, self._target.autostart)
 
     # -- the API: see Client for what each method guarantees and raises ---------------

@@ -1,9 +1,12 @@
-"""Blocking HTTP/1.1 to the daemon, on the standard library's :mod:`http.client`.
+"""Blocking HTTP/1.1 to the daemon: plain sockets, framed by :mod:`h11`.
 
 The synchronous client needs plain HTTP over a Unix socket or TCP and nothing more
-(TLS belongs to a reverse proxy in front of the daemon). :mod:`http.client` is loaded in
-a few milliseconds, where a full HTTP library takes a tenth of a second: a cost every
-run of a command-line tool, and every worker of a web service, would pay.
+(TLS belongs to a reverse proxy in front of the daemon). h11 (the HTTP/1.1 state
+machine under httpx and uvicorn) parses and frames the messages; this module owns the
+sockets. Both load in a few milliseconds, where a full HTTP library takes a tenth of a
+second, and the standard library's ``http.client`` (with the ``email`` parser and
+``ssl`` it loads) twice as long as this: a cost every run of a command-line tool, and
+every worker of a web service, would pay.
 
 Each thread gets a connection of its own that is kept alive between requests, so one
 :class:`Connections` may serve many threads; a stream gets a fresh connection that is
@@ -13,46 +16,122 @@ closed with it.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import h11
 
 from .core import Response
 from .handoff import HandedStream, open_handed
 
 #: What a failing connection raises here: the socket's errors and the protocol's.
-CONNECTION_ERRORS = (OSError, http.client.HTTPException)
-
-#: The errors of a kept-alive connection that the daemon closed while it was idle: the
-#: request never reached it, so it is sent again at once on a new connection.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-          ConnectionAbortedError)
+CONNECTION_ERRORS = (OSError, h11.ProtocolError)
 
 #: A stream's body is read in pieces of at most this size.
 READ_SIZE = 1 << 16
 
 
-class UnixConnection(http.client.HTTPConnection):
-    """An HTTP connection over a Unix socket (the ``Host`` header names no machine)."""
+class Disconnected(ConnectionError):
+    """The daemon closed the connection before it answered."""
 
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("acjob", timeout=timeout)
-        self.socket_path = path
 
-    def connect(self) -> None:
-        """Connect to the socket, within the connection's timeout."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.socket_path)
-        except BaseException:
-            sock.close()
-            raise
+class Wire:
+    """One HTTP/1.1 connection: its socket and h11's state of it.
+
+    Args:
+        sock: The connected socket (its timeout is the wire's).
+        host: The ``Host`` header sent with each request.
+    """
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
         self.sock = sock
+        self.host = host
+        self.http = h11.Connection(h11.CLIENT)
+        self.closed = False
+
+    def send_request(self, method: str, target: str, headers: Mapping[str, str],
+                     body: bytes | Iterator[bytes]) -> None:
+        """Send a request: ``bytes`` with their length, an iterator of chunks with
+        chunked encoding as they are produced.
+
+        Raises:
+            OSError: the socket failed.
+            h11.LocalProtocolError: the request cannot be framed.
+        """
+        fields = [("Host", self.host), *headers.items()]
+        if isinstance(body, bytes):
+            if body or method in ("POST", "PUT", "PATCH"):
+                fields.append(("Content-Length", str(len(body))))
+            head = self.http.send(h11.Request(method=method, target=target, headers=fields))
+            tail = self.http.send(h11.Data(data=body)) if body else b""
+            # One write for head, body and end: no small packets waiting on each other.
+            self.sock.sendall(b"".join((head or b"", tail or b"",
+                                        self.http.send(h11.EndOfMessage()) or b"")))
+            return
+        fields.append(("Transfer-Encoding", "chunked"))
+        self.sock.sendall(self.http.send(
+            h11.Request(method=method, target=target, headers=fields)) or b"")
+        for chunk in body:
+            if chunk:
+                self.sock.sendall(self.http.send(h11.Data(data=chunk)) or b"")
+        self.sock.sendall(self.http.send(h11.EndOfMessage()) or b"")
+
+    def read_head(self) -> h11.Response:
+        """Return the answer's status and headers (interim answers skipped).
+
+        Raises:
+            Disconnected: the daemon closed the connection first.
+            OSError, h11.RemoteProtocolError: the socket failed, or the answer is not HTTP.
+        """
+        while True:
+            event = self._next()
+            if isinstance(event, h11.Response):
+                return event
+
+    def read_some(self) -> bytes:
+        """Return the next bytes of the answer's body as soon as some arrived; ``b""``
+        at its end.
+
+        Raises:
+            OSError, h11.RemoteProtocolError: the socket failed, or the body was cut.
+        """
+        while True:
+            event = self._next()
+            if isinstance(event, h11.Data):
+                if event.data:
+                    return bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return b""
+
+    def finish(self) -> bool:
+        """Get ready for the next request; return False if the connection cannot take
+        one (the daemon said it closes it) and was closed."""
+        if self.http.our_state is h11.DONE and self.http.their_state is h11.DONE:
+            self.http.start_next_cycle()
+            return True
+        self.close()
+        return False
+
+    def close(self) -> None:
+        """Close the socket; a thread blocked reading it is woken (it reads the end)."""
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def _next(self) -> Any:
+        while True:
+            event = self.http.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = self.sock.recv(READ_SIZE)
+            if not data and self.http.their_state is h11.SEND_RESPONSE:
+                raise Disconnected("the daemon closed the connection without an answer")
+            self.http.receive_data(data)
 
 
 class Stream:
@@ -63,23 +142,22 @@ class Stream:
         headers: Its headers, by lower-case name.
     """
 
-    def __init__(self, response: http.client.HTTPResponse,
-                 close: Callable[[], None]) -> None:
-        self._response = response
-        self._close = close
-        self.status = response.status
-        self.headers = _headers(response)
+    def __init__(self, wire: Wire, head: h11.Response, connections: Connections) -> None:
+        self._wire = wire
+        self._connections = connections
+        self.status = head.status_code
+        self.headers = _headers(head)
 
     def read(self) -> bytes:
         """Return the next piece of the body as soon as some arrived; ``b""`` at its end.
 
         The wait for bytes is unbounded: a job may be silent for hours.
         """
-        return self._response.read1(READ_SIZE)
+        return self._wire.read_some()
 
     def close(self) -> None:
         """Close the stream and its connection."""
-        self._close()
+        self._connections.forget(self._wire)
 
 
 class Connections:
@@ -101,28 +179,39 @@ class Connections:
     def __init__(self, base_url: str, uds: str | None, headers: Mapping[str, str],
                  timeout: float | None) -> None:
         url = urlsplit(base_url)
-        self._host, self._port = url.hostname or "localhost", url.port
+        self._address = (url.hostname or "localhost", url.port or 80)
+        self._host = "acjob" if uds is not None else url.netloc
         self._prefix = url.path.rstrip("/")
         self.uds = uds
         self._headers = dict(headers)
         self.timeout = timeout
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._open: set[Wire] = set()
         self.handoff = True
 
-    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection = (
-            UnixConnection(self.uds, timeout) if self.uds is not None
-            else http.client.HTTPConnection(self._host, self._port, timeout=timeout))
+    def _connect(self, timeout: float | None) -> Wire:
+        if self.uds is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(self.uds)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(self._address, timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wire = Wire(sock, self._host)
         with self._lock:
-            self._open.add(connection)
-        return connection
+            self._open.add(wire)
+        return wire
 
-    def _forget(self, connection: http.client.HTTPConnection) -> None:
-        connection.close()
+    def forget(self, wire: Wire) -> None:
+        """Close ``wire`` and stop tracking it."""
+        wire.close()
         with self._lock:
-            self._open.discard(connection)
+            self._open.discard(wire)
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 json_body: Any = None, content: bytes | Iterator[bytes] | None = None,
@@ -135,39 +224,40 @@ class Connections:
         the request (when its body can be sent again) sent once more at once.
 
         Raises:
-            OSError, http.client.HTTPException: the connection failed.
+            OSError, h11.ProtocolError: the connection failed.
         """
         target = self._target(path, params)
         body, sent_headers = self._body(json_body, content, headers)
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        reused = connection is not None
+        wire: Wire | None = getattr(self._local, "wire", None)
+        reused = wire is not None
         while True:
-            if connection is None:
-                connection = self._connect(timeout)
-                self._local.connection = connection
+            if wire is None:
+                wire = self._connect(timeout)
+                self._local.wire = wire
             else:
-                connection.timeout = timeout
-                if connection.sock is not None:
-                    connection.sock.settimeout(timeout)
+                wire.sock.settimeout(timeout)
             try:
-                connection.request(method, target, body=body, headers=sent_headers)
-                answer = connection.getresponse()
-                data = answer.read()
-            except _STALE:
-                self._forget(connection)
-                self._local.connection = connection = None
+                wire.send_request(method, target, sent_headers, body)
+                head = wire.read_head()
+                data = b"".join(iter(wire.read_some, b""))
+            except (Disconnected, BrokenPipeError, ConnectionResetError,
+                    ConnectionAbortedError):
+                # A kept-alive connection the daemon closed while it was idle: the
+                # request never reached it.
+                self.forget(wire)
+                self._local.wire = wire = None
                 if reused and not isinstance(body, Iterator):
                     reused = False
                     continue
                 raise
             except BaseException:
-                self._forget(connection)
-                self._local.connection = None
+                self.forget(wire)
+                self._local.wire = None
                 raise
-            if answer.will_close:
-                self._forget(connection)
-                self._local.connection = None
-            return Response(answer.status, _headers(answer), data)
+            if not wire.finish():
+                self.forget(wire)
+                self._local.wire = None
+            return Response(head.status_code, _headers(head), data)
 
     def stream(self, path: str, params: Mapping[str, Any],
                timeout: float | None) -> Stream | HandedStream:
@@ -178,22 +268,21 @@ class Connections:
         the file the daemon hands over, where it can (:mod:`acjob.client.handoff`).
 
         Raises:
-            OSError, http.client.HTTPException: the connection failed.
+            OSError, h11.ProtocolError: the connection failed.
         """
         if self.uds is not None and self.handoff:
             handed = open_handed(self.uds, path, params, self.request)
             if handed is not None:
                 return handed
-        connection = self._connect(timeout)
+        wire = self._connect(timeout)
         try:
-            connection.request("GET", self._target(path, params), headers=self._headers)
-            answer = connection.getresponse()
-            if connection.sock is not None:
-                connection.sock.settimeout(None)
+            wire.send_request("GET", self._target(path, params), self._headers, b"")
+            head = wire.read_head()
+            wire.sock.settimeout(None)
         except BaseException:
-            self._forget(connection)
+            self.forget(wire)
             raise
-        return Stream(answer, lambda: self._forget(connection))
+        return Stream(wire, head, self)
 
     def close(self) -> None:
         """Close every connection, kept-alive and streaming, of every thread.
@@ -202,12 +291,9 @@ class Connections:
         rather than left holding it: the socket is shut down before it is closed.
         """
         with self._lock:
-            connections, self._open = self._open, set()
-        for connection in connections:
-            if connection.sock is not None:
-                with contextlib.suppress(OSError):
-                    connection.sock.shutdown(socket.SHUT_RDWR)
-            connection.close()
+            wires, self._open = self._open, set()
+        for wire in wires:
+            wire.close()
 
     def _target(self, path: str, params: Mapping[str, Any] | None) -> str:
         target = self._prefix + path
@@ -218,15 +304,16 @@ class Connections:
 
     def _body(self, json_body: Any, content: bytes | Iterator[bytes] | None,
               headers: Mapping[str, str] | None,
-              ) -> tuple[bytes | Iterator[bytes] | None, dict[str, str]]:
+              ) -> tuple[bytes | Iterator[bytes], dict[str, str]]:
         sent = dict(self._headers)
         if headers:
             sent.update(headers)
         if json_body is not None:
             sent["Content-Type"] = "application/json"
             return json.dumps(json_body, separators=(",", ":")).encode(), sent
-        # http.client sends an iterator with chunked encoding, bytes with their length.
-        return (b"" if content is None else content), sent
+        if content is None or isinstance(content, Iterator):
+            return (b"" if content is None else content), sent
+        return bytes(content), sent
 
 
 def _text(value: Any) -> Any:
@@ -238,6 +325,6 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _headers(answer: http.client.HTTPResponse) -> dict[str, str]:
-    """Return an answer's headers by lower-case name."""
-    return {name.lower(): value for name, value in answer.getheaders()}
+def _headers(head: h11.Response) -> dict[str, str]:
+    """Return an answer's headers by lower-case name (h11 gives them lower-case)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in head.headers}

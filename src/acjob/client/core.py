@@ -5,7 +5,7 @@ that yields *effects* (make a request, open a stream, pull its next chunk, hand 
 chunk to the caller, sleep, read stdin) and receives each effect's result; a failure
 is thrown into it where the effect was yielded. The plans hold the whole protocol
 and its policy (retries, backoff, resumption); the drivers in :mod:`.sync` and
-:mod:`.aio` only perform effects (with http.client and httpx), so the two clients
+:mod:`.aio` only perform effects (with h11 on sockets, and httpx), so the two clients
 cannot drift apart.
 This is the sans-I/O style of h11 and httpx.
 """

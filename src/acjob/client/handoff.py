@@ -117,7 +117,7 @@ class HandedStream:
         (the job is over and every byte was read, or ``follow`` was not asked for).
 
         Raises:
-            OSError, http.client.HTTPException: the file or the daemon failed (the plan
+            OSError, h11.ProtocolError: the file or the daemon failed (the plan
                 resumes at the offset reached, over a new stream).
         """
         while self._attempt:
@@ -158,7 +158,7 @@ def open_handed(uds: str, path: str, params: Mapping[str, Any],
     no such job, no such attempt, its files removed), or no handoff on this socket.
 
     Raises:
-        OSError, http.client.HTTPException: the daemon could not be reached.
+        OSError, h11.ProtocolError: the daemon could not be reached.
     """
     parts = path.split("/")
     if len(parts) != 5 or parts[:3] != ["", "v1", "jobs"] \

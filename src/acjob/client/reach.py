@@ -39,12 +39,17 @@ class Reach:
     Args:
         where: The daemon's address, for people.
         on_wait: Called with one sentence when a call starts waiting (``None``: quiet).
+
+    Attributes:
+        answering: The daemon answered, and no connection failed since: a client that
+            starts its private daemon on demand need not look whether it runs.
     """
 
     def __init__(self, where: str, on_wait: Callable[[str], None] | None) -> None:
         self.where = where
         self.on_wait = on_wait
         self.waiting = False
+        self.answering = False
 
     def lost(self, error: Exception, retry_for: float) -> TransportError:
         """Return the :class:`TransportError` a driver throws for a failed connection
@@ -54,6 +59,7 @@ class Reach:
             self.on_wait(f"waiting up to {retry_for:g} s for the acjob daemon at {self.where}"
                          f" ({reason}); ACJOB_RETRY_FOR sets the wait")
         self.waiting = True
+        self.answering = False
         wrapped = TransportError(f"{self.where}: {reason}")
         wrapped.__cause__ = error
         return wrapped
@@ -61,3 +67,4 @@ class Reach:
     def answered(self) -> None:
         """Note that the daemon answered: the next failure is a new outage."""
         self.waiting = False
+        self.answering = True

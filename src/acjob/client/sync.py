@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ..private import ensure_private_daemon
 from ..progress import Progress
 from .connection import CONNECTION_ERRORS, Connections, Stream
 from .core import (
@@ -42,10 +41,10 @@ class Client:
     """A synchronous connection to an acjob daemon.
 
     Finds the daemon as the command-line tools do (``url``, ``ACJOB_URL``, the
-    configuration file, else the private per-user daemon, started before each request
-    if it is not running), retries on lost connections and transient errors with
-    capped backoff, and resumes uploads and streams at the byte they had reached:
-    nothing is lost or repeated.
+    configuration file, else the private per-user daemon, started when it is not
+    running: looked at before the first request and after a failed connection),
+    retries on lost connections and transient errors with capped backoff, and resumes
+    uploads and streams at the byte they had reached: nothing is lost or repeated.
 
     Args:
         url: ``unix:/path.sock`` or ``http://host:port``.
@@ -153,7 +152,11 @@ class Client:
         return run.result
 
     def _ensure_daemon(self) -> None:
-        if self._target.autostart is not None:
+        # Looked at before the first request and after a failed connection only: each
+        # look is a connection of its own.
+        if self._target.autostart is not None and not self._reach.answering:
+            from ..private import ensure_private_daemon  # loads subprocess: seldom needed
+
             ensure_private_daemon(self._target.autostart)
 
     # -- the API ----------------------------------------------------------------------
