@@ -108,11 +108,28 @@ def test_a_client_without_a_configuration_file_never_loads_the_job_schema(
 def test_the_tools_and_the_blocking_client_load_no_heavy_library(module: str,
                                                                  tmp_path: Path) -> None:
     """`acjob` starts on every run of a pipeline: it loads neither pydantic, nor httpx,
-    nor asyncio (the blocking client speaks http.client; the schemas stay in the
-    daemon), which keeps its start near the interpreter's own."""
+    nor asyncio (the blocking client speaks HTTP with h11 on plain sockets; the schemas
+    stay in the daemon), which keeps its start near the interpreter's own."""
     code = (f"import sys, {module}; "
             "print(sorted({m.split('.')[0] for m in sys.modules} "
             "& {'pydantic', 'httpx', 'asyncio', 'rich'}))")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("code", [
+    "from acjob.cli.acjob import _parse; _parse(['-n', 'true'])",
+    "from acjob.client import Client; Client(autostart=False)",
+])
+def test_acjob_and_the_blocking_client_load_no_slow_standard_module(code: str,
+                                                                    tmp_path: Path) -> None:
+    """Nor do `acjob` and the blocking client load what costs a start tens of
+    milliseconds: click (acjob parses with argparse), http.client with the email parser
+    and ssl, subprocess (only to start the private daemon), shutil."""
+    code += ("; import sys; print(sorted({m.split('.')[0] for m in sys.modules} "
+             "& {'click', 'http', 'email', 'ssl', 'subprocess', 'shutil'}))")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env).stdout

@@ -9,14 +9,14 @@ after ``--`` are an argv no shell sees.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO, cast
-
-import click
 
 from ..client import Client, Which
 from ..errors import AcjobError, Conflict, InvalidRequest
@@ -26,77 +26,139 @@ from . import options
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     exit_status,
     explain_failure,
     fail,
     print_json,
-    run_tool,
     say_waiting,
     write_all,
 )
 from .progress import ProgressBar, stderr_is_terminal
 from .workers import Worker, Workers
 
+_DESCRIPTION = """\
+Run COMMAND as a job; its output comes back as a pipe (-t pipe), a handle for acpoll
+(-t poll), a mail (-t email ADDRESS) or an HTTP callback (-t webhook URL).
 
-@click.command(
-    cls=options.AcjobCommand,
-    context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
-)
-@click.version_option(__version__, "-V", "--version", prog_name="acjob",
-                      message="%(prog)s %(version)s")
-@click.option("-t", "--type", "mode", type=click.Choice(["pipe", "poll", "email", "webhook"]),
-              default="pipe", show_default=True,
-              help="How the output comes back; email and webhook take the address or URL "
-                   "as the first argument.")
-@click.option("--mail", "mail_to", multiple=True, metavar="ADDRESS",
-              help="Also mail the result to ADDRESS when the job ends.")
-@click.option("--webhook", "webhooks", multiple=True, metavar="URL",
-              help="Also POST the result to URL when the job ends.")
-@click.option("--backend", metavar="NAME", help="Where the job runs (default: the daemon's).")
-@click.option("--workdir", metavar="DIR",
-              help="Run in DIR, e.g. '--workdir .' for this one (default: a fresh, empty "
-                   "directory per job).")
-@click.option("-e", "--env", multiple=True, metavar="NAME[=VALUE]",
-              help="Set a variable; NAME alone passes your own value of NAME. (The job "
-                   "starts with the daemon's environment, not yours.)")
-@click.option("--cpus", type=options.Bounded(1, 4096, "cpus"), metavar="N",
-              help="CPUs the job needs.")
-@click.option("--memory", "memory_mb", type=options.Bounded(1, 1 << 30, "MB"), metavar="MB",
-              help="Memory (MB).")
-@click.option("--time-limit", "time_limit_s", type=options.Bounded(1, 10 * 365 * 86400, "s"),
-              metavar="SECONDS",
-              help="Wall-clock limit (seconds); past it the job is stopped and acjob exits "
-                   "124.")
-@click.option("--max-attempts", type=options.Bounded(1, 100, "attempts"), metavar="N",
-              help="Attempts in all when infrastructure fails (default 3).")
-@click.option("--name", metavar="NAME", help="A name for the job (ac jobs --name finds it).")
-@click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Label the job.")
-@click.option("-n", "--no-stdin", is_flag=True, help="Give the job no stdin.")
-@click.option("--cancel-on-interrupt", is_flag=True,
-              help="Ctrl-C (or SIGTERM, SIGHUP) cancels the job instead of detaching from it.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the job as JSON instead of its id (not with -t pipe).")
-@click.argument("command", nargs=-1, required=True)
-@click.pass_context
-def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bool,
-        cancel_on_interrupt: bool, as_json: bool, env: tuple[str, ...],
-        label: tuple[str, ...], mail_to: tuple[str, ...], webhooks: tuple[str, ...],
-        **given: Any) -> None:
-    """Run COMMAND as a job; its output comes back as a pipe (-t pipe), a handle for
-    acpoll (-t poll), a mail (-t email ADDRESS) or an HTTP callback (-t webhook URL).
+One COMMAND argument is a shell string; after '--', the words are an argv that no
+shell sees. acjob exits with the job's status (124: its time limit; 255: acjob failed;
+2: a usage error)."""
 
-    One COMMAND argument is a shell string; after '--', the words are an argv that
-    no shell sees. acjob exits with the job's status (124: its time limit; 255: acjob
-    failed; 2: a usage error).
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose mistakes are raised as :class:`options.UsageError`."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the mistake, in words closer to the user's (never exits here)."""
+        unknown = message.removeprefix("unrecognized arguments: ")
+        if unknown != message:
+            message = f"no such option: {unknown.split()[0]}"
+        raise options.UsageError(message.removeprefix("argument "), usage=self.format_usage())
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, as wide as the terminal, found without loading :mod:`shutil`
+    (argparse makes a formatter for every option it is given: on every run)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+        except (ValueError, OSError):
+            columns = 80
+        super().__init__(prog, width=max(columns, 40) - 2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """Return ``acjob``'s options. The first word that is not an option starts the
+    command (``acjob ls -l`` runs ``ls -l``); ``--`` before it makes it an argv."""
+    parser = _Parser(prog="acjob", usage="acjob [OPTIONS] COMMAND...",
+                     description=_DESCRIPTION, allow_abbrev=False,
+                     formatter_class=_Formatter)
+    add = parser.add_argument
+    add("-V", "--version", action="version", version=f"acjob {__version__}")
+    add("-t", "--type", dest="mode", choices=["pipe", "poll", "email", "webhook"],
+        default="pipe", metavar="TYPE",
+        help="How the output comes back: pipe (the default), poll, email or webhook; "
+             "email and webhook take the address or URL as the first argument.")
+    add("--mail", dest="mail_to", action="append", default=[], metavar="ADDRESS",
+        help="Also mail the result to ADDRESS when the job ends.")
+    add("--webhook", dest="webhooks", action="append", default=[], metavar="URL",
+        help="Also POST the result to URL when the job ends.")
+    add("--backend", metavar="NAME", help="Where the job runs (default: the daemon's).")
+    add("--workdir", metavar="DIR",
+        help="Run in DIR, e.g. '--workdir .' for this one (default: a fresh, empty "
+             "directory per job).")
+    add("-e", "--env", action="append", default=[], metavar="NAME[=VALUE]",
+        help="Set a variable; NAME alone passes your own value of NAME. (The job starts "
+             "with the daemon's environment, not yours.)")
+    add("--cpus", type=options.bounded(1, 4096, "cpus"), metavar="N", help="CPUs the job needs.")
+    add("--memory", dest="memory_mb", type=options.bounded(1, 1 << 30, "MB"), metavar="MB",
+        help="Memory (MB).")
+    add("--time-limit", dest="time_limit_s", type=options.bounded(1, 10 * 365 * 86400, "s"),
+        metavar="SECONDS",
+        help="Wall-clock limit (seconds); past it the job is stopped and acjob exits 124.")
+    add("--max-attempts", type=options.bounded(1, 100, "attempts"), metavar="N",
+        help="Attempts in all when infrastructure fails (default 3).")
+    add("--name", metavar="NAME", help="A name for the job (ac jobs --name finds it).")
+    add("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+        help="Label the job.")
+    add("-n", "--no-stdin", action="store_true", help="Give the job no stdin.")
+    add("--cancel-on-interrupt", action="store_true",
+        help="Ctrl-C (or SIGTERM, SIGHUP) cancels the job instead of detaching from it.")
+    add("--json", dest="as_json", action="store_true",
+        help="Print the job as JSON instead of its id (not with -t pipe).")
+    add("command", nargs=argparse.REMAINDER, metavar="COMMAND...", help=argparse.SUPPRESS)
+    return parser
+
+
+def _parse(args: Sequence[str]) -> tuple[argparse.Namespace, str | None, bool]:
+    """Return the options, the address or URL of ``-t email``/``-t webhook`` (``None``
+    for the other types) and whether the command is an argv (``--`` came before it).
+
+    The first word that is not an option is the command's, except after ``-t email``
+    or ``-t webhook``, where it is the address: the words after it are read again, so
+    that ``acjob -t email ADDRESS -n CMD`` means ``-n``, never a command ``-n CMD``.
+
+    Raises:
+        options.UsageError: a mistake on the command line.
     """
-    if as_json and mode == "pipe":
+    parser = _parser()
+    args = list(args)
+    given = parser.parse_args(args)
+    words: list[str] = given.command
+    target = None
+    if given.mode in ("email", "webhook"):
+        first = 1 if words[:1] == ["--"] else 0
+        if len(words) - first >= 2:
+            target = words[first]
+            del args[len(args) - len(words) + first]
+            given = parser.parse_args(args)
+            words = given.command
+    if not words and target is None and given.mode not in ("email", "webhook"):
+        raise options.UsageError("no command given", usage=parser.format_usage(),
+                                 hint="acjob 'CMD' (a shell string), or acjob -- PROG ARG…")
+    argv = words[:1] == ["--"]
+    given.command = words[1:] if argv else words
+    return given, target, argv
+
+
+def cli(args: Sequence[str]) -> int:
+    """Run ``acjob`` with the command-line words ``args``; return its exit status.
+
+    Raises:
+        options.UsageError: a mistake on the command line, or a job the daemon refused
+            as asked.
+    """
+    given, target, argv_mode = _parse(args)
+    mode: str = given.mode
+    if given.as_json and mode == "pipe":
         raise options.UsageError("--json prints the job instead of its output: it goes with "
                                  "-t poll, -t email or -t webhook",
                                  hint="acjob -t poll --json CMD")
-    deliveries = [options.mail_delivery(a, "--mail") for a in mail_to]
-    deliveries += [options.webhook_delivery(u, "--webhook") for u in webhooks]
+    deliveries = [options.mail_delivery(a, "--mail") for a in given.mail_to]
+    deliveries += [options.webhook_delivery(u, "--webhook") for u in given.webhooks]
     if mode in ("email", "webhook"):
-        target = ctx.meta.get("acjob.target")
         if target is None:
             raise options.UsageError(
                 f"-t {mode} needs the {'address' if mode == 'email' else 'URL'} and then "
@@ -104,24 +166,23 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
                 hint=f"acjob -t {mode} {'you@example.org' if mode == 'email' else 'URL'} CMD")
         deliveries.append(options.mail_delivery(target, "-t email") if mode == "email"
                           else options.webhook_delivery(target, "-t webhook"))
-    argv_mode = ctx.meta.get("acjob.dashes", 0) > command.count("--")
     resources = {k: v for k in ("cpus", "memory_mb", "time_limit_s")
-                 if (v := given.pop(k)) is not None}
-    max_attempts = given.pop("max_attempts")
+                 if (v := getattr(given, k)) is not None}
     spec = {k: v for k, v in {
-        "env": options.environment(env, os.environ) or None,
-        "labels": options.labels(label) or None,
+        "env": options.environment(given.env, os.environ) or None,
+        "labels": options.labels(given.label) or None,
         "resources": resources or None,
-        "retry": {"max_attempts": max_attempts} if max_attempts else None,
+        "retry": {"max_attempts": given.max_attempts} if given.max_attempts else None,
         "deliveries": deliveries or None,
-        "workdir": options.workdir(given.pop("workdir")),
-        "backend": options.backend(given.pop("backend")),
-        "name": given.pop("name"),
+        "workdir": options.workdir(given.workdir),
+        "backend": options.backend(given.backend),
+        "name": given.name,
     }.items() if v is not None}
-    job_command = options.command(command, argv_mode)
-    use_stdin = not no_stdin and not sys.stdin.isatty()
+    job_command = options.command(given.command, argv_mode)
+    use_stdin = not given.no_stdin and not sys.stdin.isatty()
     try:
-        code = _run(mode, job_command, spec, use_stdin, cancel_on_interrupt, as_json)
+        return _run(mode, job_command, spec, use_stdin, given.cancel_on_interrupt,
+                    given.as_json)
     except InvalidRequest as exc:
         # The daemon refused the job as asked (a value its model refuses, a backend it
         # does not have, a working directory missing there): the command line must
@@ -129,7 +190,6 @@ def cli(ctx: click.Context, /, mode: str, command: tuple[str, ...], no_stdin: bo
         raise options.refused(exc) from None
     except AcjobError as exc:
         fail(exc)
-    _leave(code)
 
 
 def _run(mode: str, command: str | list[str], spec: dict[str, Any], use_stdin: bool,
@@ -342,5 +402,19 @@ class _TerminalBar:
 
 
 def main() -> None:
-    """Entry point of the ``acjob`` command."""
-    run_tool(cli, "acjob")
+    """Entry point of the ``acjob`` command.
+
+    A usage error is said as ``Error: …`` then ``Try: …`` (the usage line first when
+    the mistake is in the options) and exits 2; Ctrl-C before the job is sent exits 130.
+    """
+    try:
+        code = cli(sys.argv[1:])
+    except options.UsageError as exc:
+        if exc.usage:
+            print(exc.usage, end="", file=sys.stderr)
+        print(f"Error: {exc.message}", file=sys.stderr)
+        print(f"Try: {exc.hint or 'acjob --help'}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    _leave(code)

@@ -7,13 +7,15 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
-
-import click
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from ..client import JobInfo
 from ..errors import AcjobError
 from ..states import FailureKind, State
+from .options import UsageError
+
+if TYPE_CHECKING:
+    import click
 
 #: acjob's own failure (daemon unreachable, job SYSTEM_ERROR), as ssh uses 255.
 EXIT_ACJOB_ERROR = 255
@@ -25,7 +27,7 @@ EXIT_TIMEOUT = 124
 EXIT_INTERRUPTED = 130
 #: Our stdout was closed by the reader (as if killed by SIGPIPE).
 EXIT_BROKEN_PIPE = 141
-#: A mistake on the command line (click's status for usage errors).
+#: A mistake on the command line (the status argparse and click give usage errors).
 EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,21 +48,25 @@ def fail(error: AcjobError | str, code: int = EXIT_ACJOB_ERROR) -> NoReturn:
 def run_tool(command: click.Command, prog_name: str) -> NoReturn:
     """Run a tool's click command; say a usage error as ``Error: …`` / ``Try: …``.
 
-    A usage error (an unknown option, a bad value, a missing argument) exits with
-    :data:`EXIT_USAGE`; its ``Try:`` line is the error's own hint (see
-    :class:`~acjob.cli.options.UsageError`), else the command's ``--help``. Click's own
-    usage errors print the usage line first. Ctrl-C before the tool's own handling
-    exits 130.
+    A usage error (an unknown option, a bad value, a missing argument, a
+    :class:`~acjob.cli.options.UsageError`) exits with :data:`EXIT_USAGE`; its ``Try:``
+    line is the error's own hint, else the command's ``--help``. Click's own usage
+    errors print the usage line first. Ctrl-C before the tool's own handling exits 130.
     """
+    import click  # ac and acpoll only: acjob parses with argparse, which loads sooner
+
     try:
         result = command.main(prog_name=prog_name, standalone_mode=False)
+    except UsageError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        print(f"Try: {exc.hint or f'{prog_name} --help'}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except click.UsageError as exc:
-        hint = getattr(exc, "hint", None)
         path = exc.ctx.command_path if exc.ctx is not None else prog_name
-        if hint is None and exc.ctx is not None:
+        if exc.ctx is not None:
             print(exc.ctx.get_usage(), file=sys.stderr)
         print(f"Error: {exc.format_message()}", file=sys.stderr)
-        print(f"Try: {hint or f'{path} --help'}", file=sys.stderr)
+        print(f"Try: {path} --help", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
         exc.show()

@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-import click
+from argparse import ArgumentTypeError
+from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import InvalidRequest
 
 
-class UsageError(click.UsageError):
-    """A mistake on the command line, with what to try instead.
+class UsageError(Exception):
+    """A mistake on the command line, with what to try instead (exit status 2).
 
     Attributes:
+        message: What is wrong, naming the option and the value.
         hint: The ``Try:`` line (``None``: the tool's ``--help``).
+        usage: The tool's usage line, shown first when the mistake is in the options'
+            shape (``None``: not shown).
     """
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, usage: str | None = None) -> None:
         super().__init__(message)
+        self.message = message
         self.hint = hint
+        self.usage = usage
 
 
 #: The most words an argv may have, and the longest command or word (the job model's).
@@ -40,58 +43,20 @@ _LABEL_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
-class AcjobCommand(click.Command):
-    """``acjob``'s parsing: options after ``-t email ADDRESS`` or ``-t webhook URL`` are
-    options too, and whether ``--`` came before the command is remembered (an argv).
+def bounded(low: int, high: int, unit: str) -> Callable[[str], int]:
+    """Return the reading of a whole number between two bounds, in ``unit``, for an
+    option (argparse's ``type``): a mistake says the value and the bounds."""
 
-    Click stops at the first word that is not an option (so that ``acjob ls -l`` runs
-    ``ls -l``). For email and webhook that word is the address, not the command: it is
-    taken out (into ``ctx.meta["acjob.target"]``) and the rest parsed again, so that
-    ``acjob -t email ADDRESS -n CMD`` means ``-n``, never a command ``-n CMD``.
-    """
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        args = list(args)
-        target = _target_index(self, ctx, args)
-        if target is not None:
-            ctx.meta["acjob.target"] = args.pop(target)
-        ctx.meta["acjob.dashes"] = args.count("--")
-        return super().parse_args(ctx, args)
-
-
-def _target_index(command: click.Command, ctx: click.Context, args: list[str]) -> int | None:
-    """Return where the address or URL of ``-t email``/``-t webhook`` is in ``args``."""
-    try:
-        opts, _, _ = command.make_parser(ctx).parse_args(args=list(args))
-    except click.UsageError:
-        return None  # the real parse says what is wrong
-    words = opts.get("command")
-    if opts.get("mode") not in ("email", "webhook") or not isinstance(words, tuple | list) \
-            or len(words) < 2:
-        return None
-    # The positional words are what is left of args once the options before them were
-    # read (a "--" before them may have been read too).
-    return len(args) - len(words)
-
-
-class Bounded(click.IntRange):
-    """A whole number between two bounds, in a unit; out of bounds says the bound."""
-
-    def __init__(self, low: int, high: int, unit: str) -> None:
-        super().__init__(low, high)
-        self.low, self.high, self.unit = low, high, unit
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> int:
-        """Return the number, or fail naming the option, the value and the bounds."""
+    def read(value: str) -> int:
         try:
-            number = value if isinstance(value, int) else int(str(value).strip())
+            number = int(value.strip())
         except ValueError:
-            self.fail(f"{value!r} is not a whole number of {self.unit}", param, ctx)
-        if not self.low <= number <= self.high:
-            self.fail(f"{number} is out of range: from {self.low} to {self.high} {self.unit}",
-                      param, ctx)
+            raise ArgumentTypeError(f"{value!r} is not a whole number of {unit}") from None
+        if not low <= number <= high:
+            raise ArgumentTypeError(f"{number} is out of range: from {low} to {high} {unit}")
         return number
+
+    return read
 
 
 def environment(values: Sequence[str], caller: Mapping[str, str]) -> dict[str, str]:

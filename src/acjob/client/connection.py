@@ -19,7 +19,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -168,6 +168,8 @@ class Connections:
         uds: The Unix socket to connect to, if any.
         headers: Sent with every request (the token).
         timeout: Seconds for an answer unless a request says otherwise.
+        start: Called when nothing listens on ``uds`` (no such socket, or refused), to
+            start the daemon there; the connection is then tried once more.
 
     Attributes:
         uds: The Unix socket, if any.
@@ -177,7 +179,7 @@ class Connections:
     """
 
     def __init__(self, base_url: str, uds: str | None, headers: Mapping[str, str],
-                 timeout: float | None) -> None:
+                 timeout: float | None, start: Callable[[], None] | None = None) -> None:
         url = urlsplit(base_url)
         self._address = (url.hostname or "localhost", url.port or 80)
         self._host = "acjob" if uds is not None else url.netloc
@@ -188,17 +190,18 @@ class Connections:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: set[Wire] = set()
+        self._start = start
         self.handoff = True
 
     def _connect(self, timeout: float | None) -> Wire:
         if self.uds is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.settimeout(timeout)
-                sock.connect(self.uds)
-            except BaseException:
-                sock.close()
-                raise
+                sock = _connect_unix(self.uds, timeout)
+            except (FileNotFoundError, ConnectionRefusedError):
+                if self._start is None:
+                    raise
+                self._start()
+                sock = _connect_unix(self.uds, timeout)
         else:
             sock = socket.create_connection(self._address, timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -314,6 +317,18 @@ class Connections:
         if content is None or isinstance(content, Iterator):
             return (b"" if content is None else content), sent
         return bytes(content), sent
+
+
+def _connect_unix(path: str, timeout: float | None) -> socket.socket:
+    """Return a socket connected to ``path``, within ``timeout``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _text(value: Any) -> Any:

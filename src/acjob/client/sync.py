@@ -41,8 +41,8 @@ class Client:
     """A synchronous connection to an acjob daemon.
 
     Finds the daemon as the command-line tools do (``url``, ``ACJOB_URL``, the
-    configuration file, else the private per-user daemon, started when it is not
-    running: looked at before the first request and after a failed connection),
+    configuration file, else the private per-user daemon, started when nothing
+    listens on its socket),
     retries on lost connections and transient errors with capped backoff, and resumes
     uploads and streams at the byte they had reached: nothing is lost or repeated.
 
@@ -67,7 +67,8 @@ class Client:
         self._plans = Plans(self._target.retry_for if retry_for is None else retry_for)
         self._reach = Reach(self._target.where, on_wait)
         self._http = Connections(self._target.base_url, self._target.transport_uds,
-                                 self._target.headers, timeout)
+                                 self._target.headers, timeout,
+                                 start=self._start_daemon if self._target.autostart else None)
 
     @property
     def retry_for(self) -> float:
@@ -101,7 +102,6 @@ class Client:
                     continue
                 try:
                     if isinstance(effect, Call):
-                        self._ensure_daemon()
                         run.send(self._http.request(
                             effect.method, effect.path, params=effect.params,
                             json_body=effect.json, content=_body(effect.content),
@@ -113,7 +113,6 @@ class Client:
                         if stream is not None:
                             stream.close()
                             stream = None
-                        self._ensure_daemon()
                         stream = self._http.stream(effect.path, effect.params, effect.timeout)
                         self._reach.answered()
                         run.send(Response(stream.status, stream.headers))
@@ -151,12 +150,11 @@ class Client:
             raise TypeError("a plan that emits output must be iterated, not run")
         return run.result
 
-    def _ensure_daemon(self) -> None:
-        # Looked at before the first request and after a failed connection only: each
-        # look is a connection of its own.
-        if self._target.autostart is not None and not self._reach.answering:
-            from ..private import ensure_private_daemon  # loads subprocess: seldom needed
+    def _start_daemon(self) -> None:
+        # Called when nothing listens on the private daemon's socket.
+        from ..private import ensure_private_daemon  # loads subprocess: seldom needed
 
+        if self._target.autostart is not None:
             ensure_private_daemon(self._target.autostart)
 
     # -- the API ----------------------------------------------------------------------
@@ -259,7 +257,6 @@ class Client:
         uds = self._http.uds
         if uds is None or not self._http.handoff or not isinstance(stdin, io.FileIO):
             return None
-        self._ensure_daemon()
         return append_stdin(uds, job_id, stdin.fileno())
 
     def job(self, job_id: str) -> JobHandle:
