@@ -19,6 +19,7 @@ from .core import (
     Block,
     Call,
     Emit,
+    Ended,
     JobInfo,
     JobOptions,
     Open,
@@ -126,6 +127,8 @@ class AsyncClient:
                         if not chunk:
                             await streams.aclose()
                         run.send(chunk)
+                    elif isinstance(effect, Ended):
+                        run.send(None)  # an HTTP stream does not say: the plan asks
                     elif isinstance(effect, Sleep):
                         await asyncio.sleep(effect.seconds)
                     elif isinstance(effect, ReadStdin):

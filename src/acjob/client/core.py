@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
 from ..locations import DEFAULT_RETRY_FOR_S, config_path, parse_endpoint, private_socket, retry_for
@@ -36,6 +36,9 @@ T = TypeVar("T")
 
 # -- effects ----------------------------------------------------------------------------
 
+# The effects and the answer are named tuples: immutable as frozen dataclasses, and made
+# eight times as fast, which every start of ``acjob`` pays for.
+
 
 class Timeout(enum.Enum):
     """Timeouts other than a number of seconds."""
@@ -44,16 +47,14 @@ class Timeout(enum.Enum):
     """The ``timeout`` the client was made with."""
 
 
-@dataclass(frozen=True, slots=True)
-class Streamed:
+class Streamed(NamedTuple):
     """A request body sent as it is produced: ``chunks`` may block (reading stdin), so
     an event loop iterates it in a thread."""
 
     chunks: Iterator[bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """Make one request; the answer is its :class:`Response`, body read whole.
 
     ``timeout`` is in seconds, ``None`` for none, or :attr:`Timeout.CLIENT`.
@@ -68,8 +69,7 @@ class Call:
     timeout: float | Timeout | None = Timeout.CLIENT
 
 
-@dataclass(frozen=True, slots=True)
-class Open:
+class Open(NamedTuple):
     """Send a GET whose body is then read by :class:`Pull`; the answer is its
     :class:`Response` with an empty body. A stream opened before is closed first.
 
@@ -82,48 +82,48 @@ class Open:
     timeout: float = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class Pull:
+class Pull(NamedTuple):
     """Read the next raw chunk of the open stream; the answer is ``b""`` at its end
     (the stream is then closed)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Emit:
+class Ended(NamedTuple):
+    """Ask what the stream that just ended knew of its job at its end: the job's JSON
+    when the stream ended because the job was over (final, or a newer attempt
+    started), else ``None`` (an HTTP stream does not say; the plan then asks)."""
+
+
+class Emit(NamedTuple):
     """Hand ``data`` to the caller (only a streaming operation emits); no answer."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(NamedTuple):
     """Wait ``seconds``; no answer."""
 
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class ReadStdin:
+class ReadStdin(NamedTuple):
     """Read the next upload chunk, ``next(chunks, None)``: it may block on a file or
     pipe, so an event loop reads it in a thread."""
 
     chunks: Iterator[tuple[bytes, bool]]
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(NamedTuple):
     """Call ``function()``, which may block (the first read of a live stdin): an event
     loop calls it in a thread. The answer is what it returns."""
 
     function: Callable[[], Any]
 
 
-Effect: TypeAlias = Call | Open | Pull | Emit | Sleep | ReadStdin | Block
+Effect: TypeAlias = Call | Open | Pull | Ended | Emit | Sleep | ReadStdin | Block
 Plan: TypeAlias = Generator[Effect, Any, T]
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """A daemon's answer: status, headers (looked up by lower-case name) and body."""
 
     status: int

@@ -34,14 +34,15 @@ from .core import Response
 #: The most read in one piece.
 CHUNK = 1 << 20
 #: The first and the longest look at the job while its file has no new bytes (the wait
-#: doubles while nothing arrives, and a change of the job's state ends it early).
+#: doubles while nothing arrives, and the job's end ends it early).
 FIRST_NAP = 0.02
 LONGEST_NAP = 0.5
 #: How long the daemon may take to hand a file over.
 HANDOFF_TIMEOUT = 10.0
 
-#: ``look(wait, since)``: the job's JSON (``None`` unless it answered 200).
-Look = Callable[[float, "int | None"], "Mapping[str, Any] | None"]
+#: ``look(wait, since, final)``: the job's JSON once it changed after ``since`` (with
+#: ``final``: once it ended) or ``wait`` seconds passed (``None`` unless it answered 200).
+Look = Callable[[float, "int | None", bool], "Mapping[str, Any] | None"]
 
 _FINAL = frozenset(state.value for state in FINAL_STATES)
 
@@ -111,6 +112,13 @@ class HandedStream:
         self._seq: int | None = job.get("seq")
         # Over: the job is final, or a newer attempt started.
         self._done = job.get("state") in _FINAL or job.get("attempt") != self._attempt
+        self._job = job
+
+    @property
+    def ended_with(self) -> Mapping[str, Any] | None:
+        """The job's whole JSON, as last seen, if the stream ends because the job was
+        over by then (``None`` otherwise, or if only its state was seen)."""
+        return self._job if self._done and "id" in self._job else None
 
     def read(self) -> bytes:
         """Return the next piece of output as soon as there is one; ``b""`` at the end
@@ -134,8 +142,9 @@ class HandedStream:
             if not self._follow or self._done:
                 break
             # Look at the job before the next read, as the daemon's stream does: if it
-            # was over by then, that read finds every byte there will ever be.
-            job = self._look(self._nap, self._seq)
+            # was over by then, that read finds every byte there will ever be. Woken
+            # by its end only: new bytes (or a retry) are looked for after the nap.
+            job = self._look(self._nap, self._seq, True)
             if job is None:
                 break  # the plan asks again itself, and says what went wrong
             self._seen(job)
@@ -166,10 +175,12 @@ def open_handed(uds: str, path: str, params: Mapping[str, Any],
         return None
     job_id, which = parts[3], parts[4]
 
-    def look(wait: float, since: int | None) -> Mapping[str, Any] | None:
+    def look(wait: float, since: int | None, final: bool) -> Mapping[str, Any] | None:
         query: dict[str, Any] = {"wait": wait}
         if since is not None:
             query["since"] = since
+        if final:
+            query["final"] = True
         answer = request("GET", f"/v1/jobs/{job_id}", params=query,
                          timeout=HANDOFF_TIMEOUT + wait)
         if answer.status != 200:
@@ -192,7 +203,7 @@ def open_handed(uds: str, path: str, params: Mapping[str, Any],
     while follow and pinned is None and not answer.get("attempt") \
             and job.get("state") not in _FINAL:
         # Queued: wait for its first attempt, as the daemon's stream would.
-        if look(30.0, job.get("seq")) is None or (got := handed(None)) is None:
+        if look(30.0, job.get("seq"), False) is None or (got := handed(None)) is None:
             return None
         answer, fd = got
         job = answer["job"]

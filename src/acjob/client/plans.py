@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from .core import (
     Block,
     Call,
     Emit,
+    Ended,
     EventParser,
     JobInfo,
     JobOptions,
@@ -94,7 +95,7 @@ class Plans:
         One idempotency key (``idempotency_key``, else a fresh one) serves every
         retry, so a lost answer never makes two jobs.
         """
-        key = idempotency_key or uuid.uuid4().hex
+        key = idempotency_key or os.urandom(16).hex()
         data = yield from self.request(Call("POST", "/v1/jobs",
                                             json=options.body(command, stdin_upload),
                                             headers={"Idempotency-Key": key}))
@@ -113,7 +114,7 @@ class Plans:
     def submit_many(self, jobs: Iterable[Mapping[str, Any]], *,
                     idempotency_key: str | None = None) -> Plan[builtins.list[str]]:
         """Create several jobs in one transaction; return their ids in order."""
-        key = idempotency_key or uuid.uuid4().hex
+        key = idempotency_key or os.urandom(16).hex()
         data = yield from self.request(Call("POST", "/v1/jobs/batch",
                                             json={"jobs": [dict(j) for j in jobs]},
                                             headers={"Idempotency-Key": key}))
@@ -312,7 +313,9 @@ class Plans:
                 continue
             if not follow or attempt == 0 or whole:
                 return  # (whole: the job had ended, and every byte came)
-            info = yield from self.get(job_id)
+            known = yield Ended()
+            info = JobInfo.from_json(known) if known is not None \
+                else (yield from self.get(job_id))
             if (info.attempt == attempt and info.is_final) or pinned:
                 return
             if info.attempt != attempt:

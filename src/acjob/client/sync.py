@@ -14,6 +14,7 @@ from .core import (
     Block,
     Call,
     Emit,
+    Ended,
     JobInfo,
     JobOptions,
     Open,
@@ -95,6 +96,7 @@ class Client:
         """Perform the plan's effects until it returns (into ``run.result``); yield
         what it emits. The open stream, if any, is closed however it ends."""
         stream: Stream | HandedStream | None = None
+        ended: Mapping[str, Any] | None = None  # what the last stream knew at its end
         try:
             while (effect := run.next()) is not None:
                 if isinstance(effect, Emit):
@@ -119,9 +121,13 @@ class Client:
                     elif isinstance(effect, Pull):
                         chunk = stream.read() if stream is not None else b""
                         if not chunk and stream is not None:
+                            ended = stream.ended_with \
+                                if isinstance(stream, HandedStream) else None
                             stream.close()
                             stream = None
                         run.send(chunk)
+                    elif isinstance(effect, Ended):
+                        run.send(ended)
                     elif isinstance(effect, Sleep):
                         time.sleep(effect.seconds)
                     elif isinstance(effect, ReadStdin):

@@ -12,7 +12,7 @@ The protocol is one request line of JSON per connection, and one answer line:
 
 - ``{"job": ID, "stream": "stdout" | "stderr", "attempt": N | null}``: the output file
   of that attempt (null: the latest), open for reading: ``{"ok": true, "attempt": N,
-  "job": {"state", "attempt", "seq"}}`` with the descriptor (none for attempt 0: the job
+  "job": JOB}`` (the job's JSON, as ``GET /v1/jobs/ID`` answers) with the descriptor (none for attempt 0: the job
   has not started), the same with ``"missing": true`` instead of ``"ok"`` while the
   attempt has not made the file yet, or ``{"error": MESSAGE}``. The job is read before
   the file is opened;
@@ -40,6 +40,7 @@ from typing import Any
 
 from ..errors import AcjobError
 from ..model import check_job_id
+from ..wire import job_json
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def _open_output(request: dict[str, Any],
     attempt = request.get("attempt") or job.attempt
     if attempt > job.attempt:
         return None, {"error": f"the job has no attempt {attempt}"}
-    seen = {"state": job.state.value, "attempt": job.attempt, "seq": job.seq}
+    seen = job_json(job)
     if attempt == 0:
         return None, {"ok": True, "attempt": 0, "job": seen}
     path = svc.spool.output_path(job_id, attempt, stream)
