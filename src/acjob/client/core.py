@@ -36,8 +36,9 @@ T = TypeVar("T")
 
 # -- effects ----------------------------------------------------------------------------
 
-# The effects and the answer are named tuples: immutable as frozen dataclasses, and made
-# eight times as fast, which every start of ``acjob`` pays for.
+# The effects, the answer and the other values internal to the client are named tuples:
+# immutable as frozen dataclasses, and made eight times as fast, which every start of
+# ``acjob`` pays for. The public snapshot, JobInfo, stays a dataclass.
 
 
 class Timeout(enum.Enum):
@@ -274,8 +275,7 @@ class JobInfo:
             return None
 
 
-@dataclass(frozen=True, slots=True)
-class ServerEvent:
+class ServerEvent(NamedTuple):
     """One server-sent event: its ``event`` name, ``id`` (``None`` if it has none) and
     ``data`` (the data lines joined)."""
 
@@ -326,8 +326,7 @@ def progress_of(emitted: bytes) -> Progress | None:
                               attempt if isinstance(attempt, int) else None)
 
 
-@dataclass(frozen=True, slots=True)
-class JobOptions:
+class JobOptions(NamedTuple):
     """The optional fields of a job spec, as :meth:`Client.submit` takes them."""
 
     env: Mapping[str, str] | None = None
@@ -355,8 +354,7 @@ class JobOptions:
         return body
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """Where a client sends its requests.
 
     Attributes:

@@ -12,10 +12,10 @@ The protocol is one request line of JSON per connection, and one answer line:
 
 - ``{"job": ID, "stream": "stdout" | "stderr", "attempt": N | null}``: the output file
   of that attempt (null: the latest), open for reading: ``{"ok": true, "attempt": N,
-  "job": JOB}`` (the job's JSON, as ``GET /v1/jobs/ID`` answers) with the descriptor (none for attempt 0: the job
-  has not started), the same with ``"missing": true`` instead of ``"ok"`` while the
-  attempt has not made the file yet, or ``{"error": MESSAGE}``. The job is read before
-  the file is opened;
+  "job": JOB}`` (the job's JSON, as ``GET /v1/jobs/ID`` answers) with the descriptor
+  (none for attempt 0: the job has not started), the same with ``"missing": true``
+  instead of ``"ok"`` while the attempt has not made the file yet, or
+  ``{"error": MESSAGE}``. The job is read before the file is opened;
 - ``{"job": ID, "stdin": true}``: the stdin file, open for writing from its end on
   (bytes already there are never written again): ``{"ok": true, "offset": BYTES_SO_FAR,
   "limit": MAX_OR_NULL}``
