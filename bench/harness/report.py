@@ -146,8 +146,9 @@ GOALS = (
         Check("batched: >= 20,000 jobs/s", "submit_batch", 20000.0, 1.0))),
     Goal(7, "Acknowledged means on disk", unmeasured=(
         "a property, not a figure: the default synchronous = \"acknowledged\" flushes "
-        "every commit a client is told of before the answer (tests/unit/test_store.py "
-        "shows the order); the acjob column is that default, and the rows 'acjob, "
+        "every commit a client is told of before the answer, the commits of concurrent "
+        "requests in one flush (group commit; tests/unit/test_commits.py shows the "
+        "order); the acjob column is that default, and the rows 'acjob, "
         "synchronous=full' show an fsync for every commit")),
     Goal(8, "Scale", unmeasured=(
         "taken by bench/scale.py, not by this bench: 1,000,000 stored jobs take longer "

@@ -38,6 +38,7 @@ from .notifier import Notifier
 from .receiver import Receiver, ReceiverSettings
 from .sender import Sender
 from .server.app import create_app
+from .server.commits import GroupCommit
 from .server.handoff import serve_handoffs
 from .server.services import Services
 from .spool import Spool
@@ -261,7 +262,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         store=store, spool=spool, hub=hub, receiver=receiver, tes=settings.config.tes,
         token=settings.token, max_request_bytes=settings.config.server.max_request_bytes,
         max_requests=_request_limit(settings.config.server.max_requests),
-        shutdown=stopping.set,
+        shutdown=stopping.set, commits=GroupCommit(store.database),
     )
     mail = MailChannel(spool, settings.config.mail)
     webhook = WebhookChannel(spool, settings.config.webhook)

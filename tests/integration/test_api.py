@@ -43,6 +43,36 @@ def test_prometheus_metrics(http: httpx.Client) -> None:
     assert "acjob_spool_free_bytes" in text
 
 
+def _metric(text: str, name: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith(name + " "))
+    return float(line.split()[1])
+
+
+def test_concurrent_submissions_share_flushes(daemon: Daemon) -> None:
+    """Submissions at once are acknowledged after group flushes, fewer than themselves
+    (tests/unit/test_commits.py shows that no answer leaves before its flush)."""
+    import concurrent.futures
+
+    def connect() -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=daemon.url.removeprefix("unix:"))
+        return httpx.Client(base_url="http://acjob", transport=transport, timeout=60)
+
+    def submit(n: int) -> list[str]:
+        with connect() as c:
+            return [c.post("/v1/jobs", json={"command": "true"}).json()["id"]
+                    for _ in range(n)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = [i for batch in pool.map(submit, [25] * 8) for i in batch]
+    assert len(set(ids)) == 200
+    with connect() as c:
+        text = c.get("/metrics").text
+        assert all(c.get(f"/v1/jobs/{i}").status_code == 200 for i in ids[::20])
+    commits = _metric(text, "acjob_grouped_commits_total")
+    flushes = _metric(text, "acjob_group_flushes_total")
+    assert commits >= 200 and 1 <= flushes < commits
+
+
 def test_submit_get_and_idempotency(http: httpx.Client) -> None:
     headers = {"Idempotency-Key": "key-1"}
     first = http.post("/v1/jobs", json={"command": "echo hi"}, headers=headers)

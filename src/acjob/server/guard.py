@@ -1,5 +1,5 @@
 """The guard in front of every route: bearer token (or the dashboard's session cookie),
-body limit, gone clients, activity.
+body limit, gone clients, activity, and no answer before what it acknowledges is on disk.
 
 An ASGI middleware, so that it holds for every path whatever router answers it, and
 so that a 401 or a 413 is sent before any application code runs.
@@ -17,6 +17,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..store.database import answering
+from .commits import GroupCommit
 from .errors import error_body
 from .services import Services
 from .session import CSRF_HEADER, SAFE_METHODS, Verdict, check, cookie_name, foreign_origin
@@ -31,7 +33,8 @@ UI_PAGES = frozenset({"/ui", "/ui/"})
 
 
 class Guard:
-    """ASGI middleware: bearer token, request and body limits, gone clients, activity.
+    """ASGI middleware: bearer token, request and body limits, gone clients, activity,
+    group commit.
 
     JSON bodies are read here, up to the limit, before the application sees them,
     so an oversized body gets a clean 413 whatever the route. Stdin uploads are
@@ -62,6 +65,12 @@ class Guard:
                 "max_requests sets the limit)"), [(b"retry-after", b"1")])
             return
         activity.in_flight += 1
+        grouping = None
+        if services.commits is not None:
+            # The request's acknowledged commits are flushed in groups, and nothing
+            # is sent to any client before every such commit made so far is on disk.
+            grouping = answering.set(True)
+            send = _after_flush(send, services.commits)
         try:
             if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].endswith(
                 "/stdin"
@@ -79,8 +88,22 @@ class Guard:
             else:
                 await self.app(scope, receive, send)
         finally:
+            if grouping is not None:
+                answering.reset(grouping)
             activity.in_flight -= 1
             activity.last_activity = time.monotonic()
+
+
+def _after_flush(send: Send, commits: GroupCommit) -> Send:
+    """Return ``send`` that first waits for the grouped commits made so far to be on
+    disk (at once when none waits)."""
+
+    async def flushed_send(message: Message) -> None:
+        if commits.pending:
+            await commits.barrier()
+        await send(message)
+
+    return flushed_send
 
 
 async def _admit(scope: Scope, send: Send, token: str) -> bool:

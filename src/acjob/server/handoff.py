@@ -86,6 +86,8 @@ async def _serve(conn: socket.socket, svc: Services) -> None:
             await _hand_stdin(loop, conn, svc, request["job"])
             return
         fd, answer = _open_output(request, svc)
+        if svc.commits is not None and svc.commits.pending:
+            await svc.commits.barrier()  # the job said is on disk, as over HTTP
         _send(conn, answer, fd)
         if fd is not None:
             svc.activity.handoffs["output"] += 1

@@ -52,6 +52,14 @@ class DaemonCollector(Collector):
         for kind, n in sorted(svc.activity.handoffs.items()):
             handoffs.add_metric([kind], n)
         yield handoffs
+        if svc.commits is not None:
+            database = svc.store.database
+            yield CounterMetricFamily(
+                "acjob_grouped_commits", "Acknowledged commits flushed in groups.",
+                value=database.committed)
+            yield CounterMetricFamily(
+                "acjob_group_flushes", "Flushes of grouped commits (each covers many).",
+                value=svc.commits.flushes)
         yield GaugeMetricFamily("acjob_waiters", "Long-polls and streams waiting for events.",
                                 value=svc.hub.waiting)
         try:

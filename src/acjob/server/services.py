@@ -12,6 +12,7 @@ from ..hub import Hub
 from ..receiver import Receiver
 from ..spool import Spool
 from ..store import Store
+from .commits import GroupCommit
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Services:
             and uploads included); one more is answered ``503 too_busy`` at once.
         shutdown: Asks the daemon to stop.
         activity: The counters that change while the daemon serves.
+        commits: The group commit every answer waits for (``None``: each acknowledged
+            commit is flushed as it is made).
     """
 
     store: Store
@@ -60,3 +63,4 @@ class Services:
     max_requests: int = 2000
     shutdown: Callable[[], None] = lambda: None
     activity: Activity = field(default_factory=Activity)
+    commits: GroupCommit | None = None

@@ -3,19 +3,31 @@
 WAL mode with one writer (the daemon). :meth:`Database.transaction` is ``BEGIN
 IMMEDIATE`` … ``COMMIT``: what a store method returns is committed. Listeners hear of
 a transaction's events only after its commit.
+
+Group commit: while :data:`answering` is set (the server sets it for the code that
+answers a request) and :attr:`Database.group_commit` is on, an acknowledged commit is
+not flushed by itself; it is counted in :attr:`Database.committed`, and whoever answers
+flushes every such commit at once with :meth:`Database.sync` before any answer leaves
+(:mod:`acjob.server.commits`). Elsewhere (the monitor, the janitor) it is flushed as
+it commits, since what follows is an act on the world (a backend submission, a kill).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from ..errors import ConfigError, InvalidRequest
 from ..model import State
 
 SCHEMA_VERSION = 4
+
+#: Set while a request is answered: its acknowledged commits wait for a group flush.
+answering: ContextVar[bool] = ContextVar("acjob_answering", default=False)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -162,6 +174,13 @@ class Database:
         self._flush_acknowledged = mode == "ACKNOWLEDGED"
         synchronous = "NORMAL" if self._flush_acknowledged else mode
         self.path = path
+        #: Acknowledged commits made for requests and left to a group flush (see the
+        #: module's doc); off until whoever answers the requests flushes them.
+        self.group_commit = False
+        #: How many such commits were made, and how many of them are flushed.
+        self.committed = 0
+        self.synced = 0
+        self._wal_fd: int | None = None
         self._listeners: list[Listener] = []
         self._pending: list[tuple[str, int, State]] = []
         try:
@@ -207,6 +226,31 @@ class Database:
     def close(self) -> None:
         """Close the database; committed data is safe."""
         self.conn.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+
+    def sync(self) -> None:
+        """Flush the write-ahead log to disk: every commit made before the call is
+        durable when it returns (SQLite's own ``synchronous=FULL`` does the same at
+        each commit). Callable from another thread; it touches no SQLite state.
+
+        Raises:
+            OSError: the disk refused to flush.
+        """
+        if self._wal_fd is None:
+            try:
+                fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return  # no log yet: nothing was committed to it
+            # The log's name in its directory must survive a power cut too.
+            directory = os.open(self.path.parent, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._wal_fd = fd
+        os.fsync(self._wal_fd)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(job_id, seq, state)`` after each committed event."""
@@ -221,8 +265,11 @@ class Database:
         """Run the block in one ``BEGIN IMMEDIATE`` transaction: committed if it
         returns, rolled back (events unannounced) if it raises. A ``durable``
         transaction (one whose commit a client is told of) is on disk when the block's
-        ``with`` ends, under the default ``ACKNOWLEDGED`` mode."""
-        flush = durable and self._flush_acknowledged
+        ``with`` ends, under the default ``ACKNOWLEDGED`` mode; with group commit, one
+        made while a request is answered is on disk at the next :meth:`sync`."""
+        grouped = durable and self._flush_acknowledged and self.group_commit \
+            and answering.get()
+        flush = durable and self._flush_acknowledged and not grouped
         if flush:
             # Set before the transaction (SQLite refuses inside one): this commit is
             # flushed before the caller can answer anybody.
@@ -236,6 +283,8 @@ class Database:
                 self._pending.clear()
                 raise
             self.conn.execute("COMMIT")
+            if grouped:
+                self.committed += 1
         finally:
             if flush:
                 self.conn.execute("PRAGMA synchronous=NORMAL")

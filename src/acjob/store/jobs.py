@@ -43,11 +43,13 @@ class Store:
 
     Attributes:
         outbox: The deliveries of final jobs, over the same database.
+        database: The database itself, for its group commit (see :class:`Database`).
     """
 
     def __init__(self, path: Path, *, synchronous: str = "ACKNOWLEDGED") -> None:
         """Open (and if need be create) the store at ``path`` (see :class:`Database`)."""
         self._database = Database(path, synchronous=synchronous)
+        self.database = self._database
         self._db = self._database.conn
         self.path = path
         self.outbox = Outbox(self._database)

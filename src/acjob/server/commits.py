@@ -1,0 +1,64 @@
+"""Group commit: the store's acknowledged commits flushed together before any answer.
+
+A commit that a client is told of must be on disk before the client is told (a power
+cut must not take back an acknowledged job). Flushing each such commit as it is made
+costs one ``fsync`` per request, on the event loop. Instead, while a request is
+answered, the store commits without flushing (:data:`acjob.store.database.answering`),
+and every message the daemon sends a client first waits for :meth:`GroupCommit.barrier`:
+one ``fsync`` in a worker thread covers every commit made before it began, so many
+requests share one flush, and the event loop serves others meanwhile. A message sent
+when nothing waits to be flushed goes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..store import Database
+
+
+class GroupCommit:
+    """Flushes the store's grouped commits, one flush at a time, for all who wait.
+
+    Args:
+        database: The store's database; its group commit is turned on here.
+
+    Attributes:
+        flushes: How many flushes were made (each may cover many commits).
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._flushing: asyncio.Future[None] | None = None
+        self.flushes = 0
+        database.group_commit = True
+
+    @property
+    def pending(self) -> bool:
+        """True while a grouped commit is not yet on disk."""
+        return self._database.synced < self._database.committed
+
+    async def barrier(self) -> None:
+        """Return once every grouped commit made before the call is on disk.
+
+        Joins the flush under way if it covers them, else the next one.
+
+        Raises:
+            OSError: the disk refused to flush (nothing may be acknowledged then).
+        """
+        target = self._database.committed
+        while self._database.synced < target:
+            if self._flushing is None:
+                self._flushing = asyncio.ensure_future(self._flush())
+            # Shielded: a waiter that is cancelled (its client left) leaves the
+            # flush to the others.
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self) -> None:
+        try:
+            covered = self._database.committed
+            await asyncio.to_thread(self._database.sync)
+            self._database.synced = max(self._database.synced, covered)
+            self.flushes += 1
+        finally:
+            self._flushing = None
