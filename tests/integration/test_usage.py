@@ -84,6 +84,18 @@ def test_mistakes_are_usage_errors_in_the_users_words(daemon: Daemon, args: list
     assert said in _usage(daemon, *args)
 
 
+@pytest.mark.parametrize("args,said", [
+    (["-i", "0", "x"], "-i/--interval: 0.0 is out of range: from 0.1 to 600 seconds"),
+    (["-i", "soon", "x"], "-i/--interval: 'soon' is not a number of seconds"),
+    (["--nosuch"], "no such option: --nosuch"),
+])
+def test_acpoll_mistakes_are_usage_errors(daemon: Daemon, args: list[str], said: str) -> None:
+    result = daemon.run("acpoll", *args)
+    assert result.returncode == 2, result
+    lines = result.stderr.decode().splitlines()
+    assert lines[-2] == f"Error: {said}" and lines[-1] == "Try: acpoll --help", lines
+
+
 def test_a_relative_workdir_is_the_callers(daemon: Daemon, short_tmp: Path) -> None:
     (short_tmp / "here").mkdir()
     cmd = [sys.executable, "-c", "from acjob.cli.acjob import main; main()"]

@@ -121,12 +121,13 @@ def test_the_tools_and_the_blocking_client_load_no_heavy_library(module: str,
 
 @pytest.mark.parametrize("code", [
     "from acjob.cli.acjob import _parse; _parse(['-n', 'true'])",
+    "from acjob.cli.acpoll import _parser; _parser().parse_args(['-i', '5', 'x'])",
     "from acjob.client import Client; Client(autostart=False)",
 ])
 def test_acjob_and_the_blocking_client_load_no_slow_standard_module(code: str,
                                                                     tmp_path: Path) -> None:
-    """Nor do `acjob` and the blocking client load what costs a start tens of
-    milliseconds: click (acjob parses with argparse), http.client with the email parser
+    """Nor do `acjob`, `acpoll` and the blocking client load what costs a start tens of
+    milliseconds: click (they parse with argparse), http.client with the email parser
     and ssl, subprocess (only to start the private daemon), shutil."""
     code += ("; import sys; print(sorted({m.split('.')[0] for m in sys.modules} "
              "& {'click', 'http', 'email', 'ssl', 'subprocess', 'shutil'}))")

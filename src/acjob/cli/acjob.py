@@ -26,11 +26,12 @@ from . import options
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
-    EXIT_USAGE,
+    Parser,
     exit_status,
     explain_failure,
     fail,
     print_json,
+    report_usage,
     say_waiting,
     write_all,
 )
@@ -46,35 +47,10 @@ shell sees. acjob exits with the job's status (124: its time limit; 255: acjob f
 2: a usage error)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, whose mistakes are raised as :class:`options.UsageError`."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise the mistake, in words closer to the user's (never exits here)."""
-        unknown = message.removeprefix("unrecognized arguments: ")
-        if unknown != message:
-            message = f"no such option: {unknown.split()[0]}"
-        raise options.UsageError(message.removeprefix("argument "), usage=self.format_usage())
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's help, as wide as the terminal, found without loading :mod:`shutil`
-    (argparse makes a formatter for every option it is given: on every run)."""
-
-    def __init__(self, prog: str) -> None:
-        try:
-            columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
-        except (ValueError, OSError):
-            columns = 80
-        super().__init__(prog, width=max(columns, 40) - 2)
-
-
 def _parser() -> argparse.ArgumentParser:
     """Return ``acjob``'s options. The first word that is not an option starts the
     command (``acjob ls -l`` runs ``ls -l``); ``--`` before it makes it an argv."""
-    parser = _Parser(prog="acjob", usage="acjob [OPTIONS] COMMAND...",
-                     description=_DESCRIPTION, allow_abbrev=False,
-                     formatter_class=_Formatter)
+    parser = Parser("acjob", "acjob [OPTIONS] COMMAND...", _DESCRIPTION)
     add = parser.add_argument
     add("-V", "--version", action="version", version=f"acjob {__version__}")
     add("-t", "--type", dest="mode", choices=["pipe", "poll", "email", "webhook"],
@@ -92,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     add("-e", "--env", action="append", default=[], metavar="NAME[=VALUE]",
         help="Set a variable; NAME alone passes your own value of NAME. (The job starts "
              "with the daemon's environment, not yours.)")
-    add("--cpus", type=options.bounded(1, 4096, "cpus"), metavar="N", help="CPUs the job needs.")
+    add("--cpus", type=options.bounded(1, 4096, "cpus"), metavar="N",
+        help="CPUs the job needs.")
     add("--memory", dest="memory_mb", type=options.bounded(1, 1 << 30, "MB"), metavar="MB",
         help="Memory (MB).")
     add("--time-limit", dest="time_limit_s", type=options.bounded(1, 10 * 365 * 86400, "s"),
@@ -410,11 +387,7 @@ def main() -> None:
     try:
         code = cli(sys.argv[1:])
     except options.UsageError as exc:
-        if exc.usage:
-            print(exc.usage, end="", file=sys.stderr)
-        print(f"Error: {exc.message}", file=sys.stderr)
-        print(f"Try: {exc.hint or 'acjob --help'}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        report_usage(exc, "acjob")
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     _leave(code)

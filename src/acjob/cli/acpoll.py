@@ -13,51 +13,71 @@ the job's event stream instead of long-polls.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
-
-import click
+from collections.abc import Sequence
+from typing import NoReturn
 
 from ..client import Client, JobInfo
 from ..errors import AcjobError
 from ..ids import check_job_id
 from ..states import FailureKind, State
 from ..version import __version__
+from . import options
 from .common import (
     EXIT_ACJOB_ERROR,
     EXIT_BROKEN_PIPE,
     EXIT_CANCELED,
+    EXIT_INTERRUPTED,
     EXIT_TIMEOUT,
     EXIT_USAGE,
+    Parser,
     exit_status,
     explain_failure,
     fail,
-    run_tool,
+    report_usage,
     say_waiting,
     write_all,
 )
 from .progress import ProgressBar, stderr_is_terminal
 
+_DESCRIPTION = """\
+Wait for each job HANDLE (or the handles read from stdin) and write its output.
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="acpoll",
-                      message="%(prog)s %(version)s")
-@click.option("-i", "--interval", type=click.FloatRange(0.1, 600), default=60.0,
-              show_default=True,
-              help="The longest one question to the daemon is held open, in seconds (it "
-                   "answers as soon as the job ends, so acpoll never waits longer for it).")
-@click.option("--stderr/--no-stderr", "with_stderr", default=True,
-              help="Also write the jobs' stderr (on stderr).")
-@click.option("--from-mail", is_flag=True,
-              help="Read a saved acjob result message on stdin and write the job's stdout.")
-@click.argument("handles", nargs=-1)
-def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str, ...]) -> None:
-    """Wait for each job HANDLE (or the handles read from stdin) and write its output.
+Stdin holds handles (acjob -t poll), or jobs as JSON (acjob -t poll --json, ac jobs
+--json, ac show --json)."""
 
-    Stdin holds handles (acjob -t poll), or jobs as JSON (acjob -t poll --json, ac
-    jobs --json, ac show --json).
+
+def _parser() -> argparse.ArgumentParser:
+    """Return ``acpoll``'s options."""
+    parser = Parser("acpoll", "acpoll [OPTIONS] [HANDLE...]", _DESCRIPTION)
+    add = parser.add_argument
+    add("-V", "--version", action="version", version=f"acpoll {__version__}")
+    add("-i", "--interval", type=options.seconds(0.1, 600), default=60.0, metavar="SECONDS",
+        help="The longest one question to the daemon is held open, in seconds (it answers "
+             "as soon as the job ends, so acpoll never waits longer for it; default 60).")
+    add("--stderr", dest="with_stderr", action=argparse.BooleanOptionalAction, default=True,
+        help="Also write the jobs' stderr (on stderr; the default), or not.")
+    add("--from-mail", action="store_true",
+        help="Read a saved acjob result message on stdin and write the job's stdout.")
+    add("handles", nargs="*", metavar="HANDLE", help=argparse.SUPPRESS)
+    return parser
+
+
+def cli(args: Sequence[str]) -> NoReturn:
+    """Run ``acpoll`` with the command-line words ``args``; exit with the first
+    non-zero job status, else 0.
+
+    Raises:
+        options.UsageError: a mistake on the command line.
     """
+    parsed = _parser().parse_args(list(args))
+    interval: float = parsed.interval
+    with_stderr: bool = parsed.with_stderr
+    from_mail: bool = parsed.from_mail
+    handles: tuple[str, ...] = tuple(parsed.handles)
     if from_mail:
         handles = _from_mail()
     # On a terminal, reading stdin would wait silently for a user who gave no handle.
@@ -88,7 +108,7 @@ def cli(interval: float, with_stderr: bool, from_mail: bool, handles: tuple[str,
     except AcjobError as exc:
         fail(exc)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(status)
 
 
@@ -170,5 +190,11 @@ def _from_mail() -> tuple[str, ...]:
 
 
 def main() -> None:
-    """Entry point of the ``acpoll`` command."""
-    run_tool(cli, "acpoll")
+    """Entry point of the ``acpoll`` command: a usage error is said as ``Error: …`` then
+    ``Try: …`` and exits 2; Ctrl-C exits 130."""
+    try:
+        cli(sys.argv[1:])
+    except options.UsageError as exc:
+        report_usage(exc, "acpoll")
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,7 +1,9 @@
-"""What the three tools share: error reporting, exit statuses, writing output."""
+"""What the three tools share: error reporting, exit statuses, writing output, and the
+command-line parser of the two that start on every run of a pipeline."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -45,6 +47,45 @@ def fail(error: AcjobError | str, code: int = EXIT_ACJOB_ERROR) -> NoReturn:
     sys.exit(code)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse for ``acjob`` and ``acpoll`` (click takes a tenth of their start): no
+    abbreviated options, help as wide as the terminal, and every mistake raised as a
+    :class:`~acjob.cli.options.UsageError` (said by :func:`report_usage`)."""
+
+    def __init__(self, prog: str, usage: str, description: str) -> None:
+        super().__init__(prog=prog, usage=usage, description=description, allow_abbrev=False,
+                         formatter_class=_Formatter)
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the mistake, in words closer to the user's (never exits here)."""
+        unknown = message.removeprefix("unrecognized arguments: ")
+        if unknown != message:
+            message = f"no such option: {unknown.split()[0]}"
+        raise UsageError(message.removeprefix("argument "), usage=self.format_usage())
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, as wide as the terminal, found without loading :mod:`shutil`
+    (argparse makes a formatter for every option it is given: on every run)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+        except (ValueError, OSError):
+            columns = 80
+        super().__init__(prog, width=max(columns, 40) - 2)
+
+
+def report_usage(error: UsageError, prog: str) -> NoReturn:
+    """Say a usage error as ``Error: …`` then ``Try: …`` (the usage line first when the
+    mistake is in the options' shape) and exit with :data:`EXIT_USAGE`."""
+    if error.usage:
+        print(error.usage, end="", file=sys.stderr)
+    print(f"Error: {error.message}", file=sys.stderr)
+    print(f"Try: {error.hint or f'{prog} --help'}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
 def run_tool(command: click.Command, prog_name: str) -> NoReturn:
     """Run a tool's click command; say a usage error as ``Error: …`` / ``Try: …``.
 
@@ -53,14 +94,12 @@ def run_tool(command: click.Command, prog_name: str) -> NoReturn:
     line is the error's own hint, else the command's ``--help``. Click's own usage
     errors print the usage line first. Ctrl-C before the tool's own handling exits 130.
     """
-    import click  # ac and acpoll only: acjob parses with argparse, which loads sooner
+    import click  # ac only: acjob and acpoll parse with argparse, which loads sooner
 
     try:
         result = command.main(prog_name=prog_name, standalone_mode=False)
     except UsageError as exc:
-        print(f"Error: {exc.message}", file=sys.stderr)
-        print(f"Try: {exc.hint or f'{prog_name} --help'}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        report_usage(exc, prog_name)
     except click.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx is not None else prog_name
         if exc.ctx is not None:

@@ -14,6 +14,7 @@ import os
 import re
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from ..errors import InvalidRequest
 
@@ -35,6 +36,8 @@ class UsageError(Exception):
         self.usage = usage
 
 
+N = TypeVar("N", int, float)
+
 #: The most words an argv may have, and the longest command or word (the job model's).
 MAX_WORDS = 65536
 MAX_TEXT = 1 << 20
@@ -46,12 +49,21 @@ _BACKEND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 def bounded(low: int, high: int, unit: str) -> Callable[[str], int]:
     """Return the reading of a whole number between two bounds, in ``unit``, for an
     option (argparse's ``type``): a mistake says the value and the bounds."""
+    return _between(low, high, unit, int, "a whole number")
 
-    def read(value: str) -> int:
+
+def seconds(low: float, high: float) -> Callable[[str], float]:
+    """Return the reading of a number of seconds between two bounds, for an option."""
+    return _between(low, high, "seconds", float, "a number")
+
+
+def _between(low: N, high: N, unit: str, kind: Callable[[str], N],
+             what: str) -> Callable[[str], N]:
+    def read(value: str) -> N:
         try:
-            number = int(value.strip())
+            number = kind(value.strip())
         except ValueError:
-            raise ArgumentTypeError(f"{value!r} is not a whole number of {unit}") from None
+            raise ArgumentTypeError(f"{value!r} is not {what} of {unit}") from None
         if not low <= number <= high:
             raise ArgumentTypeError(f"{number} is out of range: from {low} to {high} {unit}")
         return number
