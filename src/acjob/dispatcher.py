@@ -185,7 +185,8 @@ class Dispatcher:
 
     def _submitted(self, backend: Backend, done: list[tuple[Job, int, str]]) -> None:
         for job, number, native_id in done:
-            self._store.attempt_submitted(job.id, number, native_id)
+            self._store.attempt_submitted(job.id, number, native_id,
+                                          running=backend.runs_on_submit)
             self._job_holds.pop(job.id, None)
         self._submit_failures.pop(backend.name, None)
         self._on_submitted(backend.name)

@@ -350,9 +350,13 @@ class Monitor:
         self._asked.discard(key)
 
     def _submitted(self, backend: str) -> None:
-        """Poll a backend that was just given attempts soon, and often for a while."""
+        """Poll a backend that was just given attempts soon, and often for a while (but
+        for one whose attempts were recorded running and whose exits wake the loop: a
+        poll would tell nothing new)."""
         self._last_submit[backend] = time.monotonic()
-        self._woken.add(backend)
+        found = self._backends[backend]
+        if not (found.runs_on_submit and found.notifies_exits):
+            self._woken.add(backend)
         self.kick()
 
     # -- healing and cancelling -------------------------------------------------------

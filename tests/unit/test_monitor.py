@@ -39,6 +39,7 @@ class SlowAccounting:
     max_poll_interval = 0.01
     notifies_exits = False
     enforces_time_limits = True
+    runs_on_submit = False
     ignored_signals = ()
 
     def __init__(self, spool: Spool, lost_grace: float, explain_after: int,

@@ -95,6 +95,7 @@ class LocalBackend:
     refusal_tries = 1
     notifies_exits = True
     enforces_time_limits = False
+    runs_on_submit = True
     ignored_signals: tuple[str, ...] = ()
 
     def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
