@@ -19,7 +19,7 @@ class Hub:
     """Wakes whoever waits for a job's next event."""
 
     def __init__(self) -> None:
-        self._waiters: defaultdict[str, set[asyncio.Future[int]]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[asyncio.Future[int | None]]] = defaultdict(set)
 
     def publish(self, job_id: str, seq: int, state: State) -> None:
         """Wake every waiter of ``job_id`` with the new event's sequence number."""
@@ -43,13 +43,17 @@ class Hub:
         event can slip through. Returns the event's sequence number (0 for a change of
         progress), or ``None`` on time-out.
         """
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int | None] = loop.create_future()
         self._waiters[job_id].add(future)
+        # The future is awaited itself (not through ``asyncio.wait_for``, which adds a
+        # future and a turn of the loop): a publish wakes the waiter at the loop's next
+        # turn, ahead of whatever the publisher does after its own next ``await``.
+        timer = loop.call_later(timeout, _expire, future)
         try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return None
+            return await future
         finally:
+            timer.cancel()
             waiters = self._waiters.get(job_id)
             if waiters is not None:
                 waiters.discard(future)
@@ -61,3 +65,9 @@ class Hub:
     def waiting(self) -> int:
         """How many waiters there are now."""
         return sum(len(w) for w in self._waiters.values())
+
+
+def _expire(future: asyncio.Future[int | None]) -> None:
+    """End a wait that timed out (``None``), unless an event came first."""
+    if not future.done():
+        future.set_result(None)

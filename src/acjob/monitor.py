@@ -164,6 +164,9 @@ class Monitor:
                 if record is not None and record.signal is None \
                         and not self._ask_first(backend, job, attempt, record.code):
                     self._finish_exit(job, attempt, record.code)
+                    # Whoever waits for the end (a long-poll) is answered now, before
+                    # the rest of the cycle and the dispatch of the next jobs.
+                    await asyncio.sleep(0)
                 elif attempt.native_id is None:
                     await self._heal(job, attempt, backend)
                 else:
