@@ -91,7 +91,8 @@ class Dispatcher:
                 continue
             held = {job_id for job_id, (_, until) in self._job_holds.items() if now < until}
             jobs = self._store.dispatchable(room, backend=name, exclude=held)
-            if isinstance(backend, ArrayBackend) and len(jobs) > 1 \
+            # (isinstance of a runtime-checkable protocol looks at every member: last.)
+            if len(jobs) > 1 and isinstance(backend, ArrayBackend) \
                     and not any(job.id in self._job_holds for job in jobs):
                 if not await self._submit_arrays(jobs, backend):
                     continue
