@@ -118,6 +118,8 @@ class LocalBackend:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watched: dict[int, int] = {}  # pid -> pidfd
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The daemon never changes its own environment: taken once, not at each start.
+        self._environment = job_environment()
 
     def validate(self, spec: JobSpec) -> None:
         """Refuse scheduler options, which mean nothing to local processes."""
@@ -159,7 +161,7 @@ class LocalBackend:
                 start_new_session=True,
                 close_fds=True,
                 cwd=wrapper.parent,
-                env=job_environment(),
+                env=self._environment,
             )
         except OSError as exc:
             raise SubmitFailed(f"cannot start the job: {exc}") from exc
