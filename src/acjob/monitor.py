@@ -356,9 +356,12 @@ class Monitor:
         """Poll a backend that was just given attempts soon, and often for a while (but
         for one whose attempts were recorded running and whose exits wake the loop: a
         poll would tell nothing new)."""
-        self._last_submit[backend] = time.monotonic()
+        now = self._last_submit[backend] = time.monotonic()
         found = self._backends[backend]
-        if not (found.runs_on_submit and found.notifies_exits):
+        if found.runs_on_submit and found.notifies_exits:
+            # Its first poll, a mere safety net, comes after the usual interval.
+            self._next_poll.setdefault(backend, now + self._interval(found))
+        else:
             self._woken.add(backend)
         self.kick()
 
