@@ -51,6 +51,9 @@ EXIT_CHECK = 1.0
 #: ... and how often while the backend's newest attempt is young (a tenth of its age,
 #: between the two): a short job's end is noticed within a tenth of a second.
 FIRST_EXIT_CHECK = 0.1
+#: How soon after a local submission the loop looks at the new attempt (its progress,
+#: its time limit): a short job's end, which wakes the loop by itself, comes first.
+FIRST_LOOK = 0.05
 #: Below this many free bytes the spool counts as full.
 SPOOL_FULL_BYTES = 1 << 20
 
@@ -359,11 +362,14 @@ class Monitor:
         now = self._last_submit[backend] = time.monotonic()
         found = self._backends[backend]
         if found.runs_on_submit and found.notifies_exits:
-            # Its first poll, a mere safety net, comes after the usual interval.
+            # Its first poll, a mere safety net, comes after the usual interval; the
+            # cycle that starts watching the attempt (its progress, its time limit) in
+            # a moment, unless its end (which wakes the loop) came first.
             self._next_poll.setdefault(backend, now + self._interval(found))
+            self._soon(FIRST_LOOK)
         else:
             self._woken.add(backend)
-        self.kick()
+            self.kick()
 
     # -- healing and cancelling -------------------------------------------------------
 
