@@ -44,3 +44,19 @@ def test_a_wait_times_out_with_none_and_a_cancelled_one_leaves_nothing() -> None
         hub.wake("j")  # nobody waits: nothing happens
 
     asyncio.run(main())
+
+
+def test_a_wait_for_the_final_state_sleeps_through_the_states_on_the_way() -> None:
+    async def main() -> None:
+        hub = Hub()
+        final = asyncio.create_task(hub.wait("j", 10.0, final=True))
+        other = asyncio.create_task(hub.wait("j", 10.0))
+        await asyncio.sleep(0)
+        hub.publish("j", 2, State.RUNNING)
+        hub.wake("j")  # progress
+        await asyncio.sleep(0)
+        assert await other == 2 and not final.done() and hub.waiting == 1
+        hub.publish("j", 3, State.COMPLETE)
+        assert await final == 3 and hub.waiting == 0
+
+    asyncio.run(main())
