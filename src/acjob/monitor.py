@@ -138,8 +138,11 @@ class Monitor:
         if self._wake_at is not None:
             times.append(self._wake_at)
         timeout = max(0.0, min(times) - now) if times else 3600.0
+        # asyncio.timeout, not wait_for: no task of its own, so a kick resumes the loop
+        # at the loop's next turn.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._kick.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._kick.wait()
         self._kick.clear()
 
     async def cycle(self) -> None:
