@@ -149,11 +149,9 @@ class LocalBackend:
 
     async def submit(self, job: Job, attempt: int, wrapper: Path) -> str:
         """Start the wrapper in a new session and return its native id."""
-        # Started on the loop's thread: the process is made with vfork (no copy of the
-        # daemon's memory), a tenth of a millisecond, where a hop to a worker thread
-        # and back costs more than that and waits for the GIL on a busy loop.
         try:
-            proc = subprocess.Popen(
+            proc = await asyncio.to_thread(
+                subprocess.Popen,
                 ["/bin/sh", str(wrapper)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
