@@ -91,7 +91,8 @@ class Dispatcher:
                 continue
             held = {job_id for job_id, (_, until) in self._job_holds.items() if now < until}
             jobs = self._store.dispatchable(room, backend=name, exclude=held)
-            if isinstance(backend, ArrayBackend) and len(jobs) > 1 \
+            # (isinstance of a runtime-checkable protocol looks at every member: last.)
+            if len(jobs) > 1 and isinstance(backend, ArrayBackend) \
                     and not any(job.id in self._job_holds for job in jobs):
                 if not await self._submit_arrays(jobs, backend):
                     continue
@@ -185,7 +186,8 @@ class Dispatcher:
 
     def _submitted(self, backend: Backend, done: list[tuple[Job, int, str]]) -> None:
         for job, number, native_id in done:
-            self._store.attempt_submitted(job.id, number, native_id)
+            self._store.attempt_submitted(job.id, number, native_id,
+                                          running=backend.runs_on_submit)
             self._job_holds.pop(job.id, None)
         self._submit_failures.pop(backend.name, None)
         self._on_submitted(backend.name)

@@ -51,6 +51,9 @@ EXIT_CHECK = 1.0
 #: ... and how often while the backend's newest attempt is young (a tenth of its age,
 #: between the two): a short job's end is noticed within a tenth of a second.
 FIRST_EXIT_CHECK = 0.1
+#: How soon after a local submission the loop looks at the new attempt (its progress,
+#: its time limit): a short job's end, which wakes the loop by itself, comes first.
+FIRST_LOOK = 0.05
 #: Below this many free bytes the spool counts as full.
 SPOOL_FULL_BYTES = 1 << 20
 
@@ -135,8 +138,11 @@ class Monitor:
         if self._wake_at is not None:
             times.append(self._wake_at)
         timeout = max(0.0, min(times) - now) if times else 3600.0
+        # asyncio.timeout, not wait_for: no task of its own, so a kick resumes the loop
+        # at the loop's next turn.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._kick.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._kick.wait()
         self._kick.clear()
 
     async def cycle(self) -> None:
@@ -164,6 +170,9 @@ class Monitor:
                 if record is not None and record.signal is None \
                         and not self._ask_first(backend, job, attempt, record.code):
                     self._finish_exit(job, attempt, record.code)
+                    # Whoever waits for the end (a long-poll) is answered now, before
+                    # the rest of the cycle and the dispatch of the next jobs.
+                    await asyncio.sleep(0)
                 elif attempt.native_id is None:
                     await self._heal(job, attempt, backend)
                 else:
@@ -350,10 +359,20 @@ class Monitor:
         self._asked.discard(key)
 
     def _submitted(self, backend: str) -> None:
-        """Poll a backend that was just given attempts soon, and often for a while."""
-        self._last_submit[backend] = time.monotonic()
-        self._woken.add(backend)
-        self.kick()
+        """Poll a backend that was just given attempts soon, and often for a while (but
+        for one whose attempts were recorded running and whose exits wake the loop: a
+        poll would tell nothing new)."""
+        now = self._last_submit[backend] = time.monotonic()
+        found = self._backends[backend]
+        if found.runs_on_submit and found.notifies_exits:
+            # Its first poll, a mere safety net, comes after the usual interval; the
+            # cycle that starts watching the attempt (its progress, its time limit) in
+            # a moment, unless its end (which wakes the loop) came first.
+            self._next_poll.setdefault(backend, now + self._interval(found))
+            self._soon(FIRST_LOOK)
+        else:
+            self._woken.add(backend)
+            self.kick()
 
     # -- healing and cancelling -------------------------------------------------------
 

@@ -39,6 +39,7 @@ class SlowAccounting:
     max_poll_interval = 0.01
     notifies_exits = False
     enforces_time_limits = True
+    runs_on_submit = False
     ignored_signals = ()
 
     def __init__(self, spool: Spool, lost_grace: float, explain_after: int,
@@ -155,3 +156,40 @@ def test_an_attempt_that_ended_before_its_id_was_recorded_keeps_its_last_progres
     assert ended.state is State.COMPLETE
     assert ended.progress is not None
     assert (ended.progress.percent, ended.progress.message) == (75.0, "slept")
+
+
+def test_a_local_job_runs_and_ends_without_a_poll(tmp_path: Path) -> None:
+    """The local backend's attempt is recorded running with its process id, and its end
+    comes through the process's pidfd: no poll of the backend is needed on the way."""
+    from acjob.backends.local import LocalBackend
+
+    async def main() -> tuple[Job, int]:
+        store = Store(tmp_path / "acjob.db")
+        spool = Spool(tmp_path / "spool")
+        backend = LocalBackend(spool, {"slots": 1})
+        polls = 0
+        poll = backend.poll
+
+        async def counted(native_ids: Collection[str]) -> Mapping[str, Observation]:
+            nonlocal polls
+            polls += 1
+            return await poll(native_ids)
+
+        backend.poll = counted  # type: ignore[method-assign]
+        monitor = Monitor(store, spool, {"local": backend})
+        job, _ = store.create_job(JobSpec(command="true"), "local", job_id=new_job_id())
+        task = asyncio.create_task(monitor.run())
+        try:
+            async with asyncio.timeout(30):
+                while not store.get(job.id).state.is_final:
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return store.get(job.id), polls
+
+    job, polls = asyncio.run(main())
+    assert job.state is State.COMPLETE and polls == 0
+    [attempt] = job.attempts
+    assert attempt.native_id is not None and attempt.started_at is not None

@@ -53,6 +53,29 @@ def test_life_cycle_appends_events(store: Store) -> None:
     assert seqs == sorted(seqs) and final.seq == seqs[-1]
 
 
+
+def test_an_attempt_started_by_its_submission_runs_from_its_native_id(store: Store) -> None:
+    """A backend whose submission starts the process (local) records the native id and
+    the running state in one commit: one event, the attempt running since then."""
+    seen: list[State] = []
+    store.subscribe(lambda job_id, seq, state: seen.append(state))
+    job_id = _job(store)
+    attempt = store.start_attempt(job_id)
+    store.attempt_submitted(job_id, attempt.number, "native-1", running=True)
+    job = store.get(job_id)
+    assert job.state is State.RUNNING and seen == [State.QUEUED, State.INITIALIZING,
+                                                   State.RUNNING]
+    [recorded] = job.attempts
+    assert recorded.native_id == "native-1" and recorded.state.value == "running"
+    assert recorded.started_at is not None
+    # A job canceled meanwhile stays CANCELING; its attempt runs all the same.
+    other = _job(store)
+    second = store.start_attempt(other)
+    assert _cancel(store, other).state is State.CANCELING
+    store.attempt_submitted(other, second.number, "native-2", running=True)
+    job = store.get(other)
+    assert job.state is State.CANCELING and job.attempts[0].state.value == "running"
+
 def test_persisted_across_reopen(tmp_path: Path) -> None:
     first = Store(tmp_path / "db")
     job_id = _job(first, "echo kept")

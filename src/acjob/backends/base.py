@@ -51,6 +51,9 @@ class Backend(Protocol):
             process ends; otherwise the monitor looks for exit files every second.
         enforces_time_limits: True if the resource stops jobs at their time limit
             itself; otherwise the monitor cancels them and records a time-out.
+        runs_on_submit: True if a submitted attempt's process has started when
+            ``submit`` returns (local processes): the attempt is recorded as running
+            with its native id, in one transaction, rather than at the next poll.
         ignored_signals: Signals the wrapper ignores, and the job's command with it,
             because the resource sends them as mere warnings (Grid Engine's ``USR1``
             before a suspension); usually empty.
@@ -65,6 +68,7 @@ class Backend(Protocol):
     lost_grace: float
     notifies_exits: bool
     enforces_time_limits: bool
+    runs_on_submit: bool
     ignored_signals: tuple[str, ...]
     refusal_tries: int
 

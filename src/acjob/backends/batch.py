@@ -257,6 +257,7 @@ class BatchBackend:
     capacity: int | None = None
     notifies_exits = False
     enforces_time_limits = True
+    runs_on_submit = False
     ignored_signals: tuple[str, ...] = ()
     supports_arrays = True
 

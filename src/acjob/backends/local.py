@@ -52,6 +52,26 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _start(wrapper: Path, env: Mapping[str, str]) -> tuple[subprocess.Popen[bytes], int | None]:
+    """Start the wrapper in a session of its own; return its process and start time.
+
+    Run in a worker thread, the loop serving requests meanwhile: ``Popen`` waits for
+    the child's exec (``vfork`` holds the parent until then), which takes a millisecond
+    or more on a busy machine, and the start time is read here too, off the loop.
+    """
+    proc = subprocess.Popen(
+        ["/bin/sh", str(wrapper)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+        cwd=wrapper.parent,
+        env=env,
+    )
+    return proc, process_start_time(proc.pid)
+
+
 def _group_exists(pgid: int) -> bool:
     """Tell whether any process is left in the process group ``pgid``.
 
@@ -95,6 +115,7 @@ class LocalBackend:
     refusal_tries = 1
     notifies_exits = True
     enforces_time_limits = False
+    runs_on_submit = True
     ignored_signals: tuple[str, ...] = ()
 
     def __init__(self, spool: Spool, options: Mapping[str, Any]) -> None:
@@ -117,6 +138,8 @@ class LocalBackend:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watched: dict[int, int] = {}  # pid -> pidfd
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The daemon never changes its own environment: taken once, not at each start.
+        self._environment = job_environment()
 
     def validate(self, spec: JobSpec) -> None:
         """Refuse scheduler options, which mean nothing to local processes."""
@@ -147,20 +170,9 @@ class LocalBackend:
     async def submit(self, job: Job, attempt: int, wrapper: Path) -> str:
         """Start the wrapper in a new session and return its native id."""
         try:
-            proc = await asyncio.to_thread(
-                subprocess.Popen,
-                ["/bin/sh", str(wrapper)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-                cwd=wrapper.parent,
-                env=job_environment(),
-            )
+            proc, start = await asyncio.to_thread(_start, wrapper, self._environment)
         except OSError as exc:
             raise SubmitFailed(f"cannot start the job: {exc}") from exc
-        start = process_start_time(proc.pid)
         self._children[proc.pid] = proc
         if start is None:
             # Already ended (and a zombie): the exit file tells the rest.

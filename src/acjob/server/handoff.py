@@ -77,7 +77,10 @@ async def _serve(conn: socket.socket, svc: Services) -> None:
     try:
         conn.setblocking(False)
         try:
-            line = await asyncio.wait_for(_read_line(loop, conn), REQUEST_TIMEOUT)
+            # asyncio.timeout, not wait_for: the line is read in this task, not in one
+            # more (the request is mostly there already: no turn of the loop lost).
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                line = await _read_line(loop, conn)
             request = _parse(line)
         except (TimeoutError, ValueError) as exc:
             _send(conn, {"error": f"bad request: {exc}" if str(exc) else "bad request"})

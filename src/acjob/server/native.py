@@ -190,7 +190,7 @@ async def get_job(
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        await svc.hub.wait(job_id, left)
+        await svc.hub.wait(job_id, left, final=final)
         job = svc.store.get(job_id)
     return _reply(job_json(job))
 

@@ -417,29 +417,38 @@ class Store:
             self._set_state(job, rule(job), now, reason=reason)
             return load_job(self._db, job_id)
 
-    def attempt_submitted(self, job_id: str, number: int, native_id: str) -> None:
-        """Record the backend's id for an attempt."""
+    def attempt_submitted(self, job_id: str, number: int, native_id: str, *,
+                          running: bool = False) -> None:
+        """Record the backend's id for an attempt; with ``running`` (a backend whose
+        submission starts the process), that it runs too, in the same transaction (as
+        :meth:`attempt_running`)."""
         with self._database.transaction() as db:
             db.execute(
                 "UPDATE attempts SET native_id = ?, state = 'submitted'"
                 " WHERE job_id = ? AND number = ?",
                 (native_id, job_id, number),
             )
+            if running:
+                self._running(job_id, number, time.time())
 
     def attempt_running(self, job_id: str, number: int, started_at: float | None = None) -> None:
         """Record that the attempt runs; the job becomes RUNNING unless it is being canceled."""
         now = time.time()
-        with self._database.transaction() as db:
-            job = load_job(self._db, job_id)
-            if job.attempt != number:
-                return
-            db.execute(
-                "UPDATE attempts SET state = 'running', started_at = coalesce(started_at, ?)"
-                " WHERE job_id = ? AND number = ?",
-                (started_at or now, job_id, number),
-            )
-            if job.state in (State.INITIALIZING, State.QUEUED):
-                self._set_state(job, State.RUNNING, now, detail="running")
+        with self._database.transaction():
+            self._running(job_id, number, now, started_at)
+
+    def _running(self, job_id: str, number: int, now: float,
+                 started_at: float | None = None) -> None:
+        job = load_job(self._db, job_id)
+        if job.attempt != number:
+            return
+        self._db.execute(
+            "UPDATE attempts SET state = 'running', started_at = coalesce(started_at, ?)"
+            " WHERE job_id = ? AND number = ?",
+            (started_at or now, job_id, number),
+        )
+        if job.state in (State.INITIALIZING, State.QUEUED):
+            self._set_state(job, State.RUNNING, now, detail="running")
 
     def end_attempt(self, job_id: str, number: int,
                     decide: Callable[[Job], AttemptEnd]) -> Job:
