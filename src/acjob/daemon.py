@@ -38,11 +38,10 @@ from .notifier import Notifier
 from .receiver import Receiver, ReceiverSettings
 from .sender import Sender
 from .server.app import create_app
-from .server.commits import GroupCommit
 from .server.handoff import serve_handoffs
 from .server.services import Services
 from .spool import Spool
-from .store import Store
+from .store import GroupCommit, Store
 
 log = logging.getLogger("acjob.daemon")
 
@@ -241,8 +240,9 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     store.subscribe(hub.publish)
     store.subscribe_progress(lambda job: hub.wake(job.id))
     backends = build_backends(settings.config, spool)
+    commits = GroupCommit(store.database)
     monitor = Monitor(store, spool, backends, job_umask=job_umask,
-                      hold=settings.config.server.hold)
+                      hold=settings.config.server.hold, commits=commits)
     if any(b.capacity is None for b in backends.values()) and spool.file_system() in _LOCAL_FS:
         log.warning("the spool %s is on a %s file system: cluster jobs can only reach it if "
                     "they run on this machine", spool.root, spool.file_system())
@@ -262,7 +262,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         store=store, spool=spool, hub=hub, receiver=receiver, tes=settings.config.tes,
         token=settings.token, max_request_bytes=settings.config.server.max_request_bytes,
         max_requests=_request_limit(settings.config.server.max_requests),
-        shutdown=stopping.set, commits=GroupCommit(store.database),
+        shutdown=stopping.set, commits=commits,
     )
     mail = MailChannel(spool, settings.config.mail)
     webhook = WebhookChannel(spool, settings.config.webhook)

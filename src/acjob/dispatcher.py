@@ -20,7 +20,8 @@ from .backends.base import ArrayBackend, Backend
 from .errors import AcjobError, JobRefused, TransientError
 from .model import Job, State
 from .spool import Spool
-from .store import Store
+from .store import GroupCommit, Store
+from .store.database import grouped
 from .wrapper import render_wrapper
 
 log = logging.getLogger("acjob.monitor")
@@ -41,7 +42,7 @@ class Dispatcher:
 
     def __init__(self, store: Store, spool: Spool, backends: Mapping[str, Backend], *,
                  job_umask: int, hold: bool, submitted: Callable[[str], None],
-                 kick: Callable[[], None]) -> None:
+                 kick: Callable[[], None], commits: GroupCommit | None = None) -> None:
         """Wire the dispatcher to the monitor that owns it.
 
         Args:
@@ -53,6 +54,9 @@ class Dispatcher:
                 and wait.
             submitted: Called with a backend's name after it took attempts.
             kick: Asks the monitor for another cycle soon.
+            commits: The store's group commit: the intents recorded in one dispatch
+                share one flush, awaited before any of them is submitted (``None``:
+                each intent is flushed as it is recorded).
         """
         self._store = store
         self._spool = spool
@@ -61,6 +65,7 @@ class Dispatcher:
         self._hold = hold
         self._on_submitted = submitted
         self._kick = kick
+        self._commits = commits
         self._hold_until: dict[str, float] = {}
         self._submit_failures: dict[str, int] = {}
         # Jobs refused in words not known (JobRefused), held back alone: job id ->
@@ -123,7 +128,11 @@ class Dispatcher:
         Returns the attempt number and the wrapper, or ``None`` if the spool failed
         (the attempt is then ended as a submission failure).
         """
-        number = self._store.start_attempt(job.id).number
+        grouping = grouped.set(self._commits is not None)
+        try:
+            number = self._store.start_attempt(job.id).number
+        finally:
+            grouped.reset(grouping)
         try:
             self._spool.create_job(job.id)
             workdir = self._spool.work_dir(job.id)
@@ -156,6 +165,7 @@ class Dispatcher:
         if prepared is None:
             return True
         number, wrapper = prepared
+        await self._intents_flushed()
         try:
             native_id = await backend.submit(job, number, wrapper)
         except AcjobError as exc:
@@ -172,6 +182,7 @@ class Dispatcher:
             items = [(job, *p) for job in group if (p := self._prepare(job, backend)) is not None]
             if not items:
                 continue
+            await self._intents_flushed()
             try:
                 if len(items) == 1:
                     ids = [await backend.submit(*items[0])]
@@ -183,6 +194,12 @@ class Dispatcher:
                 continue
             self._submitted(backend, [(j, n, i) for (j, n, _), i in zip(items, ids, strict=True)])
         return True
+
+    async def _intents_flushed(self) -> None:
+        """Return once every intent recorded so far is on disk: a backend is never
+        asked to run an attempt that a power cut could make the store forget."""
+        if self._commits is not None and self._commits.pending:
+            await self._commits.barrier()
 
     def _submitted(self, backend: Backend, done: list[tuple[Job, int, str]]) -> None:
         for job, number, native_id in done:

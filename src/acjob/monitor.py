@@ -36,7 +36,7 @@ from .dispatcher import Dispatcher
 from .errors import AcjobError, TransientError
 from .model import Attempt, AttemptState, FailureKind, Job, Observation, State
 from .spool import Spool
-from .store import Store
+from .store import GroupCommit, Store
 from .watcher import Watcher
 
 log = logging.getLogger("acjob.monitor")
@@ -59,10 +59,15 @@ SPOOL_FULL_BYTES = 1 << 20
 
 
 class Monitor:
-    """Drives every job from QUEUED to a final state; see the module docstring."""
+    """Drives every job from QUEUED to a final state; see the module docstring.
+
+    ``commits``, when given, flushes the intents of attempts in groups (see
+    :class:`~acjob.dispatcher.Dispatcher`).
+    """
 
     def __init__(self, store: Store, spool: Spool, backends: Mapping[str, Backend], *,
-                 job_umask: int = 0o022, hold: bool = False) -> None:
+                 job_umask: int = 0o022, hold: bool = False,
+                 commits: GroupCommit | None = None) -> None:
         self._store = store
         self._spool = spool
         self._backends = dict(backends)
@@ -78,7 +83,8 @@ class Monitor:
         self._wake_at: float | None = None
         self._watcher = Watcher(store, spool)
         self._dispatcher = Dispatcher(store, spool, self._backends, job_umask=job_umask,
-                                      hold=hold, submitted=self._submitted, kick=self.kick)
+                                      hold=hold, submitted=self._submitted, kick=self.kick,
+                                      commits=commits)
 
     def kick(self) -> None:
         """Ask for a cycle soon (safe to call often: cycles coalesce)."""

@@ -1,5 +1,5 @@
 """Group commit: what a request acknowledges is on disk before any answer, and many
-requests share one flush (acjob.server.commits, acjob.store.database)."""
+requests share one flush (acjob.store.commits, acjob.store.database)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from acjob.model import JobSpec, new_job_id
-from acjob.server.commits import GroupCommit
+from acjob.dispatcher import Dispatcher
+from acjob.model import Job, JobSpec, new_job_id
 from acjob.server.guard import _after_flush
-from acjob.store import Store
-from acjob.store.database import answering
+from acjob.spool import Spool
+from acjob.store import GroupCommit, Store
+from acjob.store.database import grouped
 
 
 def _create(store: Store) -> str:
@@ -46,11 +47,11 @@ def test_a_request_commit_waits_for_the_group_flush(tmp_path: Path) -> None:
     commits = GroupCommit(store.database)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
-    token = answering.set(True)
+    token = grouped.set(True)
     try:
         _create(store)
     finally:
-        answering.reset(token)
+        grouped.reset(token)
     # Committed, not flushed by itself: the flush is left to the barrier.
     assert "COMMIT" in statements and "PRAGMA synchronous=FULL" not in statements
     assert commits.pending
@@ -74,7 +75,7 @@ def test_no_answer_leaves_before_its_commit_is_flushed_and_requests_share_flushe
     recorder = _Recorder(store)
 
     async def request(k: int) -> None:
-        answering.set(True)  # as the guard sets it, in the request's own task
+        grouped.set(True)  # as the guard sets it, in the request's own task
 
         async def send(message: object) -> None:
             recorder.note(f"answer-{k}")
@@ -120,11 +121,11 @@ def test_a_failed_flush_reaches_every_waiter(tmp_path: Path) -> None:
         raise OSError(5, "Input/output error")
 
     store.database.sync = broken  # type: ignore[method-assign]
-    token = answering.set(True)
+    token = grouped.set(True)
     try:
         _create(store)
     finally:
-        answering.reset(token)
+        grouped.reset(token)
 
     async def main() -> list[BaseException | None]:
         return await asyncio.gather(commits.barrier(), commits.barrier(),
@@ -140,10 +141,54 @@ def test_a_failed_flush_reaches_every_waiter(tmp_path: Path) -> None:
 def test_other_modes_never_group(tmp_path: Path, mode: str) -> None:
     store = Store(tmp_path / "db", synchronous=mode)
     commits = GroupCommit(store.database)
-    token = answering.set(True)
+    token = grouped.set(True)
     try:
         _create(store)
     finally:
-        answering.reset(token)
+        grouped.reset(token)
     assert not commits.pending
+    store.close()
+
+
+class _Recording:
+    """A backend that notes, at each submission, whether a commit still waited for its
+    flush (the scheduler of a real run: what it is asked to run must not be forgotten)."""
+
+    name = "sched"
+    capacity = None
+    poll_interval = 1.0
+    max_poll_interval = 1.0
+    lost_grace = 1.0
+    notifies_exits = False
+    enforces_time_limits = True
+    runs_on_submit = False
+    ignored_signals = ()
+    refusal_tries = 5
+
+    def __init__(self, commits: GroupCommit) -> None:
+        self._commits = commits
+        self.unflushed_at_submit: list[bool] = []
+
+    async def submit(self, job: Job, attempt: int, wrapper: Path) -> str:
+        self.unflushed_at_submit.append(self._commits.pending)
+        return str(len(self.unflushed_at_submit))
+
+
+def test_an_attempts_intent_is_flushed_before_its_backend_is_asked(tmp_path: Path) -> None:
+    """The dispatcher records intents without a flush of their own and waits for the
+    group flush before each submission."""
+    store = Store(tmp_path / "db")
+    commits = GroupCommit(store.database)
+    backend = _Recording(commits)
+    dispatcher = Dispatcher(store, Spool(tmp_path / "spool"), {"sched": backend},
+                            job_umask=0o022, hold=False, submitted=lambda name: None,
+                            kick=lambda: None, commits=commits)
+    for _ in range(3):
+        store.create_job(JobSpec(command="true"), "sched", job_id=new_job_id())
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    asyncio.run(dispatcher.dispatch())
+    assert backend.unflushed_at_submit == [False, False, False]
+    assert store.database.committed == 3 and 1 <= commits.flushes <= 3
+    assert "PRAGMA synchronous=FULL" not in statements  # no intent flushed by itself
     store.close()

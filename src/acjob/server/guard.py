@@ -17,8 +17,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..store.database import answering
-from .commits import GroupCommit
+from ..store import GroupCommit
+from ..store.database import grouped
 from .errors import error_body
 from .services import Services
 from .session import CSRF_HEADER, SAFE_METHODS, Verdict, check, cookie_name, foreign_origin
@@ -69,7 +69,7 @@ class Guard:
         if services.commits is not None:
             # The request's acknowledged commits are flushed in groups, and nothing
             # is sent to any client before every such commit made so far is on disk.
-            grouping = answering.set(True)
+            grouping = grouped.set(True)
             send = _after_flush(send, services.commits)
         try:
             if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].endswith(
@@ -89,7 +89,7 @@ class Guard:
                 await self.app(scope, receive, send)
         finally:
             if grouping is not None:
-                answering.reset(grouping)
+                grouped.reset(grouping)
             activity.in_flight -= 1
             activity.last_activity = time.monotonic()
 

@@ -11,8 +11,7 @@ from ..config import TesConfig
 from ..hub import Hub
 from ..receiver import Receiver
 from ..spool import Spool
-from ..store import Store
-from .commits import GroupCommit
+from ..store import GroupCommit, Store
 
 
 @dataclass

@@ -6,8 +6,9 @@ only after :meth:`Store.create_jobs` returned. Every state change appends an eve
 a monotonic sequence number in the same transaction.
 """
 
+from .commits import GroupCommit
 from .database import Database
 from .jobs import Store
 from .outbox import Outbox
 
-__all__ = ["Database", "Outbox", "Store"]
+__all__ = ["Database", "GroupCommit", "Outbox", "Store"]

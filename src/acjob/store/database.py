@@ -4,12 +4,12 @@ WAL mode with one writer (the daemon). :meth:`Database.transaction` is ``BEGIN
 IMMEDIATE`` … ``COMMIT``: what a store method returns is committed. Listeners hear of
 a transaction's events only after its commit.
 
-Group commit: while :data:`answering` is set (the server sets it for the code that
-answers a request) and :attr:`Database.group_commit` is on, an acknowledged commit is
-not flushed by itself; it is counted in :attr:`Database.committed`, and whoever answers
-flushes every such commit at once with :meth:`Database.sync` before any answer leaves
-(:mod:`acjob.server.commits`). Elsewhere (the monitor, the janitor) it is flushed as
-it commits, since what follows is an act on the world (a backend submission, a kill).
+Group commit: while :data:`grouped` is set (the server sets it for the code that
+answers a request, the dispatcher while it records intents) and
+:attr:`Database.group_commit` is on, an acknowledged commit is not flushed by itself;
+it is counted in :attr:`Database.committed`, and every such commit is flushed at once
+with :meth:`Database.sync` before anyone acts on it (:mod:`acjob.store.commits`).
+Elsewhere (the monitor's record of an end, the janitor) it is flushed as it commits.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from ..model import State
 
 SCHEMA_VERSION = 4
 
-#: Set while a request is answered: its acknowledged commits wait for a group flush.
-answering: ContextVar[bool] = ContextVar("acjob_answering", default=False)
+#: Set where acknowledged commits wait for a group flush, which the code that acts on
+#: them awaits first (:mod:`acjob.store.commits`).
+grouped: ContextVar[bool] = ContextVar("acjob_grouped", default=False)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -266,10 +267,10 @@ class Database:
         returns, rolled back (events unannounced) if it raises. A ``durable``
         transaction (one whose commit a client is told of) is on disk when the block's
         ``with`` ends, under the default ``ACKNOWLEDGED`` mode; with group commit, one
-        made while a request is answered is on disk at the next :meth:`sync`."""
-        grouped = durable and self._flush_acknowledged and self.group_commit \
-            and answering.get()
-        flush = durable and self._flush_acknowledged and not grouped
+        made where :data:`grouped` is set is on disk at the next :meth:`sync`."""
+        in_group = durable and self._flush_acknowledged and self.group_commit \
+            and grouped.get()
+        flush = durable and self._flush_acknowledged and not in_group
         if flush:
             # Set before the transaction (SQLite refuses inside one): this commit is
             # flushed before the caller can answer anybody.
@@ -283,7 +284,7 @@ class Database:
                 self._pending.clear()
                 raise
             self.conn.execute("COMMIT")
-            if grouped:
+            if in_group:
                 self.committed += 1
         finally:
             if flush:

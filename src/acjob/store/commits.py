@@ -1,20 +1,23 @@
-"""Group commit: the store's acknowledged commits flushed together before any answer.
+"""Group commit: the store's acknowledged commits flushed together, before anyone acts
+on them.
 
 A commit that a client is told of must be on disk before the client is told (a power
-cut must not take back an acknowledged job). Flushing each such commit as it is made
-costs one ``fsync`` per request, on the event loop. Instead, while a request is
-answered, the store commits without flushing (:data:`acjob.store.database.answering`),
-and every message the daemon sends a client first waits for :meth:`GroupCommit.barrier`:
-one ``fsync`` in a worker thread covers every commit made before it began, so many
-requests share one flush, and the event loop serves others meanwhile. A message sent
-when nothing waits to be flushed goes at once.
+cut must not take back an acknowledged job), and an attempt's intent before its backend
+is called. Flushing each such commit as it is made costs one ``fsync`` each, on the
+event loop. Instead, where :data:`acjob.store.database.grouped` is set (the server while
+it answers a request, the dispatcher while it records intents), the store commits
+without flushing, and whoever acts on such a commit first waits for
+:meth:`GroupCommit.barrier`: every message the daemon sends a client, every submission
+to a backend. One ``fsync`` in a worker thread covers every commit made before it
+began, so many requests and intents share one flush, and the event loop serves others
+meanwhile. A barrier with nothing to flush returns at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from ..store import Database
+from .database import Database
 
 
 class GroupCommit:
