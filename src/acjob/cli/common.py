@@ -65,15 +65,21 @@ class Parser(argparse.ArgumentParser):
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's help, as wide as the terminal, found without loading :mod:`shutil`
-    (argparse makes a formatter for every option it is given: on every run)."""
+    """argparse's help, as wide as the terminal, found once and without loading
+    :mod:`shutil` (argparse makes a formatter for every option it is given: on every
+    run)."""
 
     def __init__(self, prog: str) -> None:
-        try:
-            columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
-        except (ValueError, OSError):
-            columns = 80
-        super().__init__(prog, width=max(columns, 40) - 2)
+        super().__init__(prog, width=_help_width())
+
+
+@functools.cache
+def _help_width() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+    except (ValueError, OSError):
+        columns = 80
+    return max(columns, 40) - 2
 
 
 def report_usage(error: UsageError, prog: str) -> NoReturn:

@@ -24,21 +24,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..progress import Progress
 from .core import JobInfo, Which
 from .stdin import UPLOAD_CHUNK, Stdin
 from .sync import Client, JobHandle
 
 if TYPE_CHECKING:
+    from ..progress import Progress
     from .aio import AsyncClient, AsyncJobHandle
 
 
 def __getattr__(name: str) -> Any:
-    # The async client loads httpx and asyncio: only for those who use it.
+    # The async client loads httpx and asyncio: only for those who use it; progress
+    # reports (a parser and its patterns) for those who ask for them.
     if name in ("AsyncClient", "AsyncJobHandle"):
         from . import aio
 
         return getattr(aio, name)
+    if name == "Progress":
+        from ..progress import Progress
+
+        return Progress
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -10,11 +10,10 @@ import asyncio
 import builtins
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from ..progress import Progress
 from .core import (
     Block,
     Call,
@@ -38,6 +37,9 @@ from .core import (
 from .plans import Plans
 from .reach import Reach
 from .stdin import Stdin
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 T = TypeVar("T")
 

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
 from ..locations import DEFAULT_RETRY_FOR_S, config_path, parse_endpoint, private_socket, retry_for
-from ..progress import Progress
 from ..states import FailureKind, State
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 Which = Literal["stdout", "stderr"]
 
@@ -261,6 +263,8 @@ class JobInfo:
     def progress(self) -> Progress | None:
         """What the job's current attempt last reported of its progress (``None``
         before it reported any, or from a daemon that does not say)."""
+        from ..progress import Progress  # loaded by those who ask for progress only
+
         return Progress.from_json(self.data.get("progress"), self.attempt)
 
     @property
@@ -320,6 +324,8 @@ class EventParser:
 
 def progress_of(emitted: bytes) -> Progress | None:
     """Return the progress in one item emitted by the ``progress`` plan."""
+    from ..progress import Progress
+
     data = json.loads(emitted)
     attempt = data.get("attempt")
     return Progress.from_json(data.get("progress"),

@@ -6,9 +6,8 @@ import builtins
 import io
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..progress import Progress
 from .connection import CONNECTION_ERRORS, Connections, Stream
 from .core import (
     Block,
@@ -34,6 +33,9 @@ from .handoff import HandedStream, append_stdin
 from .plans import Plans
 from .reach import Reach
 from .stdin import Stdin
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 T = TypeVar("T")
 
