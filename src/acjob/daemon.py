@@ -266,7 +266,8 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
     )
     mail = MailChannel(spool, settings.config.mail)
     webhook = WebhookChannel(spool, settings.config.webhook)
-    sender = Sender(store, {mail.kind: mail, webhook.kind: webhook}, settings.config.delivery)
+    sender = Sender(store, {mail.kind: mail, webhook.kind: webhook}, settings.config.delivery,
+                    commits=commits)
     notifier = Notifier(store, webhook)
     app = create_app(services)
     server = uvicorn.Server(uvicorn.Config(

@@ -22,7 +22,7 @@ from .config import DeliveryConfig
 from .delivery.base import Channel
 from .errors import AcjobError, TransientError
 from .model import DeliveryRecord, State
-from .store import Store
+from .store import GroupCommit, Store
 
 log = logging.getLogger("acjob.sender")
 
@@ -33,8 +33,9 @@ class Sender:
     """Delivers results; see the module docstring."""
 
     def __init__(self, store: Store, channels: Mapping[str, Channel],
-                 config: DeliveryConfig) -> None:
+                 config: DeliveryConfig, commits: GroupCommit | None = None) -> None:
         self._store = store
+        self._commits = commits
         self._channels = dict(channels)
         self._config = config
         self._kick = asyncio.Event()
@@ -53,6 +54,10 @@ class Sender:
         while True:
             try:
                 due = self._store.outbox.due(time.time(), _BATCH)
+                if due and self._commits is not None and self._commits.pending:
+                    # A result is told of only once its final state is on disk (a
+                    # request's cancel commits in a group).
+                    await self._commits.barrier()
                 await asyncio.gather(*(self._try(d) for d in due))
             except Exception:
                 log.exception("sender round failed; trying again")
