@@ -362,7 +362,7 @@ def test_a_version_2_store_is_migrated(tmp_path: Path) -> None:
     assert store.get(job_id).progress == Progress(40.0, "half", 5.0, 1)
     assert seen == [job_id]
     version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
-    assert version == "4"
+    assert version == "5"
 
 
 def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
@@ -389,6 +389,58 @@ def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
     assert store.count_by_state() == {"QUEUED": 5}
     assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
                              " AND name = 'jobs_counted'").fetchone()[0] == 0
+
+
+def test_a_version_4_store_finds_events_by_job_position(tmp_path: Path) -> None:
+    """Schema 5 finds a job's events by the job's position, not its id: the events of
+    jobs made before the migration are found as before, those of jobs made after too,
+    and the index by id is gone."""
+    import sqlite3
+
+    from acjob.store import stats
+    from acjob.store.database import _MIGRATIONS, _SCHEMA
+
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA + "CREATE INDEX events_job ON events(job_id, seq);"
+                     + _MIGRATIONS[2] + _MIGRATIONS[3] + _MIGRATIONS[4]
+                     + "INSERT INTO meta VALUES ('schema', '4');")
+    old = [new_job_id() for _ in range(3)]
+    for i, job_id in enumerate(old):
+        db.execute("INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+                   " stdin_closed) VALUES (?, ?, 'QUEUED', 'local', ?, ?, 1)",
+                   (job_id, JobSpec(command="true").model_dump_json(), i, i))
+        db.execute("INSERT INTO events (job_id, at, state, attempt, detail)"
+                   " VALUES (?, ?, 'QUEUED', 0, 'accepted')", (job_id, i))
+    db.execute("INSERT INTO events (job_id, at, state, attempt, detail)"
+               " VALUES (?, 9, 'QUEUED', 0, 'of a job deleted long ago')", (new_job_id(),))
+    db.commit()
+    db.close()
+    store = Store(path)
+    version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+    assert version == "5"
+    indexes = {r[0] for r in store._db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
+    assert "events_job" not in indexes and "events_job_pos" in indexes
+    for i, job_id in enumerate(old):
+        assert [(e.state, e.detail, e.at) for e in store.events(job_id)] == [
+            (State.QUEUED, "accepted", i)]
+    attempt = store.start_attempt(old[0])
+    _exit(store, old[0], attempt.number, 0)
+    assert [e.state for e in store.events(old[0])] == [
+        State.QUEUED, State.INITIALIZING, State.COMPLETE]
+    later = _job(store)
+    assert [e.state for e in store.events(later)] == [State.QUEUED]
+    ended = store.get(old[0]).ended_at
+    assert ended is not None
+    history = stats.state_history(store._db, now=ended + 1, window=10, buckets=1)
+    assert history["states"]["COMPLETE"] == [0, 1]
+    [recent] = stats.recent_times(store._db, since=0, limit=10)
+    assert recent["id"] == old[0] and recent["wait_s"] is not None
+    plan = store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM events WHERE job_pos ="
+        " (SELECT pos FROM jobs WHERE id = 'x') AND seq > 0 ORDER BY seq").fetchall()
+    assert "USING INDEX events_job_pos" in " ".join(r[3] for r in plan)
 
 
 def test_progress_belongs_to_the_current_attempt(store: Store) -> None:

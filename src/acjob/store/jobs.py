@@ -162,7 +162,7 @@ class Store:
             rows.append((pos, item.job_id, item.spec_json or spec.model_dump_json(),
                          State.QUEUED.value, item.backend, now, now, int(closed), stdin_bytes,
                          item.idempotency_key, item.request_hash, spec.name, seq))
-            events.append((seq, item.job_id, now, State.QUEUED.value, 0, "accepted"))
+            events.append((seq, item.job_id, pos, now, State.QUEUED.value, 0, "accepted"))
             labels.extend((pos, k, v) for k, v in spec.labels.items())
             jobs[item.job_id] = Job(id=item.job_id, spec=spec, state=State.QUEUED,
                                     backend=item.backend, created_at=now, updated_at=now,
@@ -171,8 +171,8 @@ class Store:
             "INSERT INTO jobs (pos, id, spec, state, backend, created_at, updated_at,"
             " stdin_closed, stdin_bytes, idem_key, idem_hash, name, seq)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        db.executemany("INSERT INTO events (seq, job_id, at, state, attempt, detail)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", events)
+        db.executemany("INSERT INTO events (seq, job_id, job_pos, at, state, attempt, detail)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", events)
         # Counted once per batch: this is the only insert of jobs, and a trigger, run
         # for every row, cost a third of the insert (schema 4 dropped it).
         db.execute("INSERT INTO state_counts (state, n) VALUES (?, ?)"
@@ -516,7 +516,8 @@ class Store:
     def events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Return the job's events with ``seq > after``, oldest first."""
         rows = self._db.execute(
-            "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT * FROM events WHERE job_pos = (SELECT pos FROM jobs WHERE id = ?)"
+            " AND seq > ? ORDER BY seq LIMIT ?",
             (job_id, after, limit),
         ).fetchall()
         return [event_from(r) for r in rows]
@@ -558,8 +559,9 @@ class Store:
     def _event(self, job_id: str, state: State, attempt: int, detail: str | None,
                now: float) -> None:
         cur = self._db.execute(
-            "INSERT INTO events (job_id, at, state, attempt, detail) VALUES (?, ?, ?, ?, ?)",
-            (job_id, now, state.value, attempt, detail),
+            "INSERT INTO events (job_id, job_pos, at, state, attempt, detail)"
+            " VALUES (?, (SELECT pos FROM jobs WHERE id = ?), ?, ?, ?, ?)",
+            (job_id, job_id, now, state.value, attempt, detail),
         )
         seq = int(cur.lastrowid or 0)
         self._db.execute("UPDATE jobs SET seq = ? WHERE id = ?", (seq, job_id))
