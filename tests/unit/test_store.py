@@ -232,6 +232,32 @@ def test_waiting_for_stdin_does_not_keep_the_daemon_busy(store: Store) -> None:
     assert store.active_jobs_exist()
 
 
+def test_active_jobs_are_found_by_their_states_through_the_state_index(
+        store: Store) -> None:
+    """Jobs not final (every state but the final ones) are read through the index by
+    state and position, not by a scan of every job."""
+    done = _job(store)
+    _exit(store, done, store.start_attempt(done).number, 0)
+    running = _job(store)
+    store.attempt_running(running, store.start_attempt(running).number)
+    queued = store.create_job(JobSpec(command="true"), "slurm", job_id=new_job_id())[0].id
+    canceled = _job(store)
+    _cancel(store, canceled)
+    assert store.active_elsewhere(["local"]) == [queued]
+    assert store.active_elsewhere(["slurm"]) == [running]
+    assert store.active_elsewhere([]) == [running, queued]
+    assert store.active_jobs_exist()
+    from acjob.store import jobs
+
+    for sql, args in [(jobs._ANY_ACTIVE, []),
+                      (f"SELECT id FROM jobs WHERE {jobs._ACTIVE} AND backend NOT IN (?)"
+                       " ORDER BY pos", ["local"])]:
+        plan = " ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "USING INDEX jobs_state_pos" in plan and "SCAN" not in plan, plan
+    assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs_active'"
+                             ).fetchone()[0] == 0
+
+
 def test_unusable_store_is_a_clear_error(tmp_path: Path) -> None:
     from acjob.errors import ConfigError
 
@@ -394,7 +420,7 @@ def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
 def test_a_version_4_store_finds_events_by_job_position(tmp_path: Path) -> None:
     """Schema 5 finds a job's events by the job's position, not its id: the events of
     jobs made before the migration are found as before, those of jobs made after too,
-    and the index by id is gone."""
+    and the index by id is gone; so is the partial index of active jobs."""
     import sqlite3
 
     from acjob.store import stats
@@ -403,6 +429,8 @@ def test_a_version_4_store_finds_events_by_job_position(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
     db = sqlite3.connect(path)
     db.executescript(_SCHEMA + "CREATE INDEX events_job ON events(job_id, seq);"
+                     "CREATE INDEX jobs_active ON jobs(state, pos) WHERE state NOT IN"
+                     " ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');"
                      + _MIGRATIONS[2] + _MIGRATIONS[3] + _MIGRATIONS[4]
                      + "INSERT INTO meta VALUES ('schema', '4');")
     old = [new_job_id() for _ in range(3)]
@@ -422,6 +450,8 @@ def test_a_version_4_store_finds_events_by_job_position(tmp_path: Path) -> None:
     indexes = {r[0] for r in store._db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
     assert "events_job" not in indexes and "events_job_pos" in indexes
+    assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs_active'"
+                             ).fetchone()[0] == 0
     for i, job_id in enumerate(old):
         assert [(e.state, e.detail, e.at) for e in store.events(job_id)] == [
             (State.QUEUED, "accepted", i)]

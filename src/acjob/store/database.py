@@ -51,8 +51,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     purged_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_unpurged ON jobs(ended_at) WHERE purged_at IS NULL;
-CREATE INDEX IF NOT EXISTS jobs_active ON jobs(state, pos)
-    WHERE state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');
 CREATE TABLE IF NOT EXISTS documents (
     job_id TEXT PRIMARY KEY REFERENCES jobs(id),
     kind TEXT NOT NULL,
@@ -107,7 +105,10 @@ CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries(job_id, position);
 #: with each job), not by its id: ids are random, so each new job's first event went
 #: into a random page of the index by id, and a batch of 500 jobs rewrote hundreds of
 #: that index's pages (more than half of what its commit wrote and flushed). Events
-#: of a job deleted before this migration keep a ``job_pos`` of ``NULL``.
+#: of a job deleted before this migration keep a ``job_pos`` of ``NULL``. And the
+#: partial index of active jobs goes: the index by state and position (schema 2) finds
+#: them as well, asked for the states that are not final (one more index written per
+#: new job was a tenth of the time of inserting a batch).
 _MIGRATIONS: dict[int, str] = {
     2: """
 ALTER TABLE jobs ADD COLUMN name TEXT;
@@ -152,6 +153,7 @@ DROP INDEX IF EXISTS events_job;
 ALTER TABLE events ADD COLUMN job_pos INTEGER;
 UPDATE events SET job_pos = (SELECT pos FROM jobs WHERE jobs.id = events.job_id);
 CREATE INDEX events_job_pos ON events(job_pos, seq);
+DROP INDEX IF EXISTS jobs_active;
 """,
 }
 

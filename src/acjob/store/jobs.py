@@ -32,7 +32,10 @@ from .outbox import Outbox, enqueue
 from .rows import event_from, load_job, load_job_forms_at, load_jobs, load_jobs_at
 from .stats import recent_times, state_history
 
-_ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
+#: Jobs not final, named by their states: read through the index by state and position
+#: (``state NOT IN`` the final ones reads every job).
+_ACTIVE = "state IN ({})".format(", ".join(
+    f"'{state.value}'" for state in State if state not in FINAL_STATES))
 _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
 _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
 #: Idempotency keys per query (SQLite allows 32766 variables; a batch has at most 1000).
@@ -264,7 +267,7 @@ class Store:
 
     def active_elsewhere(self, backends: Sequence[str]) -> list[str]:
         """Return the ids of jobs not final whose backend is none of ``backends``, oldest
-        first (read through the index of active jobs: finished ones are not scanned)."""
+        first (read through the index by state: finished ones are not scanned)."""
         marks = ",".join("?" * len(backends))
         rows = self._db.execute(
             # Built from constants and placeholders only.
