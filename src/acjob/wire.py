@@ -23,6 +23,7 @@ from .model import (
     State,
     current_progress,
     failure_of,
+    sorted_kinds,
 )
 
 #: What a job's JSON form shows of its spec, in this order: command, name, labels,
@@ -83,8 +84,7 @@ def spec_form(spec: JobSpec) -> SpecForm:
     """Return what a job's JSON form shows of its spec."""
     return (spec.command, spec.name, spec.labels,
             spec.resources.model_dump(exclude_none=True, exclude_defaults=True),
-            {"max_attempts": spec.retry.max_attempts,
-             "on": sorted(k.value for k in spec.retry.on)},
+            {"max_attempts": spec.retry.max_attempts, "on": sorted_kinds(spec.retry.on)},
             spec.stdin)
 
 

@@ -156,6 +156,7 @@ class Store:
         events: list[tuple[Any, ...]] = []
         labels: list[tuple[int, str, str]] = []
         jobs: dict[str, Job] = {}
+        queued = State.QUEUED.value  # once: an enum member's value is a slow property
         for item in new:
             pos += 1
             seq += 1
@@ -163,9 +164,9 @@ class Store:
             closed = spec.stdin == "none"
             stdin_bytes = 0 if closed else None
             rows.append((pos, item.job_id, item.spec_json or spec.model_dump_json(),
-                         State.QUEUED.value, item.backend, now, now, int(closed), stdin_bytes,
+                         queued, item.backend, now, now, int(closed), stdin_bytes,
                          item.idempotency_key, item.request_hash, spec.name, seq))
-            events.append((seq, item.job_id, pos, now, State.QUEUED.value, 0, "accepted"))
+            events.append((seq, item.job_id, pos, now, queued, 0, "accepted"))
             labels.extend((pos, k, v) for k, v in spec.labels.items())
             jobs[item.job_id] = Job(id=item.job_id, spec=spec, state=State.QUEUED,
                                     backend=item.backend, created_at=now, updated_at=now,
