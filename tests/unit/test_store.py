@@ -258,6 +258,25 @@ def test_active_jobs_are_found_by_their_states_through_the_state_index(
                              ).fetchone()[0] == 0
 
 
+def test_ended_jobs_with_files_are_found_through_an_index_new_jobs_are_not_in(
+        store: Store) -> None:
+    """The janitor's question (ended jobs whose files are kept) reads an index that holds
+    only those: a new job is not written into it."""
+    done = _job(store)
+    _exit(store, done, store.start_attempt(done).number, 0)
+    _job(store)
+    assert store.expired(ended_before=float("inf")) == [done]
+    store.mark_purged([done])
+    assert store.expired(ended_before=float("inf")) == []
+    [sql] = store._db.execute("SELECT sql FROM sqlite_master WHERE name = ?",
+                              ("jobs_ended_unpurged",)).fetchone()
+    assert sql.endswith("WHERE purged_at IS NULL AND ended_at IS NOT NULL")
+    plan = " ".join(r[3] for r in store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE purged_at IS NULL"
+        " AND ended_at IS NOT NULL AND ended_at < 1 ORDER BY ended_at LIMIT 5"))
+    assert "USING INDEX jobs_ended_unpurged" in plan, plan
+
+
 def test_unusable_store_is_a_clear_error(tmp_path: Path) -> None:
     from acjob.errors import ConfigError
 
@@ -420,7 +439,8 @@ def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
 def test_a_version_4_store_finds_events_by_job_position(tmp_path: Path) -> None:
     """Schema 5 finds a job's events by the job's position, not its id: the events of
     jobs made before the migration are found as before, those of jobs made after too,
-    and the index by id is gone; so is the partial index of active jobs."""
+    and the index by id is gone; so is the partial index of active jobs, and the index
+    of jobs whose files are kept holds ended jobs only."""
     import sqlite3
 
     from acjob.store import stats
@@ -452,6 +472,8 @@ def test_a_version_4_store_finds_events_by_job_position(tmp_path: Path) -> None:
     assert "events_job" not in indexes and "events_job_pos" in indexes
     assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs_active'"
                              ).fetchone()[0] == 0
+    assert "jobs_ended_unpurged" in {r[0] for r in store._db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")}
     for i, job_id in enumerate(old):
         assert [(e.state, e.detail, e.at) for e in store.events(job_id)] == [
             (State.QUEUED, "accepted", i)]
