@@ -7,6 +7,7 @@ any other.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,19 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NO_NUL = r"^[^\x00]*$"
 
 
+def sorted_kinds(kinds: frozenset[FailureKind]) -> list[str]:
+    """Return the names of ``kinds`` in order: a set's stable form (a retry policy's
+    ``on``, in its JSON and in each job's spec as the store keeps it)."""
+    return list(_sorted_kinds(kinds))
+
+
+@functools.cache
+def _sorted_kinds(kinds: frozenset[FailureKind]) -> tuple[str, ...]:
+    # Kept for each set met (there are 256 at most): a batch of jobs shows the same one
+    # a thousand times, and an enum member's value is a slow property.
+    return tuple(sorted(k.value for k in kinds))
+
+
 class RetryPolicy(BaseModel):
     """When a failed attempt is followed by another.
 
@@ -86,7 +100,7 @@ class RetryPolicy(BaseModel):
     @field_serializer("on")
     def _sorted(self, on: frozenset[FailureKind]) -> list[str]:
         # Sets have no order; a stable form keeps idempotency hashes stable.
-        return sorted(k.value for k in on)
+        return sorted_kinds(on)
 
     def allows(self, attempt: int, kind: FailureKind) -> bool:
         """Tell whether attempt number ``attempt`` ending with ``kind`` is retried."""

@@ -255,6 +255,51 @@ def test_waiting_for_stdin_does_not_keep_the_daemon_busy(store: Store) -> None:
     assert store.active_jobs_exist()
 
 
+def test_active_jobs_are_found_by_their_states_through_the_state_index(
+        store: Store) -> None:
+    """Jobs not final (every state but the final ones) are read through the index by
+    state and position, not by a scan of every job."""
+    done = _job(store)
+    _exit(store, done, store.start_attempt(done).number, 0)
+    running = _job(store)
+    store.attempt_running(running, store.start_attempt(running).number)
+    queued = store.create_job(JobSpec(command="true"), "slurm", job_id=new_job_id())[0].id
+    canceled = _job(store)
+    _cancel(store, canceled)
+    assert store.active_elsewhere(["local"]) == [queued]
+    assert store.active_elsewhere(["slurm"]) == [running]
+    assert store.active_elsewhere([]) == [running, queued]
+    assert store.active_jobs_exist()
+    from acjob.store import jobs
+
+    for sql, args in [(jobs._ANY_ACTIVE, []),
+                      (f"SELECT id FROM jobs WHERE {jobs._ACTIVE} AND backend NOT IN (?)"
+                       " ORDER BY pos", ["local"])]:
+        plan = " ".join(r[3] for r in store._db.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "USING INDEX jobs_state_pos" in plan and "SCAN" not in plan, plan
+    assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs_active'"
+                             ).fetchone()[0] == 0
+
+
+def test_ended_jobs_with_files_are_found_through_an_index_new_jobs_are_not_in(
+        store: Store) -> None:
+    """The janitor's question (ended jobs whose files are kept) reads an index that holds
+    only those: a new job is not written into it."""
+    done = _job(store)
+    _exit(store, done, store.start_attempt(done).number, 0)
+    _job(store)
+    assert store.expired(ended_before=float("inf")) == [done]
+    store.mark_purged([done])
+    assert store.expired(ended_before=float("inf")) == []
+    [sql] = store._db.execute("SELECT sql FROM sqlite_master WHERE name = ?",
+                              ("jobs_ended_unpurged",)).fetchone()
+    assert sql.endswith("WHERE purged_at IS NULL AND ended_at IS NOT NULL")
+    plan = " ".join(r[3] for r in store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE purged_at IS NULL"
+        " AND ended_at IS NOT NULL AND ended_at < 1 ORDER BY ended_at LIMIT 5"))
+    assert "USING INDEX jobs_ended_unpurged" in plan, plan
+
+
 def test_unusable_store_is_a_clear_error(tmp_path: Path) -> None:
     from acjob.errors import ConfigError
 
@@ -385,7 +430,7 @@ def test_a_version_2_store_is_migrated(tmp_path: Path) -> None:
     assert store.get(job_id).progress == Progress(40.0, "half", 5.0, 1)
     assert seen == [job_id]
     version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
-    assert version == "4"
+    assert version == "5"
 
 
 def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
@@ -412,6 +457,65 @@ def test_a_version_3_store_counts_new_jobs_once(tmp_path: Path) -> None:
     assert store.count_by_state() == {"QUEUED": 5}
     assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
                              " AND name = 'jobs_counted'").fetchone()[0] == 0
+
+
+def test_a_version_4_store_finds_events_by_job_position(tmp_path: Path) -> None:
+    """Schema 5 finds a job's events by the job's position, not its id: the events of
+    jobs made before the migration are found as before, those of jobs made after too,
+    and the index by id is gone; so is the partial index of active jobs, and the index
+    of jobs whose files are kept holds ended jobs only."""
+    import sqlite3
+
+    from acjob.store import stats
+    from acjob.store.database import _MIGRATIONS, _SCHEMA
+
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA + "CREATE INDEX events_job ON events(job_id, seq);"
+                     "CREATE INDEX jobs_active ON jobs(state, pos) WHERE state NOT IN"
+                     " ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED');"
+                     + _MIGRATIONS[2] + _MIGRATIONS[3] + _MIGRATIONS[4]
+                     + "INSERT INTO meta VALUES ('schema', '4');")
+    old = [new_job_id() for _ in range(3)]
+    for i, job_id in enumerate(old):
+        db.execute("INSERT INTO jobs (id, spec, state, backend, created_at, updated_at,"
+                   " stdin_closed) VALUES (?, ?, 'QUEUED', 'local', ?, ?, 1)",
+                   (job_id, JobSpec(command="true").model_dump_json(), i, i))
+        db.execute("INSERT INTO events (job_id, at, state, attempt, detail)"
+                   " VALUES (?, ?, 'QUEUED', 0, 'accepted')", (job_id, i))
+    db.execute("INSERT INTO events (job_id, at, state, attempt, detail)"
+               " VALUES (?, 9, 'QUEUED', 0, 'of a job deleted long ago')", (new_job_id(),))
+    db.commit()
+    db.close()
+    store = Store(path)
+    version = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+    assert version == "5"
+    indexes = {r[0] for r in store._db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
+    assert "events_job" not in indexes and "events_job_pos" in indexes
+    assert store._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'jobs_active'"
+                             ).fetchone()[0] == 0
+    assert "jobs_ended_unpurged" in {r[0] for r in store._db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")}
+    for i, job_id in enumerate(old):
+        assert [(e.state, e.detail, e.at) for e in store.events(job_id)] == [
+            (State.QUEUED, "accepted", i)]
+    attempt = store.start_attempt(old[0])
+    _exit(store, old[0], attempt.number, 0)
+    assert [e.state for e in store.events(old[0])] == [
+        State.QUEUED, State.INITIALIZING, State.COMPLETE]
+    later = _job(store)
+    assert [e.state for e in store.events(later)] == [State.QUEUED]
+    ended = store.get(old[0]).ended_at
+    assert ended is not None
+    history = stats.state_history(store._db, now=ended + 1, window=10, buckets=1)
+    assert history["states"]["COMPLETE"] == [0, 1]
+    [recent] = stats.recent_times(store._db, since=0, limit=10)
+    assert recent["id"] == old[0] and recent["wait_s"] is not None
+    plan = store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM events WHERE job_pos ="
+        " (SELECT pos FROM jobs WHERE id = 'x') AND seq > 0 ORDER BY seq").fetchall()
+    assert "USING INDEX events_job_pos" in " ".join(r[3] for r in plan)
 
 
 def test_progress_belongs_to_the_current_attempt(store: Store) -> None:

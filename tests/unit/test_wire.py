@@ -105,6 +105,15 @@ def test_a_spec_form_from_its_text_is_the_models(spec: JobSpec) -> None:
     assert spec_forms_from_json([text, text]) == [spec_form(spec)] * 2
 
 
+@pytest.mark.parametrize("spec", [*SPECS, JobSpec(command="x", resources={
+    "cpus": None, "extra_args": [], "memory_mb": 1, "queue": "q"})])
+def test_a_spec_forms_resources_are_pydantics_dump_without_defaults(spec: JobSpec) -> None:
+    # Read without pydantic's serializer: the same values, in the same order.
+    expected = spec.resources.model_dump(exclude_none=True, exclude_defaults=True)
+    resources = spec_form(spec)[3]
+    assert resources == expected and list(resources) == list(expected)
+
+
 def test_a_text_that_does_not_parse_alone_leaves_the_others_read() -> None:
     good = SPECS[1].model_dump_json()
     assert spec_forms_from_json([good, "{", good]) == [spec_form(SPECS[1]), None,

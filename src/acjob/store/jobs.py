@@ -32,7 +32,10 @@ from .outbox import Outbox, enqueue
 from .rows import event_from, load_job, load_job_forms_at, load_jobs, load_jobs_at
 from .stats import recent_times, state_history
 
-_ACTIVE = "state NOT IN ('COMPLETE', 'EXECUTOR_ERROR', 'SYSTEM_ERROR', 'CANCELED')"
+#: Jobs not final, named by their states: read through the index by state and position
+#: (``state NOT IN`` the final ones reads every job).
+_ACTIVE = "state IN ({})".format(", ".join(
+    f"'{state.value}'" for state in State if state not in FINAL_STATES))
 _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
 _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
 #: Idempotency keys per query (SQLite allows 32766 variables; a batch has at most 1000).
@@ -153,6 +156,7 @@ class Store:
         events: list[tuple[Any, ...]] = []
         labels: list[tuple[int, str, str]] = []
         jobs: dict[str, Job] = {}
+        queued = State.QUEUED.value  # once: an enum member's value is a slow property
         for item in new:
             pos += 1
             seq += 1
@@ -160,9 +164,9 @@ class Store:
             closed = spec.stdin == "none"
             stdin_bytes = 0 if closed else None
             rows.append((pos, item.job_id, item.spec_json or spec.model_dump_json(),
-                         State.QUEUED.value, item.backend, now, now, int(closed), stdin_bytes,
+                         queued, item.backend, now, now, int(closed), stdin_bytes,
                          item.idempotency_key, item.request_hash, spec.name, seq))
-            events.append((seq, item.job_id, now, State.QUEUED.value, 0, "accepted"))
+            events.append((seq, item.job_id, pos, now, queued, 0, "accepted"))
             labels.extend((pos, k, v) for k, v in spec.labels.items())
             jobs[item.job_id] = Job(id=item.job_id, spec=spec, state=State.QUEUED,
                                     backend=item.backend, created_at=now, updated_at=now,
@@ -171,8 +175,8 @@ class Store:
             "INSERT INTO jobs (pos, id, spec, state, backend, created_at, updated_at,"
             " stdin_closed, stdin_bytes, idem_key, idem_hash, name, seq)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        db.executemany("INSERT INTO events (seq, job_id, at, state, attempt, detail)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", events)
+        db.executemany("INSERT INTO events (seq, job_id, job_pos, at, state, attempt, detail)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", events)
         # Counted once per batch: this is the only insert of jobs, and a trigger, run
         # for every row, cost a third of the insert (schema 4 dropped it).
         db.execute("INSERT INTO state_counts (state, n) VALUES (?, ?)"
@@ -264,7 +268,7 @@ class Store:
 
     def active_elsewhere(self, backends: Sequence[str]) -> list[str]:
         """Return the ids of jobs not final whose backend is none of ``backends``, oldest
-        first (read through the index of active jobs: finished ones are not scanned)."""
+        first (read through the index by state: finished ones are not scanned)."""
         marks = ",".join("?" * len(backends))
         rows = self._db.execute(
             # Built from constants and placeholders only.
@@ -525,7 +529,8 @@ class Store:
     def events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """Return the job's events with ``seq > after``, oldest first."""
         rows = self._db.execute(
-            "SELECT * FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT * FROM events WHERE job_pos = (SELECT pos FROM jobs WHERE id = ?)"
+            " AND seq > ? ORDER BY seq LIMIT ?",
             (job_id, after, limit),
         ).fetchall()
         return [event_from(r) for r in rows]
@@ -567,8 +572,9 @@ class Store:
     def _event(self, job_id: str, state: State, attempt: int, detail: str | None,
                now: float) -> None:
         cur = self._db.execute(
-            "INSERT INTO events (job_id, at, state, attempt, detail) VALUES (?, ?, ?, ?, ?)",
-            (job_id, now, state.value, attempt, detail),
+            "INSERT INTO events (job_id, job_pos, at, state, attempt, detail)"
+            " VALUES (?, (SELECT pos FROM jobs WHERE id = ?), ?, ?, ?, ?)",
+            (job_id, job_id, now, state.value, attempt, detail),
         )
         seq = int(cur.lastrowid or 0)
         self._db.execute("UPDATE jobs SET seq = ? WHERE id = ?", (seq, job_id))

@@ -42,7 +42,7 @@ def state_history(conn: sqlite3.Connection, now: float, window: float,
     names = [s.value for s in State]
     rows = conn.execute(
         "SELECT e.at AS at, e.state AS state,"  # noqa: S608 (constant fragments only)
-        " (SELECT p.state FROM events AS p WHERE p.job_id = e.job_id AND p.seq < e.seq"
+        " (SELECT p.state FROM events AS p WHERE p.job_pos = e.job_pos AND p.seq < e.seq"
         f"  AND p.state IN ({known}) ORDER BY p.seq DESC LIMIT 1) AS prev"
         f" FROM events AS e WHERE e.state IN ({known}) ORDER BY e.seq DESC LIMIT ?",
         (*names, *names, MAX_EVENTS + 1))
@@ -91,7 +91,7 @@ def recent_times(conn: sqlite3.Connection, since: float, limit: int) -> list[dic
     was (a job of a few milliseconds), when it was handed to its backend.
     """
     started = ("coalesce((SELECT {agg}(started_at) FROM attempts WHERE attempts.job_id = jobs.id),"
-               " (SELECT {agg}(at) FROM events WHERE events.job_id = jobs.id"
+               " (SELECT {agg}(at) FROM events WHERE events.job_pos = jobs.pos"
                "  AND events.state IN ('INITIALIZING', 'RUNNING')))")
     # Built from constant fragments only; every value is a bound parameter.
     rows = conn.execute(
