@@ -264,6 +264,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         max_requests=_request_limit(settings.config.server.max_requests),
         shutdown=stopping.set, commits=commits,
     )
+    commits.crowded = lambda: services.activity.in_flight > 1
     mail = MailChannel(spool, settings.config.mail)
     webhook = WebhookChannel(spool, settings.config.webhook)
     sender = Sender(store, {mail.kind: mail, webhook.kind: webhook}, settings.config.delivery,

@@ -192,3 +192,25 @@ def test_an_attempts_intent_is_flushed_before_its_backend_is_asked(tmp_path: Pat
     assert store.database.committed == 3 and 1 <= commits.flushes <= 3
     assert "PRAGMA synchronous=FULL" not in statements  # no intent flushed by itself
     store.close()
+
+
+def test_alone_the_flush_is_made_at_once_without_a_thread(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    commits = GroupCommit(store.database)
+    commits.crowded = lambda: False
+    threads: list[int] = []
+    real_sync = store.database.sync
+
+    def sync() -> None:
+        threads.append(threading.get_ident())
+        real_sync()
+
+    store.database.sync = sync  # type: ignore[method-assign]
+    token = grouped.set(True)
+    try:
+        _create(store)
+    finally:
+        grouped.reset(token)
+    asyncio.run(commits.barrier())
+    assert threads == [threading.get_ident()] and not commits.pending
+    store.close()

@@ -16,6 +16,7 @@ meanwhile. A barrier with nothing to flush returns at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from .database import Database
 
@@ -28,12 +29,17 @@ class GroupCommit:
 
     Attributes:
         flushes: How many flushes were made (each may cover many commits).
+        crowded: Tells whether other requests are being answered: only then is a
+            flush made in a worker thread, for others to join while the event loop
+            serves them; alone, it is made at once, without the thread's hand-off
+            (default: always crowded).
     """
 
     def __init__(self, database: Database) -> None:
         self._database = database
         self._flushing: asyncio.Future[None] | None = None
         self.flushes = 0
+        self.crowded: Callable[[], bool] = lambda: True
         database.group_commit = True
 
     @property
@@ -50,6 +56,12 @@ class GroupCommit:
             OSError: the disk refused to flush (nothing may be acknowledged then).
         """
         target = self._database.committed
+        if self._flushing is None and self._database.synced < target and not self.crowded():
+            # Nobody to share the flush with: a thread would only add its hand-off.
+            self._database.sync()
+            self._database.synced = target
+            self.flushes += 1
+            return
         while self._database.synced < target:
             if self._flushing is None:
                 self._flushing = asyncio.ensure_future(self._flush())

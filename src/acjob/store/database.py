@@ -267,7 +267,8 @@ class Database:
             finally:
                 os.close(directory)
             self._wal_fd = fd
-        os.fsync(self._wal_fd)
+        # The log's data and size, as SQLite's own flush of it (fdatasync).
+        os.fdatasync(self._wal_fd)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(job_id, seq, state)`` after each committed event."""
