@@ -48,9 +48,10 @@ def _metric(text: str, name: str) -> float:
     return float(line.split()[1])
 
 
-def test_concurrent_submissions_share_flushes(daemon: Daemon) -> None:
-    """Submissions at once are acknowledged after group flushes, fewer than themselves
-    (tests/unit/test_commits.py shows that no answer leaves before its flush)."""
+def test_concurrent_submissions_are_flushed_in_groups(daemon: Daemon) -> None:
+    """Submissions at once are acknowledged after group flushes, never more than
+    themselves (how many share one depends on timing; tests/unit/test_commits.py shows
+    the sharing, and that no answer leaves before its flush)."""
     import concurrent.futures
 
     def connect() -> httpx.Client:
@@ -70,7 +71,7 @@ def test_concurrent_submissions_share_flushes(daemon: Daemon) -> None:
         assert all(c.get(f"/v1/jobs/{i}").status_code == 200 for i in ids[::20])
     commits = _metric(text, "acjob_grouped_commits_total")
     flushes = _metric(text, "acjob_group_flushes_total")
-    assert commits >= 200 and 1 <= flushes < commits
+    assert commits >= 200 and 1 <= flushes <= commits
 
 
 def test_submit_get_and_idempotency(http: httpx.Client) -> None:
