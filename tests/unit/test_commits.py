@@ -21,6 +21,15 @@ def _create(store: Store) -> str:
     return store.create_job(JobSpec(command="true"), "local", job_id=new_job_id())[0].id
 
 
+def _create_for_a_request(store: Store) -> str:
+    """Create a job as a request does: with its acknowledged commit left to a group."""
+    token = grouped.set(True)
+    try:
+        return _create(store)
+    finally:
+        grouped.reset(token)
+
+
 class _Recorder:
     """Records, in order, each commit, each flush's start and end, and each answer."""
 
@@ -47,11 +56,7 @@ def test_a_request_commit_waits_for_the_group_flush(tmp_path: Path) -> None:
     commits = GroupCommit(store.database)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
-    token = grouped.set(True)
-    try:
-        _create(store)
-    finally:
-        grouped.reset(token)
+    _create_for_a_request(store)
     # Committed, not flushed by itself: the flush is left to the barrier.
     assert "COMMIT" in statements and "PRAGMA synchronous=FULL" not in statements
     assert commits.pending
@@ -121,11 +126,7 @@ def test_a_failed_flush_reaches_every_waiter(tmp_path: Path) -> None:
         raise OSError(5, "Input/output error")
 
     store.database.sync = broken  # type: ignore[method-assign]
-    token = grouped.set(True)
-    try:
-        _create(store)
-    finally:
-        grouped.reset(token)
+    _create_for_a_request(store)
 
     async def main() -> list[BaseException | None]:
         return await asyncio.gather(commits.barrier(), commits.barrier(),
@@ -141,11 +142,7 @@ def test_a_failed_flush_reaches_every_waiter(tmp_path: Path) -> None:
 def test_other_modes_never_group(tmp_path: Path, mode: str) -> None:
     store = Store(tmp_path / "db", synchronous=mode)
     commits = GroupCommit(store.database)
-    token = grouped.set(True)
-    try:
-        _create(store)
-    finally:
-        grouped.reset(token)
+    _create_for_a_request(store)
     assert not commits.pending
     store.close()
 
@@ -206,11 +203,7 @@ def test_alone_the_flush_is_made_at_once_without_a_thread(tmp_path: Path) -> Non
         real_sync()
 
     store.database.sync = sync  # type: ignore[method-assign]
-    token = grouped.set(True)
-    try:
-        _create(store)
-    finally:
-        grouped.reset(token)
+    _create_for_a_request(store)
     asyncio.run(commits.barrier())
     assert threads == [threading.get_ident()] and not commits.pending
     store.close()

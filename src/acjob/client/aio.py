@@ -155,7 +155,8 @@ class AsyncClient:
         return run.result
 
     async def _ensure_daemon(self) -> None:
-        # As the blocking client: before the first request and after a failed connection.
+        # Looked at before the first request and after a failed connection (httpx has
+        # no hook for the blocking client's way: a start when a connection finds nothing).
         if self._target.autostart is not None and not self._reach.answering:
             from ..private import ensure_private_daemon
 

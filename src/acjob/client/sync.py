@@ -44,10 +44,10 @@ class Client:
     """A synchronous connection to an acjob daemon.
 
     Finds the daemon as the command-line tools do (``url``, ``ACJOB_URL``, the
-    configuration file, else the private per-user daemon, started when nothing
-    listens on its socket),
-    retries on lost connections and transient errors with capped backoff, and resumes
-    uploads and streams at the byte they had reached: nothing is lost or repeated.
+    configuration file, else the private per-user daemon, started when nothing listens
+    on its socket), retries on lost connections and transient errors with capped
+    backoff, and resumes uploads and streams at the byte they had reached: nothing is
+    lost or repeated.
 
     Args:
         url: ``unix:/path.sock`` or ``http://host:port``.
