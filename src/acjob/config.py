@@ -151,15 +151,16 @@ class Config(BaseModel):
     backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-def load_config(path: Path | None = None) -> Config:
+def load_config(path: str | Path | None = None) -> Config:
     """Read and validate the configuration (an empty one when there is no file).
 
     Raises:
         ConfigError: the file is missing (when named), not TOML, or invalid.
     """
-    path = path or config_path()
-    if path is None:
+    found = path or config_path()
+    if found is None:
         return Config()
+    path = Path(found)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:

@@ -85,7 +85,7 @@ def resolve_settings(
             "it could run commands here",
             hint="set [server] token in the config (or --token), or listen on a Unix socket",
         )
-    state_dir = server.state_dir or default_state_dir()
+    state_dir = server.state_dir or Path(default_state_dir())
     return DaemonSettings(
         endpoint=endpoint,
         state_dir=state_dir,
@@ -114,7 +114,7 @@ def _lock_state_dir(state_dir: Path) -> int:
 
 def _bind(endpoint: Endpoint) -> socket.socket:
     if endpoint.unix is not None:
-        path = endpoint.unix
+        path = Path(endpoint.unix)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if path.exists():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -320,7 +320,7 @@ async def serve(settings: DaemonSettings, ready_fd: int | None = None) -> None:
         sock.close()
         if settings.endpoint.unix is not None:
             with contextlib.suppress(FileNotFoundError):
-                settings.endpoint.unix.unlink()
+                Path(settings.endpoint.unix).unlink()
         if handoff is not None:
             handoff.close()
             with contextlib.suppress(FileNotFoundError):

@@ -2,15 +2,16 @@
 the address of a daemon; and how long a client waits for one.
 
 Nothing here validates the configuration's contents (:mod:`acjob.config` does, with its
-schema), so a client finds its daemon without loading that schema.
+schema), so a client finds its daemon without loading that schema; paths are strings,
+made with :mod:`os.path`, so it finds it without loading :mod:`pathlib` either (a few
+milliseconds of every start of ``acjob``).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 from .errors import ConfigError
 
@@ -18,14 +19,14 @@ from .errors import ConfigError
 DEFAULT_RETRY_FOR_S = 60.0
 
 
-def config_path() -> Path | None:
+def config_path() -> str | None:
     """Return the configuration file in force, or ``None`` if there is none."""
     explicit = os.environ.get("ACJOB_CONFIG")
     if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    for candidate in (Path(xdg) / "acjob" / "config.toml", Path("/etc/acjob/config.toml")):
-        if candidate.is_file():
+        return explicit
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    for candidate in (os.path.join(xdg, "acjob", "config.toml"), "/etc/acjob/config.toml"):
+        if os.path.isfile(candidate):
             return candidate
     return None
 
@@ -50,16 +51,16 @@ def retry_for(configured: float | None) -> float:
     return seconds
 
 
-def runtime_dir() -> Path:
+def runtime_dir() -> str:
     """Return the private runtime directory (created 0700, owner checked).
 
     Raises:
         ConfigError: the directory exists but belongs to another user or is open to others.
     """
     base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "acjob" if base else Path(f"/tmp/acjob-{os.getuid()}")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
+    path = os.path.join(base, "acjob") if base else f"/tmp/acjob-{os.getuid()}"
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.stat(path)
     if info.st_uid != os.getuid():
         raise ConfigError(
             f"{path} belongs to another user",
@@ -74,26 +75,27 @@ def runtime_dir() -> Path:
     return path
 
 
-def private_socket() -> Path:
+def private_socket() -> str:
     """Return the per-user daemon's socket path."""
-    return runtime_dir() / "acjob.sock"
+    return os.path.join(runtime_dir(), "acjob.sock")
 
 
-def handoff_socket(socket_path: str | Path) -> str:
+def handoff_socket(socket_path: str | os.PathLike[str]) -> str:
     """Return the socket beside a daemon's Unix socket where a client on the same
     machine is handed a job's open output files (see :mod:`acjob.server.handoff`)."""
-    return f"{socket_path}.fd"
+    return f"{os.fspath(socket_path)}.fd"
 
 
-def default_state_dir() -> Path:
+def default_state_dir() -> str:
     """Return the per-user state directory (store and spool)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "acjob"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                            ".local", "state")
+    return os.path.join(base, "acjob")
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a daemon listens or a client connects.
+class Endpoint(NamedTuple):
+    """Where a daemon listens or a client connects (a named tuple: a dataclass would
+    cost every start of a client half a millisecond to make).
 
     Attributes:
         unix: The socket path, for a Unix socket.
@@ -101,7 +103,7 @@ class Endpoint:
         port: The port, for TCP.
     """
 
-    unix: Path | None = None
+    unix: str | None = None
     host: str | None = None
     port: int | None = None
 
@@ -143,7 +145,7 @@ def parse_endpoint(text: str) -> Endpoint:
         if len(path.encode()) > 100:
             raise ConfigError(f"the socket path {path} is too long for a Unix socket",
                               hint="use a path under 100 bytes")
-        return Endpoint(unix=Path(path))
+        return Endpoint(unix=path)
     rest = text.removeprefix("http://")
     if rest.startswith("https://"):
         raise ConfigError("acjob speaks plain HTTP; put TLS in a reverse proxy",

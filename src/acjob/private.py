@@ -25,7 +25,7 @@ from .locations import config_path, default_state_dir, runtime_dir
 START_TIMEOUT = 30.0
 
 
-def is_listening(path: Path) -> bool:
+def is_listening(path: str | Path) -> bool:
     """Tell whether something accepts connections on the Unix socket ``path``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -37,7 +37,7 @@ def is_listening(path: Path) -> bool:
     return True
 
 
-def ensure_private_daemon(path: Path) -> None:
+def ensure_private_daemon(path: str | Path) -> None:
     """Make sure the private daemon listens on ``path``; start it if need be.
 
     Raises:
@@ -45,7 +45,7 @@ def ensure_private_daemon(path: Path) -> None:
     """
     if is_listening(path):
         return
-    lock_path = runtime_dir() / "start.lock"
+    lock_path = Path(runtime_dir()) / "start.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -56,8 +56,8 @@ def ensure_private_daemon(path: Path) -> None:
         os.close(fd)
 
 
-def _start(path: Path) -> None:
-    state = default_state_dir()
+def _start(path: str | Path) -> None:
+    state = Path(default_state_dir())
     if config_path() is not None:
         # Starting a daemon is rare: its configuration's schema may load here.
         from .config import load_config

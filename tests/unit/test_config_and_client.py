@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from acjob.backends.local import parse_native_id, process_start_time
+from acjob.client.connection import _query
 from acjob.client.stdin import _chunks, _resume_at, _with_lookahead
 from acjob.config import load_config, parse_endpoint
 from acjob.errors import ConfigError, ConnectionFailed
@@ -63,11 +64,28 @@ def test_native_ids() -> None:
     assert process_start_time(2**22 + 12345) is None
 
 
-def test_chunks_and_lookahead() -> None:
+def test_chunks_and_lookahead(tmp_path: Path) -> None:
     assert list(_with_lookahead(iter([]))) == [(b"", True)]
     assert list(_with_lookahead(iter([b"a", b"", b"b"]))) == [(b"a", False), (b"b", True)]
     assert b"".join(_chunks(io.BytesIO(b"x" * 100))) == b"x" * 100
     assert list(_chunks("text")) == [b"text"]
+    path = tmp_path / "stdin"
+    path.write_bytes(b"from a file")
+    assert list(_chunks(path)) == [b"from a file"]
+
+
+@pytest.mark.parametrize("params", [
+    {"wait": 59.5, "final": "true"},
+    {"offset": 0, "final": "false"},
+    {"wait": 1e-05, "since": -3},
+    {"state": ["QUEUED", "RUNNING"], "limit": 50},
+    {"name_prefix": "a b&c=d/é", "label": "k=v"},
+    {"final": "maybe"},
+])
+def test_query_strings_are_those_urlencode_writes(params: dict[str, object]) -> None:
+    from urllib.parse import urlencode
+
+    assert _query(params) == urlencode(params, doseq=True)
 
 
 def test_resume_points() -> None:

@@ -128,9 +128,10 @@ def test_acjob_and_the_blocking_client_load_no_slow_standard_module(code: str,
                                                                     tmp_path: Path) -> None:
     """Nor do `acjob`, `acpoll` and the blocking client load what costs a start tens of
     milliseconds: click (they parse with argparse), http.client with the email parser
-    and ssl, subprocess (only to start the private daemon), shutil."""
+    and ssl, subprocess (only to start the private daemon), shutil, pathlib (paths are
+    found with os.path)."""
     code += ("; import sys; print(sorted({m.split('.')[0] for m in sys.modules} "
-             "& {'click', 'http', 'email', 'ssl', 'subprocess', 'shutil'}))")
+             "& {'click', 'http', 'email', 'ssl', 'subprocess', 'shutil', 'pathlib'}))")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env).stdout

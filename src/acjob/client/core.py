@@ -18,7 +18,6 @@ import os
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
 from ..errors import AcjobError, ConnectionFailed, TransientError, error_from_response
@@ -376,7 +375,7 @@ class Target(NamedTuple):
     base_url: str
     transport_uds: str | None
     token: str | None
-    autostart: Path | None
+    autostart: str | None
     where: str = "the acjob daemon"
     retry_for: float = DEFAULT_RETRY_FOR_S
 

@@ -13,12 +13,11 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ConnectionFailed
 
-Stdin = bytes | str | Path | IO[bytes] | Iterable[bytes] | None
+Stdin = bytes | str | os.PathLike[str] | IO[bytes] | Iterable[bytes] | None
 
 #: The most bytes one upload request carries.
 UPLOAD_CHUNK = 8 << 20
@@ -34,8 +33,8 @@ def _chunks(stdin: Stdin) -> Iterator[bytes]:
         for start in range(0, len(stdin), UPLOAD_CHUNK):
             yield stdin[start:start + UPLOAD_CHUNK]
         return
-    if isinstance(stdin, Path):
-        with stdin.open("rb") as f:
+    if isinstance(stdin, os.PathLike):
+        with open(stdin, "rb") as f:
             yield from _chunks(f)
         return
     if hasattr(stdin, "read"):
@@ -64,7 +63,7 @@ def _with_lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
 def is_live(stdin: Stdin) -> bool:
     """Tell whether ``stdin`` may still be arriving: a pipe, a terminal, a socket, an
     iterable of chunks. Bytes, text, paths and regular files are complete already."""
-    if stdin is None or isinstance(stdin, bytes | str | Path):
+    if stdin is None or isinstance(stdin, bytes | str | os.PathLike):
         return False
     fileno = getattr(stdin, "fileno", None)
     if fileno is not None:
