@@ -124,10 +124,12 @@ def _producer(pause: float) -> str:
 # -- the raw baselines and acjob ---------------------------------------------------------
 
 
-def measure_raw(run: Run) -> None:
-    """Spawning ``sh -c true``, ``python3 -c pass``, the ``cat`` pipe."""
+def measure_raw(run: Run, tmp: Path) -> None:
+    """Spawning ``sh -c true``, ``python3 -c pass``, the ``cat`` pipe, and durable writes
+    (``fdatasync``) where the daemons keep their state."""
     values, runs, jobs = run.values, run.settings["runs"], run.settings["jobs"]
-    _say("raw baselines: spawn, python3 -c pass, cat pipe")
+    _say("raw baselines: spawn, python3 -c pass, cat pipe, fdatasync")
+    values["submit_one_client"]["fsync"] = durable_appends_per_second(tmp, jobs)
 
     def spawn() -> None:
         subprocess.run(["sh", "-c", "true"], check=True)
@@ -147,6 +149,24 @@ def measure_raw(run: Run) -> None:
         run.size_bytes, seconds)
     values["live_pipe_first_byte"]["pipe"] = first_byte_seconds(
         ["sh", "-c", f"{_producer(run.settings['pause'])} | cat"])
+
+
+def durable_appends_per_second(directory: Path, count: int) -> float:
+    """Append 4 KiB to a file in ``directory`` and ``fdatasync`` it, ``count`` times: the
+    rate of a writer that waits for each write to reach the disk, as a client waits for
+    each acknowledged submission (goal 7). No Python, HTTP or database work is in it."""
+    path = directory / "fsync-baseline"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        block = b"\0" * 4096
+        start = time.perf_counter()
+        for _ in range(count):
+            os.write(fd, block)
+            os.fdatasync(fd)
+        return count / (time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
 
 
 def measure_acjob(run: Run, tmp: Path) -> None:
@@ -412,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="acb") as name:
             tmp = Path(name)
-            measure_raw(run)
+            measure_raw(run, tmp)
             for _, phase in phases:
                 phase(run, tmp)
     except KeyboardInterrupt:

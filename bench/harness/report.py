@@ -51,6 +51,7 @@ NAMES = {
     "python": "python3 -c pass",
     "sh": "sh -c true",
     "sbatch": "raw sbatch",
+    "fsync": "raw fdatasync of 4 KiB appends",
 }
 """Display names of the systems."""
 
@@ -59,8 +60,8 @@ FIGURES = (
            "round trip", "ms", False, ("huey", "celery", "rq", "acjob_fsync", "spawn"),
            peers=True),
     Figure("submit_one_client", "single-request submissions, one client",
-           "submissions, 1 client", "jobs/s", True, ("huey", "celery", "rq", "acjob_fsync"),
-           peers=True),
+           "submissions, 1 client", "jobs/s", True,
+           ("huey", "celery", "rq", "acjob_fsync", "fsync"), peers=True),
     Figure("submit_concurrent", "single-request submissions, {clients} concurrent clients",
            "submissions, {clients} clients", "jobs/s", True,
            ("huey", "celery", "rq", "acjob_fsync"), peers=True),
@@ -283,7 +284,7 @@ def markdown_report(results: Mapping[str, Any]) -> str:
     tools), each cell a value and acjob's ratio to it, then the goals as a checklist."""
     settings = results["settings"]
     figures = results["figures"]
-    peer_columns = ["acjob", *PEERS, "acjob_fsync", "spawn"]
+    peer_columns = ["acjob", *PEERS, "acjob_fsync", "spawn", "fsync"]
     out = ["| figure | " + " | ".join(NAMES[n] for n in peer_columns) + " |",
            "| --- |" + " --- |" * len(peer_columns)]
     for figure in FIGURES:

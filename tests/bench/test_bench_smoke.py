@@ -27,7 +27,7 @@ ACJOB_FIGURES = [*QUEUE_FIGURES, "submit_batch", "e2e_batch", "stream_out", "str
                  "live_pipe_first_byte", "cli_start_ms"]
 BASELINES = {
     "round_trip_ms": ["spawn", "acjob_fsync"],
-    "submit_one_client": ["acjob_fsync"],
+    "submit_one_client": ["acjob_fsync", "fsync"],
     "submit_concurrent": ["acjob_fsync"],
     "e2e_one_by_one": ["spawn", "acjob_fsync"],
     "e2e_batch": ["spawn"],
