@@ -408,11 +408,11 @@ def resolve(url: str | None, token: str | None, autostart: bool = True) -> Targe
     wait = retry_for(configured_wait)
     if not text:
         path = private_socket()
-        return Target("http://acjob", str(path), token, path if autostart else None,
+        return Target("http://acjob", path, token, path if autostart else None,
                       f"unix:{path}", wait)
     endpoint = parse_endpoint(text)
     if endpoint.unix is not None:
-        return Target("http://acjob", str(endpoint.unix), token, None, endpoint.url, wait)
+        return Target("http://acjob", endpoint.unix, token, None, endpoint.url, wait)
     return Target(endpoint.url, None, token, None, endpoint.url, wait)
 
 
