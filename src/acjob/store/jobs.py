@@ -30,6 +30,7 @@ from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
 from .rows import event_from, load_job, load_job_forms_at, load_jobs, load_jobs_at
+from .specs import remember
 from .stats import recent_times, state_history
 
 #: Jobs not final, named by their states: read through the index by state and position
@@ -163,9 +164,13 @@ class Store:
             spec = item.spec
             closed = spec.stdin == "none"
             stdin_bytes = 0 if closed else None
-            rows.append((pos, item.job_id, item.spec_json or spec.model_dump_json(),
-                         queued, item.backend, now, now, int(closed), stdin_bytes,
-                         item.idempotency_key, item.request_hash, spec.name, seq))
+            text = item.spec_json or spec.model_dump_json()
+            # Validated already (as the request was read): the store's reads of this
+            # job start from it (see :mod:`acjob.store.specs`).
+            remember(item.job_id, text, spec)
+            rows.append((pos, item.job_id, text, queued, item.backend, now, now,
+                         int(closed), stdin_bytes, item.idempotency_key, item.request_hash,
+                         spec.name, seq))
             events.append((seq, item.job_id, pos, now, queued, 0, "accepted"))
             labels.extend((pos, k, v) for k, v in spec.labels.items())
             jobs[item.job_id] = Job(id=item.job_id, spec=spec, state=State.QUEUED,
