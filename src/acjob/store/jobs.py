@@ -11,9 +11,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..errors import Conflict
+from ..errors import Conflict, NotFound
 from ..lifecycle import AttemptEnd
 from ..model import (
     FINAL_STATES,
@@ -41,6 +41,14 @@ _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
 _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
 #: Idempotency keys per query (SQLite allows 32766 variables; a batch has at most 1000).
 _KEYS_PER_QUERY = 500
+
+class _Head(NamedTuple):
+    """What a state change needs of a job: its id, state and current attempt number."""
+
+    id: str
+    state: State
+    attempt: int
+
 
 class Store:
     """The daemon's memory. Not thread-safe: use it from the event loop's thread.
@@ -396,7 +404,8 @@ class Store:
         """Record the intent to submit the next attempt (before the backend is called)."""
         now = time.time()
         with self._database.transaction(durable=True) as db:
-            job = load_job(self._db, job_id)
+            # Its state and attempt only: the intent needs nothing more of the job.
+            job = self._head(job_id)
             number = job.attempt + 1
             self._check(job, State.INITIALIZING)
             db.execute(
@@ -448,7 +457,7 @@ class Store:
 
     def _running(self, job_id: str, number: int, now: float,
                  started_at: float | None = None) -> None:
-        job = load_job(self._db, job_id)
+        job = self._head(job_id)
         if job.attempt != number:
             return
         self._db.execute(
@@ -542,7 +551,20 @@ class Store:
 
     # -- internals --------------------------------------------------------------------
 
-    def _check(self, job: Job, new: State) -> None:
+    def _head(self, job_id: str) -> _Head:
+        """Return the job's id, state and current attempt number (read alone: cheaper
+        than the whole job, its spec and attempts).
+
+        Raises:
+            NotFound: no such job.
+        """
+        row = self._db.execute("SELECT state, attempt FROM jobs WHERE id = ?",
+                               (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}", hint="check the id; ac jobs lists the jobs")
+        return _Head(job_id, State(row[0]), row[1])
+
+    def _check(self, job: Job | _Head, new: State) -> None:
         if not can_transition(job.state, new):
             raise Conflict(
                 f"job {job.id} cannot go from {job.state.value} to {new.value}",
@@ -551,7 +573,7 @@ class Store:
 
     def _set_state(
         self,
-        job: Job,
+        job: Job | _Head,
         new: State,
         now: float,
         *,
@@ -563,8 +585,9 @@ class Store:
         self._check(job, new)
         ended = now if new in FINAL_STATES else None
         if ended is not None:
-            # The outbox: committed with the final state, or not at all.
-            enqueue(self._db, job, now)
+            # The outbox: committed with the final state, or not at all (from the
+            # whole job, whose spec names the deliveries).
+            enqueue(self._db, job if isinstance(job, Job) else load_job(self._db, job.id), now)
         self._db.execute(
             "UPDATE jobs SET state = ?, updated_at = ?, ended_at = ?,"
             " exit_code = CASE WHEN ? THEN NULL ELSE coalesce(?, exit_code) END, reason = ?"
