@@ -297,9 +297,19 @@ class Spool:
     def read_exit(self, job_id: str, attempt: int) -> ExitRecord | None:
         """Return how the attempt's wrapper ended, or ``None`` if it has not."""
         try:
-            fields = (self.attempt_dir(job_id, attempt) / EXIT_FILE).read_text().split()
+            # Looked for at each cycle while the attempt runs: plain os calls, a third
+            # of the time of a path's read_text.
+            fd = os.open(self.attempt_dir(job_id, attempt) / EXIT_FILE,
+                         os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        try:
+            data = b""
+            while chunk := os.read(fd, 4096):
+                data += chunk
+        finally:
+            os.close(fd)
+        fields = data.decode().split()
         try:
             return ExitRecord(int(fields[0]), fields[1] if len(fields) > 1 else None)
         except (ValueError, IndexError):
