@@ -29,7 +29,14 @@ from ..progress import Progress
 from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
-from .rows import event_from, load_job, load_job_forms_at, load_jobs, load_jobs_at
+from .rows import (
+    event_from,
+    load_job,
+    load_job_forms_at,
+    load_jobs,
+    load_jobs_at,
+    load_jobs_where,
+)
 from .specs import remember
 from .stats import recent_times, state_history
 
@@ -291,11 +298,10 @@ class Store:
 
     def in_flight(self) -> list[Job]:
         """Return the jobs that have an attempt under way (initializing, running, canceling)."""
-        rows = self._db.execute(
-            "SELECT id FROM jobs WHERE state IN ('INITIALIZING', 'RUNNING', 'CANCELING')"
-            " ORDER BY pos"
-        ).fetchall()
-        return load_jobs(self._db, [r["id"] for r in rows])
+        # Read at every cycle of the monitor: the jobs' rows come with the query that
+        # finds them.
+        return load_jobs_where(
+            self._db, "state IN ('INITIALIZING', 'RUNNING', 'CANCELING') ORDER BY pos")
 
     def active_jobs_exist(self) -> bool:
         """Tell whether any job is not final (jobs still waiting for their stdin aside)."""
@@ -309,7 +315,7 @@ class Store:
 
         A job whose stdin is still arriving is ready too: it reads its stdin as it comes.
         """
-        sql = "SELECT id FROM jobs WHERE state IN ('QUEUED', 'PREEMPTED')"
+        sql = "state IN ('QUEUED', 'PREEMPTED')"
         args: list[Any] = []
         if backend is not None:
             sql += " AND backend = ?"
@@ -319,7 +325,7 @@ class Store:
             args.extend(exclude)
         sql += " ORDER BY pos LIMIT ?"
         args.append(limit)
-        return load_jobs(self._db, [r["id"] for r in self._db.execute(sql, args)])
+        return load_jobs_where(self._db, sql, args)
 
     def expired(self, ended_before: float, limit: int = 500) -> list[str]:
         """Return ids of final jobs that ended before ``ended_before`` and still have files."""
