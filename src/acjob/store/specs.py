@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from ..model import JobSpec
 
-#: Specs kept at most: more than the jobs a daemon has under way at once and re-reads
-#: (a dispatch takes 200 at a time), at a few KiB each.
-MAX_SPECS = 4096
+#: Specs kept at most: more than a dispatch takes at a time (200) and the jobs a local
+#: backend runs at once, at about 3.5 KiB each (7 MiB in all, at most).
+MAX_SPECS = 2048
 
 _kept: dict[str, tuple[str, JobSpec]] = {}
 
