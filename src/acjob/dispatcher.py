@@ -134,7 +134,7 @@ class Dispatcher:
         finally:
             grouped.reset(grouping)
         try:
-            self._spool.create_job(job.id)
+            # The job's directories are made with the attempt's (create_attempt).
             workdir = self._spool.work_dir(job.id)
             if job.spec.workdir is not None:
                 workdir = Path(job.spec.workdir)

@@ -184,14 +184,22 @@ class Spool:
 
     def create_attempt(self, job_id: str, attempt: int, wrapper: str) -> Path:
         """Create the attempt's directory with its wrapper; return the wrapper's path."""
-        self.create_job(job_id)
-        directory = self.attempt_dir(job_id, attempt)
+        # The job's directories as create_job makes them, its id checked once.
+        job_dir = self.job_dir(job_id)
+        job_dir.mkdir(mode=0o700, exist_ok=True)
+        (job_dir / "work").mkdir(mode=0o700, exist_ok=True)
+        directory = job_dir / str(int(attempt))
         directory.mkdir(mode=0o700, exist_ok=True)
         path = directory / WRAPPER_FILE
         tmp = directory / (WRAPPER_FILE + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
-        with os.fdopen(fd, "w") as f:
-            f.write(wrapper)
+        try:
+            # Plain writes: a text file object costs more to make than the write.
+            view = memoryview(wrapper.encode())
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         tmp.replace(path)
         return path
 
@@ -297,9 +305,19 @@ class Spool:
     def read_exit(self, job_id: str, attempt: int) -> ExitRecord | None:
         """Return how the attempt's wrapper ended, or ``None`` if it has not."""
         try:
-            fields = (self.attempt_dir(job_id, attempt) / EXIT_FILE).read_text().split()
+            # Looked for at each cycle while the attempt runs: plain os calls, a third
+            # of the time of a path's read_text.
+            fd = os.open(self.attempt_dir(job_id, attempt) / EXIT_FILE,
+                         os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        try:
+            data = b""
+            while chunk := os.read(fd, 4096):
+                data += chunk
+        finally:
+            os.close(fd)
+        fields = data.decode().split()
         try:
             return ExitRecord(int(fields[0]), fields[1] if len(fields) > 1 else None)
         except (ValueError, IndexError):

@@ -26,6 +26,8 @@ from ..spool import Spool
 from .base import job_environment
 
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+#: More than a process's ``/proc/PID/stat`` line ever holds.
+_STAT_BYTES = 4096
 
 
 def boot_id() -> str:
@@ -42,9 +44,18 @@ def process_start_time(pid: int) -> int | None:
     A zombie (ended, not yet reaped) counts as absent.
     """
     try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+    try:
+        # One read: the line is well under a KiB (a command name is at most 15 bytes,
+        # the rest numbers), and the kernel hands it over whole. Plain os calls: a
+        # third of the time of a path's read_bytes, and this runs at each start.
+        data = os.read(fd, _STAT_BYTES)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) may contain spaces and parentheses: split after it.
     fields = data[data.rfind(b")") + 2 :].split()
     if fields[0] in (b"Z", b"X"):

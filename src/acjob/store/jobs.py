@@ -11,9 +11,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..errors import Conflict
+from ..errors import Conflict, NotFound
 from ..lifecycle import AttemptEnd
 from ..model import (
     FINAL_STATES,
@@ -29,7 +29,15 @@ from ..progress import Progress
 from .database import Database, Listener
 from .listing import page
 from .outbox import Outbox, enqueue
-from .rows import event_from, load_job, load_job_forms_at, load_jobs, load_jobs_at
+from .rows import (
+    event_from,
+    load_job,
+    load_job_forms_at,
+    load_jobs,
+    load_jobs_at,
+    load_jobs_where,
+)
+from .specs import remember
 from .stats import recent_times, state_history
 
 #: Jobs not final, named by their states: read through the index by state and position
@@ -40,6 +48,14 @@ _WAITING_FOR_STDIN = "(state = 'QUEUED' AND stdin_closed = 0)"
 _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} LIMIT 1"  # noqa: S608
 #: Idempotency keys per query (SQLite allows 32766 variables; a batch has at most 1000).
 _KEYS_PER_QUERY = 500
+
+class _Head(NamedTuple):
+    """What a state change needs of a job: its id, state and current attempt number."""
+
+    id: str
+    state: State
+    attempt: int
+
 
 class Store:
     """The daemon's memory. Not thread-safe: use it from the event loop's thread.
@@ -163,9 +179,13 @@ class Store:
             spec = item.spec
             closed = spec.stdin == "none"
             stdin_bytes = 0 if closed else None
-            rows.append((pos, item.job_id, item.spec_json or spec.model_dump_json(),
-                         queued, item.backend, now, now, int(closed), stdin_bytes,
-                         item.idempotency_key, item.request_hash, spec.name, seq))
+            text = item.spec_json or spec.model_dump_json()
+            # Validated already (as the request was read): the store's reads of this
+            # job start from it (see :mod:`acjob.store.specs`).
+            remember(item.job_id, text, spec)
+            rows.append((pos, item.job_id, text, queued, item.backend, now, now,
+                         int(closed), stdin_bytes, item.idempotency_key, item.request_hash,
+                         spec.name, seq))
             events.append((seq, item.job_id, pos, now, queued, 0, "accepted"))
             labels.extend((pos, k, v) for k, v in spec.labels.items())
             jobs[item.job_id] = Job(id=item.job_id, spec=spec, state=State.QUEUED,
@@ -278,11 +298,10 @@ class Store:
 
     def in_flight(self) -> list[Job]:
         """Return the jobs that have an attempt under way (initializing, running, canceling)."""
-        rows = self._db.execute(
-            "SELECT id FROM jobs WHERE state IN ('INITIALIZING', 'RUNNING', 'CANCELING')"
-            " ORDER BY pos"
-        ).fetchall()
-        return load_jobs(self._db, [r["id"] for r in rows])
+        # Read at every cycle of the monitor: the jobs' rows come with the query that
+        # finds them.
+        return load_jobs_where(
+            self._db, "state IN ('INITIALIZING', 'RUNNING', 'CANCELING') ORDER BY pos")
 
     def active_jobs_exist(self) -> bool:
         """Tell whether any job is not final (jobs still waiting for their stdin aside)."""
@@ -296,7 +315,7 @@ class Store:
 
         A job whose stdin is still arriving is ready too: it reads its stdin as it comes.
         """
-        sql = "SELECT id FROM jobs WHERE state IN ('QUEUED', 'PREEMPTED')"
+        sql = "state IN ('QUEUED', 'PREEMPTED')"
         args: list[Any] = []
         if backend is not None:
             sql += " AND backend = ?"
@@ -306,7 +325,7 @@ class Store:
             args.extend(exclude)
         sql += " ORDER BY pos LIMIT ?"
         args.append(limit)
-        return load_jobs(self._db, [r["id"] for r in self._db.execute(sql, args)])
+        return load_jobs_where(self._db, sql, args)
 
     def expired(self, ended_before: float, limit: int = 500) -> list[str]:
         """Return ids of final jobs that ended before ``ended_before`` and still have files."""
@@ -391,7 +410,8 @@ class Store:
         """Record the intent to submit the next attempt (before the backend is called)."""
         now = time.time()
         with self._database.transaction(durable=True) as db:
-            job = load_job(self._db, job_id)
+            # Its state and attempt only: the intent needs nothing more of the job.
+            job = self._head(job_id)
             number = job.attempt + 1
             self._check(job, State.INITIALIZING)
             db.execute(
@@ -443,7 +463,7 @@ class Store:
 
     def _running(self, job_id: str, number: int, now: float,
                  started_at: float | None = None) -> None:
-        job = load_job(self._db, job_id)
+        job = self._head(job_id)
         if job.attempt != number:
             return
         self._db.execute(
@@ -537,7 +557,20 @@ class Store:
 
     # -- internals --------------------------------------------------------------------
 
-    def _check(self, job: Job, new: State) -> None:
+    def _head(self, job_id: str) -> _Head:
+        """Return the job's id, state and current attempt number (read alone: cheaper
+        than the whole job, its spec and attempts).
+
+        Raises:
+            NotFound: no such job.
+        """
+        row = self._db.execute("SELECT state, attempt FROM jobs WHERE id = ?",
+                               (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}", hint="check the id; ac jobs lists the jobs")
+        return _Head(job_id, State(row[0]), row[1])
+
+    def _check(self, job: Job | _Head, new: State) -> None:
         if not can_transition(job.state, new):
             raise Conflict(
                 f"job {job.id} cannot go from {job.state.value} to {new.value}",
@@ -546,7 +579,7 @@ class Store:
 
     def _set_state(
         self,
-        job: Job,
+        job: Job | _Head,
         new: State,
         now: float,
         *,
@@ -558,8 +591,9 @@ class Store:
         self._check(job, new)
         ended = now if new in FINAL_STATES else None
         if ended is not None:
-            # The outbox: committed with the final state, or not at all.
-            enqueue(self._db, job, now)
+            # The outbox: committed with the final state, or not at all (from the
+            # whole job, whose spec names the deliveries).
+            enqueue(self._db, job if isinstance(job, Job) else load_job(self._db, job.id), now)
         self._db.execute(
             "UPDATE jobs SET state = ?, updated_at = ?, ended_at = ?,"
             " exit_code = CASE WHEN ? THEN NULL ELSE coalesce(?, exit_code) END, reason = ?"

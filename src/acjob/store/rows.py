@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from ..errors import NotFound
@@ -21,6 +21,7 @@ from ..model import (
 )
 from ..progress import Progress
 from ..wire import job_form, spec_form, spec_forms_from_json
+from .specs import spec_of
 
 
 def load_job(conn: sqlite3.Connection, job_id: str) -> Job:
@@ -38,14 +39,43 @@ def load_job(conn: sqlite3.Connection, job_id: str) -> Job:
 #: Jobs per query (SQLite allows 32766 variables; a page holds at most 1000 jobs).
 _PER_QUERY = 500
 
+#: The columns of a job's row that make its record, in the order :func:`_job` unpacks
+#: them. Read as plain tuples: a row's columns looked up by name cost as much as the
+#: rest of the row's way into its record.
+_JOB_COLUMNS = ("id, spec, state, backend, created_at, updated_at, seq, attempt, exit_code,"
+                " reason, stdin_bytes, stdin_closed, ended_at, purged_at")
+
+#: The columns of an attempt's row, in the order :func:`_attached` unpacks them.
+_ATTEMPT_COLUMNS = ("job_id, number, native_id, state, exit_code, failure, reason, started_at,"
+                    " ended_at, progress_percent, progress_message, progress_at")
+
 #: What a job read from the store is made of: its row, its attempts and its deliveries.
-_Read = tuple[sqlite3.Row, tuple[Attempt, ...], tuple[DeliveryRecord, ...]]
+_Read = tuple[tuple[Any, ...], tuple[Attempt, ...], tuple[DeliveryRecord, ...]]
 
 
 def load_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[Job]:
-    """Return the jobs with these ids, in this order (missing ones left out), with three
-    queries per few hundred jobs rather than three per job."""
+    """Return the jobs with these ids, in this order (missing ones left out), with at
+    most three queries per few hundred jobs rather than three per job."""
     return [_job(*read) for read in _read(conn, "id", job_ids)]
+
+
+def load_jobs_where(conn: sqlite3.Connection, condition: str,
+                    args: Sequence[Any] = ()) -> list[Job]:
+    """Return the jobs that meet ``condition``, in the order it says (SQL after
+    ``WHERE`` over the jobs table, its ``ORDER BY`` and ``LIMIT`` included, built by the
+    caller from constants and placeholders only), with their attempts and deliveries:
+    their rows in the query that finds them (not found by id, then read again), and
+    at most two queries more per few hundred jobs."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {condition}", args).fetchall()  # noqa: S608
+    jobs: list[Job] = []
+    for start in range(0, len(rows), _PER_QUERY):
+        chunk = rows[start:start + _PER_QUERY]
+        attempts, deliveries = _attached(conn, [r[0] for r in chunk], _with_deliveries(chunk))
+        jobs.extend(_job(r, attempts.get(r[0], ()), deliveries.get(r[0], ())) for r in chunk)
+    return jobs
 
 
 def load_jobs_at(conn: sqlite3.Connection, positions: Sequence[int]) -> list[Job]:
@@ -102,66 +132,77 @@ def _marks(values: Sequence[object]) -> str:
 def _read(conn: sqlite3.Connection, key: Literal["id", "pos"],
           values: Sequence[str] | Sequence[int]) -> Iterator[_Read]:
     """Yield the jobs whose ``key`` is one of ``values``, in that order (missing ones
-    left out), with their attempts and deliveries: three queries per few hundred jobs."""
+    left out), with their attempts and deliveries: at most three queries per few
+    hundred jobs."""
+    column = 0 if key == "id" else 1
     for start in range(0, len(values), _PER_QUERY):
         chunk = list(values[start:start + _PER_QUERY])
-        rows = {r[key]: r for r in conn.execute(
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        rows = {r[column]: r[2:] for r in cursor.execute(
             # Built from a constant column name and placeholders only.
-            f"SELECT * FROM jobs WHERE {key} IN ({_marks(chunk)})", chunk)}  # noqa: S608
-        attempts, deliveries = _attached(conn, [r["id"] for r in rows.values()])
+            f"SELECT id, pos, {_JOB_COLUMNS} FROM jobs"  # noqa: S608
+            f" WHERE {key} IN ({_marks(chunk)})", chunk)}
+        job_ids = [r[0] for r in rows.values()]
+        # Only a job whose spec asks for deliveries has any (the outbox makes them
+        # from the spec, which never changes): the others need no query for them.
+        attempts, deliveries = _attached(conn, job_ids, _with_deliveries(rows.values()))
         for value in chunk:
             row = rows.get(value)
             if row is not None:
-                job_id = row["id"]
+                job_id = row[0]
                 yield row, attempts.get(job_id, ()), deliveries.get(job_id, ())
 
 
-def _attached(conn: sqlite3.Connection, job_ids: Sequence[str]) -> tuple[
+def _with_deliveries(rows: Iterable[tuple[Any, ...]]) -> list[str]:
+    """Return the ids of the jobs (rows of :data:`_JOB_COLUMNS`) whose spec asks for
+    deliveries."""
+    return [row[0] for row in rows if spec_of(row[0], row[1]).deliveries]
+
+
+def _attached(conn: sqlite3.Connection, job_ids: Sequence[str],
+              delivering: Sequence[str] | None = None) -> tuple[
         dict[str, tuple[Attempt, ...]], dict[str, tuple[DeliveryRecord, ...]]]:
-    """Return the attempts and the deliveries of these jobs, each job's in order."""
+    """Return the attempts and the deliveries of these jobs, each job's in order; the
+    deliveries only of the jobs in ``delivering`` (default: of them all)."""
     if not job_ids:
         return {}, {}
     attempts: dict[str, list[Attempt]] = defaultdict(list)
     deliveries: dict[str, list[DeliveryRecord]] = defaultdict(list)
-    marks = _marks(job_ids)
-    for a in conn.execute(f"SELECT * FROM attempts WHERE job_id IN ({marks})"  # noqa: S608
-                          " ORDER BY job_id, number", job_ids):
-        attempts[a["job_id"]].append(Attempt(
-            job_id=a["job_id"], number=a["number"], native_id=a["native_id"],
-            state=AttemptState(a["state"]), exit_code=a["exit_code"],
-            failure=FailureKind(a["failure"]) if a["failure"] else None,
-            reason=a["reason"], started_at=a["started_at"], ended_at=a["ended_at"],
-            progress=None if a["progress_at"] is None else Progress(
-                a["progress_percent"], a["progress_message"], a["progress_at"],
-                a["number"]),
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    found = cursor.execute(
+        # Built from constants and placeholders only.
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN ({_marks(job_ids)})"  # noqa: S608
+        " ORDER BY job_id, number", job_ids)
+    for (job_id, number, native_id, state, exit_code, failure, reason, started_at,
+         ended_at, percent, message, progress_at) in found:
+        attempts[job_id].append(Attempt(
+            job_id=job_id, number=number, native_id=native_id, state=AttemptState(state),
+            exit_code=exit_code, failure=FailureKind(failure) if failure else None,
+            reason=reason, started_at=started_at, ended_at=ended_at,
+            progress=None if progress_at is None else Progress(
+                percent, message, progress_at, number),
         ))
-    for d in conn.execute(f"SELECT * FROM deliveries WHERE job_id IN ({marks})"  # noqa: S608
-                          " ORDER BY job_id, position", job_ids):
-        deliveries[d["job_id"]].append(delivery_from(d))
+    delivering = job_ids if delivering is None else delivering
+    if delivering:
+        for d in conn.execute(
+                f"SELECT * FROM deliveries WHERE job_id IN ({_marks(delivering)})"  # noqa: S608
+                " ORDER BY job_id, position", delivering):
+            deliveries[d["job_id"]].append(delivery_from(d))
     return ({k: tuple(v) for k, v in attempts.items()},
             {k: tuple(v) for k, v in deliveries.items()})
 
 
-def _job(row: sqlite3.Row, attempts: tuple[Attempt, ...],
+def _job(row: tuple[Any, ...], attempts: tuple[Attempt, ...],
          deliveries: tuple[DeliveryRecord, ...]) -> Job:
-    return Job(
-        id=row["id"],
-        spec=JobSpec.model_validate_json(row["spec"]),
-        state=State(row["state"]),
-        backend=row["backend"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        seq=row["seq"],
-        attempt=row["attempt"],
-        exit_code=row["exit_code"],
-        reason=row["reason"],
-        stdin_bytes=row["stdin_bytes"],
-        stdin_closed=bool(row["stdin_closed"]),
-        ended_at=row["ended_at"],
-        purged_at=row["purged_at"],
-        attempts=attempts,
-        deliveries=deliveries,
-    )
+    (job_id, spec, state, backend, created_at, updated_at, seq, attempt, exit_code, reason,
+     stdin_bytes, stdin_closed, ended_at, purged_at) = row
+    return Job(id=job_id, spec=spec_of(job_id, spec), state=State(state), backend=backend,
+               created_at=created_at, updated_at=updated_at, seq=seq, attempt=attempt,
+               exit_code=exit_code, reason=reason, stdin_bytes=stdin_bytes,
+               stdin_closed=bool(stdin_closed), ended_at=ended_at, purged_at=purged_at,
+               attempts=attempts, deliveries=deliveries)
 
 
 def delivery_from(row: sqlite3.Row) -> DeliveryRecord:
