@@ -160,10 +160,13 @@ class Spool:
         """Return the attempt's wrapper script."""
         return self.attempt_dir(job_id, attempt) / WRAPPER_FILE
 
-    def create_job(self, job_id: str) -> None:
-        """Create the job's directory and its working directory (both 0700)."""
-        self.job_dir(job_id).mkdir(mode=0o700, exist_ok=True)
-        self.work_dir(job_id).mkdir(mode=0o700, exist_ok=True)
+    def create_job(self, job_id: str) -> Path:
+        """Create the job's directory and its working directory (both 0700); return the
+        job's directory."""
+        job_dir = self.job_dir(job_id)
+        job_dir.mkdir(mode=0o700, exist_ok=True)
+        (job_dir / "work").mkdir(mode=0o700, exist_ok=True)
+        return job_dir
 
     def write_job_file(self, job_id: str, name: str, content: bytes) -> Path:
         """Write a file of the job's own (a TES plan) atomically, mode 0600.
@@ -184,11 +187,7 @@ class Spool:
 
     def create_attempt(self, job_id: str, attempt: int, wrapper: str) -> Path:
         """Create the attempt's directory with its wrapper; return the wrapper's path."""
-        # The job's directories as create_job makes them, its id checked once.
-        job_dir = self.job_dir(job_id)
-        job_dir.mkdir(mode=0o700, exist_ok=True)
-        (job_dir / "work").mkdir(mode=0o700, exist_ok=True)
-        directory = job_dir / str(int(attempt))
+        directory = self.create_job(job_id) / str(int(attempt))
         directory.mkdir(mode=0o700, exist_ok=True)
         path = directory / WRAPPER_FILE
         tmp = directory / (WRAPPER_FILE + ".tmp")
