@@ -144,13 +144,15 @@ def queue_figures(d: Daemon, *, runs: int, jobs: int, clients: int,
         system.client.close()
 
 
-def shell(command: str, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run ``command`` with ``sh -c``; return its wall-clock seconds and its peak
-    resident memory in MB (the largest process of the pipeline). Raises if it fails."""
+def shell(command: str | Sequence[str], env: dict[str, str] | None = None,
+          ) -> tuple[float, float]:
+    """Run ``command``, a pipeline with ``sh -c`` or an argv as it is (no shell started
+    before it); return its wall-clock seconds and its peak resident memory in MB (the
+    largest process of the pipeline). Raises if it fails."""
+    argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
     with tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
-        proc = subprocess.Popen(["sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                                stderr=errors)
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
         # wait4 gives the pipeline's largest resident set (its waited-for descendants').
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start

@@ -3,6 +3,7 @@ from, bounded; and a job's deliveries read with it whenever its spec has some.""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_a_kept_spec_never_stands_for_another_text() -> None:
 
 
 def test_the_oldest_specs_go_first_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(specs, "_kept", {})
+    monkeypatch.setattr(specs, "_kept", OrderedDict())
     monkeypatch.setattr(specs, "MAX_SPECS", 3)
     spec = JobSpec(command="true")
     ids = [new_job_id() for _ in range(4)]

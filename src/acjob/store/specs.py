@@ -17,13 +17,17 @@ spec in place (a job is a frozen record, and its spec is what the client asked f
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from ..model import JobSpec
 
 #: Specs kept at most: more than a dispatch takes at a time (200) and the jobs a local
 #: backend runs at once, at about 3.5 KiB each (7 MiB in all, at most).
 MAX_SPECS = 2048
 
-_kept: dict[str, tuple[str, JobSpec]] = {}
+#: An OrderedDict: a plain dict's oldest key is found by a scan over the slots its
+#: deleted keys left, which grows with every eviction until the dict is resized.
+_kept: OrderedDict[str, tuple[str, JobSpec]] = OrderedDict()
 
 
 def spec_of(job_id: str, text: str) -> JobSpec:
@@ -44,6 +48,5 @@ def remember(job_id: str, text: str, spec: JobSpec) -> None:
     """Keep ``spec`` as what ``text``, job ``job_id``'s stored spec, validates into
     (the store calls it with a job it records, whose spec was validated already)."""
     if job_id not in _kept and len(_kept) >= MAX_SPECS:
-        # Dicts keep insertion order: the first key is the oldest kept.
-        del _kept[next(iter(_kept))]
+        _kept.popitem(last=False)
     _kept[job_id] = (text, spec)
