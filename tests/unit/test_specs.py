@@ -34,10 +34,10 @@ def test_a_kept_spec_never_stands_for_another_text() -> None:
 def test_the_oldest_specs_go_first_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(specs, "_kept", OrderedDict())
     monkeypatch.setattr(specs, "MAX_SPECS", 3)
-    spec = JobSpec(command="true")
+    text = JobSpec(command="true").model_dump_json()
     ids = [new_job_id() for _ in range(4)]
     for job_id in ids:
-        specs.remember(job_id, spec.model_dump_json(), spec)
+        specs.spec_of(job_id, text)
     assert list(specs._kept) == ids[1:]
 
 

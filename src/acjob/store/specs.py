@@ -40,13 +40,7 @@ def spec_of(job_id: str, text: str) -> JobSpec:
     if found is not None and found[0] == text:
         return found[1]
     spec = JobSpec.model_validate_json(text)
-    remember(job_id, text, spec)
-    return spec
-
-
-def remember(job_id: str, text: str, spec: JobSpec) -> None:
-    """Keep ``spec`` as what ``text``, job ``job_id``'s stored spec, validates into
-    (the store calls it with a job it records, whose spec was validated already)."""
     if job_id not in _kept and len(_kept) >= MAX_SPECS:
         _kept.popitem(last=False)
     _kept[job_id] = (text, spec)
+    return spec
