@@ -46,6 +46,20 @@ def median_seconds(action: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+def paired_median_seconds(first: Callable[[], object], second: Callable[[], object],
+                          runs: int) -> tuple[float, float]:
+    """The median wall-clock times of ``runs`` calls of ``first`` and of ``second``,
+    called in turn (first, second, first, …), in seconds: a machine whose speed drifts
+    during the run (other people's load) moves both alike, and their ratio holds."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for action, spent in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            action()
+            spent.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def _client(connect: Callable[[], System], count: int, barrier: Any, out: Any) -> None:
     """One of the concurrent clients: connect and submit one job untimed (connections
     are made lazily), wait for the others, then submit ``count`` jobs."""
