@@ -335,7 +335,8 @@ def _connect_unix(path: str, timeout: float | None) -> socket.socket:
 
 
 def _query(params: Mapping[str, Any]) -> str:
-    """Encode a query string as ``urlencode(params, doseq=True)`` does.
+    """Encode a query string as ``urlencode(params, doseq=True)`` does (the keys are
+    the plans' own plain names).
 
     Numbers and the words ``true``/``false`` are written as they are (nothing in them
     needs quoting), so the hot path (a wait, an upload's offset) does without
