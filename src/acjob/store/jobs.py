@@ -48,6 +48,7 @@ _ANY_ACTIVE = f"SELECT 1 FROM jobs WHERE {_ACTIVE} AND NOT {_WAITING_FOR_STDIN} 
 #: Idempotency keys per query (SQLite allows 32766 variables; a batch has at most 1000).
 _KEYS_PER_QUERY = 500
 
+
 class _Head(NamedTuple):
     """What a state change needs of a job: its id, state and current attempt number."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..errors import NotFound
@@ -49,14 +49,11 @@ _JOB_COLUMNS = ("id, spec, state, backend, created_at, updated_at, seq, attempt,
 _ATTEMPT_COLUMNS = ("job_id, number, native_id, state, exit_code, failure, reason, started_at,"
                     " ended_at, progress_percent, progress_message, progress_at")
 
-#: What a job read from the store is made of: its row, its attempts and its deliveries.
-_Read = tuple[tuple[Any, ...], tuple[Attempt, ...], tuple[DeliveryRecord, ...]]
-
 
 def load_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[Job]:
     """Return the jobs with these ids, in this order (missing ones left out), with at
     most three queries per few hundred jobs rather than three per job."""
-    return [_job(*read) for read in _read(conn, "id", job_ids)]
+    return _read(conn, "id", job_ids)
 
 
 def load_jobs_where(conn: sqlite3.Connection, condition: str,
@@ -72,16 +69,14 @@ def load_jobs_where(conn: sqlite3.Connection, condition: str,
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {condition}", args).fetchall()  # noqa: S608
     jobs: list[Job] = []
     for start in range(0, len(rows), _PER_QUERY):
-        chunk = rows[start:start + _PER_QUERY]
-        attempts, deliveries = _attached(conn, [r[0] for r in chunk], _with_deliveries(chunk))
-        jobs.extend(_job(r, attempts.get(r[0], ()), deliveries.get(r[0], ())) for r in chunk)
+        jobs.extend(_jobs(conn, rows[start:start + _PER_QUERY]))
     return jobs
 
 
 def load_jobs_at(conn: sqlite3.Connection, positions: Sequence[int]) -> list[Job]:
     """Return the jobs at these positions (``jobs.pos``), in this order (missing ones
     left out), as :func:`load_jobs` does."""
-    return [_job(*read) for read in _read(conn, "pos", positions)]
+    return _read(conn, "pos", positions)
 
 
 def load_job_forms_at(conn: sqlite3.Connection,
@@ -130,34 +125,32 @@ def _marks(values: Sequence[object]) -> str:
 
 
 def _read(conn: sqlite3.Connection, key: Literal["id", "pos"],
-          values: Sequence[str] | Sequence[int]) -> Iterator[_Read]:
-    """Yield the jobs whose ``key`` is one of ``values``, in that order (missing ones
+          values: Sequence[str] | Sequence[int]) -> list[Job]:
+    """Return the jobs whose ``key`` is one of ``values``, in that order (missing ones
     left out), with their attempts and deliveries: at most three queries per few
     hundred jobs."""
     column = 0 if key == "id" else 1
+    jobs: list[Job] = []
     for start in range(0, len(values), _PER_QUERY):
         chunk = list(values[start:start + _PER_QUERY])
         cursor = conn.cursor()
         cursor.row_factory = None
-        rows = {r[column]: r[2:] for r in cursor.execute(
+        found = {r[column]: r[2:] for r in cursor.execute(
             # Built from a constant column name and placeholders only.
             f"SELECT id, pos, {_JOB_COLUMNS} FROM jobs"  # noqa: S608
             f" WHERE {key} IN ({_marks(chunk)})", chunk)}
-        job_ids = [r[0] for r in rows.values()]
-        # Only a job whose spec asks for deliveries has any (the outbox makes them
-        # from the spec, which never changes): the others need no query for them.
-        attempts, deliveries = _attached(conn, job_ids, _with_deliveries(rows.values()))
-        for value in chunk:
-            row = rows.get(value)
-            if row is not None:
-                job_id = row[0]
-                yield row, attempts.get(job_id, ()), deliveries.get(job_id, ())
+        jobs.extend(_jobs(conn, [found[value] for value in chunk if value in found]))
+    return jobs
 
 
-def _with_deliveries(rows: Iterable[tuple[Any, ...]]) -> list[str]:
-    """Return the ids of the jobs (rows of :data:`_JOB_COLUMNS`) whose spec asks for
-    deliveries."""
-    return [row[0] for row in rows if spec_of(row[0], row[1]).deliveries]
+def _jobs(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[Job]:
+    """Return the jobs of these rows (of :data:`_JOB_COLUMNS`), in their order, with
+    their attempts and deliveries (two queries at most)."""
+    # Only a job whose spec asks for deliveries has any (the outbox makes them from the
+    # spec, which never changes): the others need no query for them.
+    delivering = [row[0] for row in rows if spec_of(row[0], row[1]).deliveries]
+    attempts, deliveries = _attached(conn, [row[0] for row in rows], delivering)
+    return [_job(row, attempts.get(row[0], ()), deliveries.get(row[0], ())) for row in rows]
 
 
 def _attached(conn: sqlite3.Connection, job_ids: Sequence[str],
